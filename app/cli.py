@@ -1,0 +1,56 @@
+"""The `ganboard` command: `serve` (the dashboard), `train` and `sample` (the trainer, headless)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from trainer import cli as trainer_cli
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
+    settings = Settings(**overrides)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ganboard", description="Launch and watch DCGAN training runs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser(
+        "serve",
+        help="start the dashboard",
+        description="Start the dashboard. Every option also reads a GANBOARD_ environment variable.",
+    )
+    p.add_argument("--host", help="address to bind (GANBOARD_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (GANBOARD_PORT, default 8000)")
+    p.add_argument("--runs-dir", dest="runs_dir", help="run folders and database (GANBOARD_RUNS_DIR, default runs)")
+    p.add_argument("--database-url", dest="database_url", help="SQLAlchemy URL (GANBOARD_DATABASE_URL)")
+    p.add_argument(
+        "--max-concurrent", dest="max_concurrent", type=int,
+        help="runs training at once (GANBOARD_MAX_CONCURRENT, default one per GPU, else 1)",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_serve)
+    trainer_cli.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except trainer_cli.CliError as e:
+        print(f"ganboard {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
