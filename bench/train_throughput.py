@@ -107,8 +107,10 @@ def main() -> None:
     for name in args.cases.split(","):
         cfg = CASES[name]
         torch.manual_seed(0)
-        images = torch.randint(0, 256, (cfg.batch_size * 8, cfg.channels, cfg.image_size, cfg.image_size), dtype=torch.uint8)
         steps = args.steps + WARMUP + 1
+        # one epoch longer than the measurement, so no sample grid or checkpoint falls inside it
+        shape = (cfg.batch_size * (steps + 1), cfg.channels, cfg.image_size, cfg.image_size)
+        images = torch.randint(0, 256, shape, dtype=torch.uint8)
         art, fp32, bf16 = [], [], []
         for _ in range(args.rounds):  # alternate, so drifts in machine speed hit all three alike
             art.append(article_images_per_s(cfg, images, steps))

@@ -35,8 +35,9 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def build_config(preset: str, config_file: str | None, assignments: list[str]) -> TrainConfig:
-    values: dict[str, Any] = dict(PRESETS[preset])
+def build_config(base: dict[str, Any], config_file: str | None, assignments: list[str]) -> TrainConfig:
+    """`base` (a preset, or a resumed run's config.json), then the --config file, then each --set, in that order."""
+    values = dict(base)
     if config_file:
         try:
             loaded = json.loads(Path(config_file).read_text())
@@ -96,16 +97,18 @@ class TqdmSink:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = build_config(args.preset, args.config, args.set or [])
     name = args.name or f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     if "/" in name or name in (".", ".."):
         raise CliError(f"--name {name!r}: use a plain name, not a path")
     run_dir = Path(args.runs_dir) / name
+    base = PRESETS[args.preset]
     if args.resume:
         if not (run_dir / "checkpoints" / "resume.pt").is_file():
             raise CliError(f"--resume: {run_dir}/checkpoints/resume.pt does not exist")
+        base = json.loads((run_dir / "config.json").read_text())
     elif run_dir.exists():
         raise CliError(f"{run_dir} exists: pass --resume to continue it, or another --name")
+    cfg = build_config(base, args.config, args.set or [])
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
     print(f"run directory: {run_dir}")
@@ -157,7 +160,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one field; repeatable")
     p.add_argument("--name", help="run name: the folder under --runs-dir (default: preset and time)")
     p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
-    p.add_argument("--resume", action="store_true", help="continue runs/<name> from its resume.pt")
+    p.add_argument("--resume", action="store_true", help="continue runs/<name> from its resume.pt, with its config")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="write a grid of samples from a generator checkpoint")
