@@ -52,7 +52,7 @@ class TrainConfig(BaseModel):
     lr_d: float = _field(2e-4, "optimisation", "Adam learning rate of the discriminator.", gt=0, le=1)
     beta1: float = _field(0.5, "optimisation", "Adam beta1 for both networks.", ge=0, lt=1)
     # schedule
-    epochs: int = _field(120, "schedule", "Passes over the dataset.", ge=1, le=100_000)
+    epochs: int = _field(70, "schedule", "Passes over the dataset.", ge=1, le=100_000)
     d_every: int = _field(1, "schedule", "Train D on every d_every-th batch.", ge=1, le=1000)
     g_every: int = _field(1, "schedule", "Train G on every g_every-th batch (the article: 5).", ge=1, le=1000)
     save_every: int = _field(10, "schedule", "Write checkpoints every save_every epochs (and always at the end).", ge=1)
@@ -63,7 +63,7 @@ class TrainConfig(BaseModel):
     bf16: bool | None = _field(
         None, "hardware", "bfloat16 autocast: empty = on for CUDA, off for CPU; true or false to force."
     )
-    num_workers: int = _field(0, "hardware", "DataLoader processes for folder datasets (0 = load in the trainer).", ge=0, le=64)
+    num_workers: int = _field(0, "hardware", "Threads decoding a folder dataset (0 = one per core).", ge=0, le=64)
 
     @field_validator("image_size")
     @classmethod

@@ -1,0 +1,115 @@
+"""The two websockets: workers report into `/ws/worker/{id}`, run pages watch `/ws/runs/{id}`."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from app import store
+from app.db import Run
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+def _bearer(ws: WebSocket) -> str:
+    header = ws.headers.get("authorization", "")
+    return header[7:] if header.lower().startswith("bearer ") else ws.query_params.get("token", "")
+
+
+@router.websocket("/ws/worker/{run_id}")
+async def worker_socket(ws: WebSocket, run_id: int) -> None:
+    """Store each message once per (run, attempt, seq), in one transaction, then acknowledge it."""
+    state = ws.app.state
+    run = await run_in_threadpool(lambda: state.sessions().get(Run, run_id))
+    if run is None or not run.token or not hmac.compare_digest(run.token, _bearer(ws)):
+        await ws.close(code=1008, reason="unknown run or wrong token")
+        return
+    await ws.accept()
+    run_dir = state.settings.runs_dir / str(run_id)
+
+    def store_message(msg: dict) -> list[dict] | None:
+        with state.sessions.begin() as s:
+            current = s.get(Run, run_id)
+            if current is None:
+                raise KeyError(run_id)
+            return store.ingest(s, current, run_dir, msg)
+
+    try:
+        while True:
+            msg = json.loads(await ws.receive_text())
+            out = await run_in_threadpool(store_message, msg)
+            if out:
+                state.hub.publish(run_id, out)
+            await ws.send_text(json.dumps({"type": "ack", "seq": msg["seq"]}))
+            if msg["type"] == "status" and msg["status"] != "running":
+                state.supervisor.poke()
+    except WebSocketDisconnect:
+        pass
+    except (KeyError, ValueError, TypeError) as e:  # a malformed message or a deleted run: drop the connection
+        log.warning("run %s: bad worker message: %r", run_id, e)
+        await ws.close(code=1003)
+
+
+async def _until_closed(ws: WebSocket) -> None:
+    """Pages send nothing we need; reading is how a closed page is noticed."""
+    try:
+        while True:
+            await ws.receive_text()
+    except (WebSocketDisconnect, RuntimeError):
+        return
+
+
+@router.websocket("/ws/runs/{run_id}")
+async def page_socket(ws: WebSocket, run_id: int) -> None:
+    """A snapshot (history downsampled, or only after `?after=S` for a page that reconnects), then live messages."""
+    state = ws.app.state
+    try:
+        after = max(0, int(ws.query_params.get("after", 0)))
+    except ValueError:
+        after = 0
+    page = state.hub.subscribe(run_id)  # before the snapshot, so nothing falls between the two
+    try:
+
+        def make_snapshot(after: int) -> dict | None:
+            with state.sessions() as s:
+                run = s.get(Run, run_id)
+                return store.snapshot(s, run, after) if run else None
+
+        snap = await run_in_threadpool(make_snapshot, after)
+        if snap is None:
+            await ws.close(code=1008, reason="unknown run")
+            return
+        await ws.accept()
+        await ws.send_text(json.dumps(snap))
+        last_step = snap["metrics"]["step"][-1] if snap["metrics"]["step"] else after
+        closed = asyncio.create_task(_until_closed(ws))
+        while True:
+            getter = asyncio.create_task(page.queue.get())
+            done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if closed in done:
+                getter.cancel()
+                break
+            msg = getter.result()
+            if page.stale:  # it fell behind: a fresh snapshot replaces the backlog
+                page.stale = False
+                msg = await run_in_threadpool(make_snapshot, last_step)
+                if msg is None:
+                    break
+            if msg["type"] == "batch":
+                steps = msg["rows"]["step"]
+                if steps and steps[-1] <= last_step:
+                    continue  # already in the snapshot
+            if msg["type"] in ("batch", "snapshot") and (steps := (msg.get("rows") or msg.get("metrics"))["step"]):
+                last_step = max(last_step, steps[-1])
+            await ws.send_text(json.dumps(msg))
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        state.hub.unsubscribe(page)
+

@@ -1,0 +1,28 @@
+"""The two pages. They render a shell; the page scripts fetch everything else from the API and the websocket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from app.db import Run
+
+ROOT = Path(__file__).resolve().parent.parent
+templates = Jinja2Templates(directory=ROOT / "templates")
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request, clone: int | None = None):
+    return templates.TemplateResponse(request, "index.html", {"clone_id": clone})
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(request: Request, run_id: int):
+    with request.app.state.sessions() as s:
+        if s.get(Run, run_id) is None:
+            raise HTTPException(404, f"run {run_id} not found")
+    return templates.TemplateResponse(request, "run.html", {"run_id": run_id})

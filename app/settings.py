@@ -1,0 +1,46 @@
+"""Server settings: one pydantic-settings class; every field also reads a GANBOARD_ environment variable."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+@cache
+def visible_gpus() -> tuple[str, ...]:
+    """GPU indices as nvidia-smi lists them; the server never imports torch to find out."""
+    if not shutil.which("nvidia-smi"):
+        return ()
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    return tuple(line.strip() for line in out.splitlines() if line.strip().isdigit())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GANBOARD_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    runs_dir: Path = Path("runs")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<runs_dir>/ganboard.db")
+    max_concurrent: int | None = Field(None, ge=1, description="default: one per visible GPU, else 1")
+    token: str | None = None
+    grace_seconds: float = Field(10.0, gt=0, description="SIGTERM to SIGKILL, when cancelling a run")
+
+    @model_validator(mode="after")
+    def _defaults(self) -> "Settings":
+        self.runs_dir = self.runs_dir.expanduser().resolve()
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.runs_dir / 'ganboard.db'}"
+        if self.max_concurrent is None:
+            self.max_concurrent = max(1, len(visible_gpus()))
+        return self
