@@ -1,0 +1,95 @@
+"""The dashboard through the real path: uvicorn, SQLite, worker processes, websockets."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from websockets.sync.client import connect
+
+from tests.conftest import TINY, wait_for
+from trainer.config import TrainConfig
+from trainer.models import build_generator
+
+
+def read_until(ws, done, limit=10_000):
+    """Messages from a page websocket until done(seen) holds."""
+    seen: list[dict] = []
+    for _ in range(limit):
+        seen.append(json.loads(ws.recv(timeout=120)))
+        if done(seen):
+            return seen
+    raise AssertionError("message limit reached")
+
+
+def test_a_run_streams_metrics_and_samples_then_serves_its_checkpoint(server):
+    run = server.create()
+    assert run["status"] == "queued"
+    with connect(f"{server.ws_url}/ws/runs/{run['id']}") as ws:
+        seen = read_until(ws, lambda s: any(m["type"] == "batch" for m in s) and any(m["type"] == "epoch" for m in s))
+    assert seen[0]["type"] == "snapshot" and seen[0]["run"]["id"] == run["id"]
+    batch = next(m for m in seen if m["type"] == "batch")
+    assert batch["rows"]["step"][0] >= 1 and len(batch["rows"]["loss_d"]) == len(batch["rows"]["step"])
+    epoch = next(m for m in seen if m["type"] == "epoch")
+    assert epoch["sample"]["url"].endswith("epoch_0001.png")
+    assert server.client.get(epoch["sample"]["url"]).content.startswith(b"\x89PNG")
+
+    done = server.wait_status(run["id"], "completed", "failed")
+    assert done["status"] == "completed", done["error"]
+    assert done["step"] == done["total_steps"] and done["epoch"] == 2
+    exited = wait_for(lambda: (r := server.run(run["id"]))["exit_code"] is not None and r, what="the worker to exit")
+    assert exited["exit_code"] == 0 and exited["pid"] is None
+
+    metrics = server.client.get(f"/api/runs/{run['id']}/metrics", params={"max_points": 100000}).json()
+    assert metrics["step"] == list(range(1, done["total_steps"] + 1))  # every step once
+
+    names = {c["name"] for c in server.client.get(f"/api/runs/{run['id']}/checkpoints").json()}
+    assert {"netg.pth", "netd.pth", "resume.pt", "netg_0002.pth"} <= names
+    r = server.client.get(f"/api/runs/{run['id']}/checkpoints/netg.pth")
+    assert r.status_code == 200
+    path = server.runs_dir / str(run["id"]) / "checkpoints" / "netg.pth"
+    assert int(r.headers["content-length"]) == path.stat().st_size == len(r.content)
+    assert r.headers["content-disposition"].startswith("attachment") and "netg.pth" in r.headers["content-disposition"]
+    download = server.runs_dir.parent / "netg-download.pth"
+    download.write_bytes(r.content)
+    netg = build_generator(TrainConfig(**TINY))
+    netg.load_state_dict(torch.load(download, weights_only=True))
+
+
+def test_cancel_then_resume_carries_on_the_step_numbers(server):
+    run = server.create(epochs=1000)
+    wait_for(lambda: server.run(run["id"])["step"] > 0, what="the first steps")
+    r = server.client.post(f"/api/runs/{run['id']}/cancel")
+    assert r.status_code == 200
+    cancelled = server.wait_status(run["id"], "cancelled", "failed")
+    assert cancelled["status"] == "cancelled"
+    names = {c["name"] for c in server.client.get(f"/api/runs/{run['id']}/checkpoints").json()}
+    assert "resume.pt" in names
+
+    assert server.client.post(f"/api/runs/{run['id']}/resume").json()["status"] == "queued"
+    wait_for(lambda: server.run(run["id"])["step"] > cancelled["step"], what="steps after the resume")
+    server.client.post(f"/api/runs/{run['id']}/cancel")
+    server.wait_status(run["id"], "cancelled")
+    steps = server.client.get(f"/api/runs/{run['id']}/metrics", params={"max_points": 100000}).json()["step"]
+    assert steps == list(range(1, len(steps) + 1))  # no gap, no duplicate across the two attempts
+
+
+def test_a_worker_that_fails_shows_failed_with_its_error(server, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"not a jpeg")
+    run = server.create(dataset="folder", data_path=str(broken))
+    failed = server.wait_status(run["id"], "failed", "completed")
+    assert failed["status"] == "failed"
+    assert "could be read" in failed["error"] and str(broken) in failed["error"]
+
+
+def test_a_worker_killed_outright_fails_with_its_log(server):
+    import os
+    import signal
+
+    run = server.create(epochs=1000)
+    pid = wait_for(lambda: server.run(run["id"])["step"] > 0 and server.run(run["id"])["pid"], what="a running worker")
+    os.kill(pid, signal.SIGKILL)
+    failed = server.wait_status(run["id"], "failed")
+    assert "exited with code -9" in failed["error"]
