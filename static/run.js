@@ -256,6 +256,7 @@ function connect() {
 window.ganboard = {
   pointCount: () => data.step.length,
   lastStep: () => (data.step.length ? data.step[data.step.length - 1] : 0),
+  steps: () => data.step.slice(),
   sampleCount: () => samples.length,
   dropConnection: () => socket && socket.close(),
 };

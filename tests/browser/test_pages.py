@@ -1,0 +1,134 @@
+"""A person in Chromium: start a run from the form, watch it live, download a checkpoint, cancel, reload, bad input."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import torch
+
+from tests.conftest import TINY, wait_for
+from trainer.config import TrainConfig
+from trainer.models import build_generator
+
+
+def fill_tiny_form(page, **extra):
+    values = {**TINY, **extra}
+    page.select_option("select[name=dataset]", values.pop("dataset"))
+    page.select_option("select[name=device]", values.pop("device"))
+    for name, value in values.items():
+        page.fill(f"input[name={name}]", str(value))
+
+
+def points(page) -> int:
+    return page.evaluate("window.ganboard.pointCount()")
+
+
+def test_start_a_run_from_the_form_and_watch_it_finish(server, page):
+    page.goto(server.url + "/")
+    page.wait_for_selector("#field-dataset")
+    page.fill("input[name=name]", "from-the-browser")
+    fill_tiny_form(page, epochs=3)
+    page.click("#start-button")
+    page.wait_for_url("**/runs/*")
+
+    page.wait_for_function("window.ganboard.pointCount() > 0")
+    first = points(page)
+    page.wait_for_function(f"window.ganboard.pointCount() > {first}")  # the chart gains points while it trains
+    page.wait_for_function("document.getElementById('sample-img').naturalWidth > 0")
+    page.wait_for_function("Number(document.getElementById('progress').dataset.step) > 0")
+    page.wait_for_selector("#status.completed")
+    assert page.text_content("#run-name") == "from-the-browser"
+    assert page.evaluate("window.ganboard.sampleCount()") == 3
+
+    slider = page.locator("#epoch-slider")
+    slider.fill("1")  # the slider switches grids
+    assert page.get_attribute("#sample-img", "src").endswith("epoch_0001.png")
+    assert "epoch 1 of 3" in page.text_content("#sample-label")
+    slider.fill("3")
+    assert page.get_attribute("#sample-img", "src").endswith("epoch_0003.png")
+
+    progress = page.locator("#progress")
+    run_id = int(page.url.rsplit("/", 1)[1])
+    assert int(progress.get_attribute("data-step")) == server.run(run_id)["total_steps"]
+
+    with page.expect_download() as info:
+        page.click("#checkpoints a:text-is('netg.pth')")
+    path = info.value.path()
+    netg = build_generator(TrainConfig(**TINY))
+    netg.load_state_dict(torch.load(path, weights_only=True))
+
+
+def test_a_bad_value_is_shown_beside_its_field(server, page):
+    page.goto(server.url + "/")
+    page.wait_for_selector("#field-batch_size")
+    before = len(server.client.get("/api/runs").json())
+    page.fill("input[name=batch_size]", "0")
+    page.fill("input[name=image_size]", "50")
+    page.click("#start-button")
+    error = page.locator('.field-error[data-field="batch_size"]')
+    error.wait_for()
+    assert "greater than or equal to 1" in error.text_content()
+    assert "32, 64, 96, 128" in page.text_content('.field-error[data-field="image_size"]')
+    assert page.url == server.url + "/"
+    assert len(server.client.get("/api/runs").json()) == before
+
+
+def test_cancel_from_the_run_page(server, page):
+    run = server.create(epochs=1000)
+    page.goto(f"{server.url}/runs/{run['id']}")
+    page.wait_for_function("window.ganboard.pointCount() > 0")
+    page.click("#cancel-button")
+    page.wait_for_selector("#status.cancelled")
+    assert page.is_visible("#resume-button") and not page.is_visible("#cancel-button")
+
+
+def test_reload_mid_run_and_a_dropped_connection_keep_the_whole_history(server, page):
+    run = server.create(epochs=1000)
+    page.goto(f"{server.url}/runs/{run['id']}")
+    page.wait_for_function("window.ganboard.pointCount() > 10")
+    page.reload()
+    page.wait_for_function("window.ganboard.pointCount() > 10")
+    steps = page.evaluate("window.ganboard.steps()")
+    assert steps[0] == 1 and steps == list(range(1, len(steps) + 1))  # everything from step 1, no gap
+
+    page.evaluate("window.ganboard.dropConnection()")
+    page.wait_for_selector("#conn.reconnecting, #conn.live")
+    last = page.evaluate("window.ganboard.lastStep()")
+    page.wait_for_function(f"window.ganboard.lastStep() > {last + 5}")
+    page.wait_for_selector("#conn.live")
+    steps = page.evaluate("window.ganboard.steps()")
+    assert steps == list(range(1, len(steps) + 1))  # what it missed while away was filled in
+    server.client.post(f"/api/runs/{run['id']}/cancel")
+
+
+def test_a_run_of_200000_batches_opens_downsampled(server, page):
+    """Written straight into the database: the page gets ~2,000 points per series, not 200,000."""
+    db = sqlite3.connect(server.runs_dir / "ganboard.db", timeout=30)
+    with db:
+        cur = db.execute(
+            "INSERT INTO runs (name, status, config, created_at, step, epoch, total_steps, total_epochs, attempt, resume)"
+            " VALUES ('long', 'completed', ?, '2026-01-01 00:00:00', 200000, 100, 200000, 100, 1, 0)",
+            (TrainConfig().model_dump_json(),),
+        )
+        run_id = cur.lastrowid
+        db.executemany(
+            "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ((run_id, s, s // 2000 + 1, s % 2000, 1.0 + (s % 97) / 97, 0.5, 0.5, 2.0 if s % 5 else None, 0.7, 0.3, 0.0)
+             for s in range(1, 200_001)),
+        )  # fmt: skip
+    db.close()
+    page.goto(f"{server.url}/runs/{run_id}")
+    page.wait_for_function("window.ganboard.pointCount() > 0")
+    n = points(page)
+    assert 100 < n <= 2000
+    assert page.evaluate("window.ganboard.lastStep()") == 200_000  # time to first paint: bench/first_paint.py
+
+
+def test_narrow_screen_keeps_everything_reachable(server, browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.wait_for_selector("#start-button")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390  # no sideways scrolling of the page itself
+    context.close()
