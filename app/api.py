@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -81,6 +82,19 @@ def form() -> dict[str, Any]:
     }
 
 
+def _config_error(field: str, msg: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": ("body", "config", field), "msg": msg}])
+
+
+def _check_paths(cfg: TrainConfig, roots: list[Path]) -> None:
+    """A path the user typed may only point into the configured data roots (or the runs dir)."""
+    for field in ("data_path", "netg_init", "netd_init"):
+        value = getattr(cfg, field)
+        if value and not any(Path(value).expanduser().resolve().is_relative_to(root) for root in roots):
+            allowed = ", ".join(map(str, roots))
+            raise _config_error(field, f"{value!r} is outside the data roots ({allowed}); GANBOARD_DATA_ROOTS sets them")
+
+
 @router.post("/runs", status_code=201, response_model=RunOut)
 def create_run(body: RunCreate, request: Request, session: SessionDep) -> dict:
     try:
@@ -89,6 +103,7 @@ def create_run(body: RunCreate, request: Request, session: SessionDep) -> dict:
         raise RequestValidationError(
             [{**err, "loc": ("body", "config", *err["loc"])} for err in e.errors(include_url=False, include_context=False)]
         ) from None
+    _check_paths(cfg, request.app.state.settings.data_roots)
     run = Run(name=(body.name or "").strip() or f"{cfg.dataset}", status="queued", config=cfg.model_dump())
     session.add(run)
     session.flush()

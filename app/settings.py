@@ -33,12 +33,17 @@ class Settings(BaseSettings):
     runs_dir: Path = Path("runs")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<runs_dir>/ganboard.db")
     max_concurrent: int | None = Field(None, ge=1, description="default: one per visible GPU, else 1")
+    data_roots: list[Path] = Field(
+        default_factory=lambda: [Path("data"), Path.home()],
+        description="folders that data_path and init checkpoints may point into (JSON list in GANBOARD_DATA_ROOTS)",
+    )
     token: str | None = None
     grace_seconds: float = Field(10.0, gt=0, description="SIGTERM to SIGKILL, when cancelling a run")
 
     @model_validator(mode="after")
     def _defaults(self) -> "Settings":
         self.runs_dir = self.runs_dir.expanduser().resolve()
+        self.data_roots = [root.expanduser().resolve() for root in self.data_roots] + [self.runs_dir]
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.runs_dir / 'ganboard.db'}"
         if self.max_concurrent is None:

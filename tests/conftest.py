@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -72,7 +73,8 @@ def start_server(runs_dir: Path, port: int | None = None, **env: str) -> Server:
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port)],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "GANBOARD_RUNS_DIR": str(runs_dir), "GANBOARD_PORT": str(port), "GANBOARD_GRACE_SECONDS": "20", **env},
+        env={**os.environ, "GANBOARD_RUNS_DIR": str(runs_dir), "GANBOARD_PORT": str(port), "GANBOARD_GRACE_SECONDS": "20",
+             "GANBOARD_DATA_ROOTS": json.dumps([str(runs_dir.parent)]), **env},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=url, timeout=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -134,3 +135,32 @@ def test_downsampling_keeps_spikes_first_and_last():
     assert keep == sorted(keep)
     assert downsample_indices(rows[:50], 2000) == list(range(50))
     assert not any(math.isnan(rows[i][3]) for i in keep)
+
+
+def test_paths_outside_the_data_roots_are_refused(server, tmp_path):
+    outside = tmp_path / "faces"  # pytest's tmp_path is not under the server's data roots
+    outside.mkdir()
+    inside_link = server.runs_dir.parent / "sneaky"
+    inside_link.symlink_to(outside)
+    for path in (outside, inside_link):
+        r = server.client.post("/api/runs", json={"config": {"dataset": "folder", "data_path": str(path)}})
+        assert r.status_code == 422
+        (error,) = r.json()["detail"]
+        assert error["loc"] == ["body", "config", "data_path"] and "outside the data roots" in error["msg"]
+
+
+def test_an_init_checkpoint_that_would_run_code_is_refused(server):
+    import pickle
+
+    marker = server.runs_dir.parent / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = server.runs_dir.parent / "evil.pth"
+    evil.write_bytes(pickle.dumps(Evil()))
+    run = server.create(netg_init=str(evil))
+    failed = server.wait_status(run["id"], "failed", "completed")
+    assert failed["status"] == "failed" and "not a loadable weights file" in failed["error"]
+    assert not marker.exists()

@@ -74,8 +74,8 @@ def test_cancel_then_resume_carries_on_the_step_numbers(server):
     assert steps == list(range(1, len(steps) + 1))  # no gap, no duplicate across the two attempts
 
 
-def test_a_worker_that_fails_shows_failed_with_its_error(server, tmp_path):
-    broken = tmp_path / "broken"
+def test_a_worker_that_fails_shows_failed_with_its_error(server):
+    broken = server.runs_dir.parent / "broken"
     broken.mkdir()
     (broken / "a.jpg").write_bytes(b"not a jpeg")
     run = server.create(dataset="folder", data_path=str(broken))

@@ -1,0 +1,70 @@
+"""Time to first chart paint of a run page in Chromium: a 200,000-batch run against a 1,000-batch one.
+
+Both runs are written straight into the database of a real server; each page is opened several times, alternating,
+and the script prints the median milliseconds from navigation to the first chart paint, and the ratio.
+Run: `.venv/bin/python bench/first_paint.py [--rounds 5]` (needs /usr/bin/chromium).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.browser.conftest import ARGS, CHROMIUM  # noqa: E402
+from tests.conftest import start_server  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
+
+
+def write_run(db: sqlite3.Connection, batches: int) -> int:
+    with db:
+        run_id = db.execute(
+            "INSERT INTO runs (name, status, config, created_at, step, epoch, total_steps, total_epochs, attempt, resume)"
+            " VALUES (?, 'completed', ?, '2026-01-01 00:00:00', ?, 1, ?, 1, 1, 0)",
+            (f"{batches} batches", TrainConfig().model_dump_json(), batches, batches),
+        ).lastrowid
+        db.executemany(
+            "INSERT INTO metrics VALUES (?, ?, 1, ?, ?, 0.5, 0.5, ?, 0.7, 0.3, 0.0)",
+            ((run_id, s, s, 1.0 + (s % 97) / 97, 2.0 if s % 5 else None) for s in range(1, batches + 1)),
+        )
+    return run_id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = Path(tmp) / "runs"
+        runs.mkdir()
+        server = start_server(runs)
+        db = sqlite3.connect(runs / "ganboard.db")
+        cases = {"1,000 batches": write_run(db, 1_000), "200,000 batches": write_run(db, 200_000)}
+        db.close()
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            for _ in range(args.rounds):
+                for name, run_id in cases.items():
+                    page = browser.new_page(viewport={"width": 1280, "height": 800})
+                    page.goto(f"{server.url}/runs/{run_id}")
+                    page.wait_for_function("performance.getEntriesByName('first-chart-paint').length > 0", timeout=120_000)
+                    times[name].append(page.evaluate("performance.getEntriesByName('first-chart-paint')[0].startTime"))
+                    page.close()
+            browser.close()
+        server.stop()
+    small, large = (statistics.median(v) for v in times.values())
+    print(f"time to first chart paint, median of {args.rounds} (Chromium {CHROMIUM}):")
+    print(f"  1,000 batches:   {small:7.0f} ms")
+    print(f"  200,000 batches: {large:7.0f} ms   ratio {large / small:.2f}")
+
+
+if __name__ == "__main__":
+    main()
