@@ -1,13 +1,17 @@
-// Helpers shared by both pages. D is always blue and G always orange, on every chart and label.
+// Helpers shared by both pages (plain script, loaded before the page's own script).
+// D is always blue and G always orange, on every chart, legend and number.
 "use strict";
 
-const COLORS = { d: "#2563eb", g: "#ea580c", guide: "#9ca3af" };
+const COLORS = { d: "#2563eb", g: "#ea580c", dRaw: "rgba(37, 99, 235, 0.22)", gRaw: "rgba(234, 88, 12, 0.22)", guide: "#6b7280" };
+const ACTIVE = ["queued", "running"];
+const RESUMABLE = ["failed", "cancelled", "interrupted"];
 
 async function fetchJSON(url, options = {}) {
   const response = await fetch(url, { headers: { "content-type": "application/json" }, ...options });
   const body = response.status === 204 ? null : await response.json().catch(() => null);
   if (!response.ok) {
-    const error = new Error((body && typeof body.detail === "string" && body.detail) || `${response.status} ${response.statusText}`);
+    const detail = body && typeof body.detail === "string" ? body.detail : `${response.status} ${response.statusText}`;
+    const error = new Error(detail);
     error.status = response.status;
     error.body = body;
     throw error;
@@ -20,14 +24,17 @@ function fmt(value, digits = 3) {
   return Number(value).toFixed(digits);
 }
 
+// Times come from the server in ISO 8601 UTC; people read them in their own time zone.
 function localTime(iso) {
-  return iso ? new Date(iso).toLocaleString() : "–";
+  if (!iso) return "–";
+  const t = new Date(iso);
+  const today = new Date().toDateString() === t.toDateString();
+  return today ? t.toLocaleTimeString() : t.toLocaleString();
 }
 
 function duration(startIso, endIso) {
   if (!startIso) return "–";
-  const seconds = Math.max(0, ((endIso ? new Date(endIso) : new Date()) - new Date(startIso)) / 1000);
-  return humanSeconds(seconds);
+  return humanSeconds(Math.max(0, ((endIso ? new Date(endIso) : new Date()) - new Date(startIso)) / 1000));
 }
 
 function humanSeconds(seconds) {
@@ -37,6 +44,7 @@ function humanSeconds(seconds) {
 }
 
 function humanSize(bytes) {
+  if (bytes === null || bytes === undefined) return "";
   const units = ["B", "KB", "MB", "GB"];
   let i = 0;
   while (bytes >= 1024 && i < units.length - 1) { bytes /= 1024; i++; }
@@ -47,10 +55,21 @@ function progressFraction(run) {
   return run.total_steps ? Math.min(1, run.step / run.total_steps) : 0;
 }
 
+// run.epoch counts finished epochs; while a run trains, people expect the epoch it is in.
+function currentEpoch(run) {
+  const total = run.total_epochs ?? run.config.epochs;
+  return run.status === "running" && run.epoch < total ? run.epoch + 1 : run.epoch;
+}
+
 function progressLabel(run) {
   const epochs = run.total_epochs ?? run.config.epochs;
-  const steps = run.total_steps ? ` · step ${run.step} of ${run.total_steps}` : "";
-  return `epoch ${run.epoch} of ${epochs}${steps}`;
+  const steps = run.total_steps ? ` · step ${run.step.toLocaleString()} of ${run.total_steps.toLocaleString()}` : "";
+  return `epoch ${currentEpoch(run)} of ${epochs}${steps}`;
+}
+
+function setBadge(node, status) {
+  node.textContent = status;
+  node.className = `badge ${status}`;
 }
 
 function el(tag, attrs = {}, ...children) {

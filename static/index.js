@@ -1,7 +1,9 @@
-// The run list (refreshed every 2 s, rows updated in place) and the new-run form built from GET /api/form.
+// Page `/`: the run list (polled every 2 s, rows updated in place by run id) and the new-run form built from
+// GET /api/form. Submitting POSTs /api/runs and opens the new run; a 422 puts each message beside its field.
 "use strict";
 
 const GROUPS = ["data", "model", "optimisation", "schedule", "hardware"];
+const POLL_MS = 2000;
 const form = document.getElementById("run-form");
 let formInfo = null;
 
@@ -10,76 +12,78 @@ let formInfo = null;
 function runRow(run) {
   const row = el("tr", { "data-run-id": run.id });
   row.innerHTML = `
-    <td class="thumb"><img alt="" width="48" height="48" hidden></td>
-    <td><a class="run-link"></a><div class="muted small run-config"></div></td>
-    <td><span class="badge"></span></td>
-    <td class="progress-cell"><div class="progress small"><div class="bar"></div></div><div class="small muted progress-text"></div></td>
-    <td class="num ips"></td>
-    <td class="num losses"></td>
-    <td class="small started"></td>
-    <td class="small duration"></td>`;
+    <td class="thumb"><a tabindex="-1"><img alt="" width="48" height="48" hidden><span class="thumb-empty"></span></a></td>
+    <td class="name"><a class="run-link"></a><div class="muted small run-config"></div></td>
+    <td class="status"><span class="badge"></span></td>
+    <td class="progress-cell"><div class="progress small" role="progressbar" aria-valuemin="0" aria-valuemax="100"><div class="bar"></div></div>
+      <div class="small muted progress-text"></div></td>
+    <td class="num ips" data-label="images/s"></td>
+    <td class="num losses" data-label="loss D / G"><span class="d"></span> / <span class="g"></span></td>
+    <td class="small started" data-label="started"></td>
+    <td class="small duration" data-label="duration"></td>`;
   return row;
 }
 
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;  // untouched nodes keep the page from repainting
+}
+
 function updateRow(row, run) {
+  const href = `/runs/${run.id}`;
   const link = row.querySelector(".run-link");
-  link.href = `/runs/${run.id}`;
-  link.textContent = run.name;
+  link.href = href;
+  row.querySelector(".thumb a").href = href;
+  setText(link, run.name);
   const c = run.config;
-  row.querySelector(".run-config").textContent = `${c.dataset} · ${c.image_size}px · batch ${c.batch_size}`;
+  setText(row.querySelector(".run-config"), `${c.dataset} · ${c.image_size}px · batch ${c.batch_size}${run.device ? ` · ${run.device}` : ""}`);
   const badge = row.querySelector(".badge");
-  badge.textContent = run.status;
-  badge.className = `badge ${run.status}`;
-  row.querySelector(".bar").style.width = `${(progressFraction(run) * 100).toFixed(1)}%`;
-  row.querySelector(".progress-text").textContent = progressLabel(run);
-  row.querySelector(".ips").textContent = run.images_per_s ? run.images_per_s.toFixed(0) : "–";
-  row.querySelector(".losses").innerHTML =
-    `<span class="d">${fmt(run.loss_d)}</span> / <span class="g">${fmt(run.loss_g)}</span>`;
-  row.querySelector(".started").textContent = localTime(run.started_at);
-  row.querySelector(".duration").textContent = duration(run.started_at, run.finished_at);
+  if (badge.textContent !== run.status) setBadge(badge, run.status);
+  const percent = progressFraction(run) * 100;
+  row.querySelector(".bar").style.width = `${percent.toFixed(1)}%`;
+  row.querySelector(".progress").setAttribute("aria-valuenow", percent.toFixed(0));
+  setText(row.querySelector(".progress-text"), progressLabel(run));
+  setText(row.querySelector(".ips"), run.images_per_s ? run.images_per_s.toFixed(0) : "–");
+  setText(row.querySelector(".losses .d"), fmt(run.loss_d));
+  setText(row.querySelector(".losses .g"), fmt(run.loss_g));
+  const started = row.querySelector(".started");
+  setText(started, localTime(run.started_at));
+  started.title = run.started_at ? new Date(run.started_at).toString() : `created ${localTime(run.created_at)}`;
+  setText(row.querySelector(".duration"), duration(run.started_at, run.finished_at));
   const img = row.querySelector(".thumb img");
   if (run.latest_sample && img.getAttribute("src") !== run.latest_sample) img.src = run.latest_sample;
   img.hidden = !run.latest_sample;
+  row.querySelector(".thumb-empty").hidden = Boolean(run.latest_sample);
 }
 
 async function refreshRuns() {
   let runs;
   try {
     runs = await fetchJSON("/api/runs");
+    document.getElementById("runs-offline").hidden = true;
   } catch {
+    document.getElementById("runs-offline").hidden = false;
     return;
   }
   const body = document.querySelector("#runs-table tbody");
   const existing = new Map([...body.rows].map((row) => [row.dataset.runId, row]));
-  runs.forEach((run, i) => {
-    let row = existing.get(String(run.id));
-    if (!row) row = runRow(run);
+  runs.forEach((run, i) => {  // newest first, as the API sends them
+    const row = existing.get(String(run.id)) || runRow(run);
     updateRow(row, run);
     if (body.rows[i] !== row) body.insertBefore(row, body.rows[i] || null);
     existing.delete(String(run.id));
   });
   existing.forEach((row) => row.remove());
+  document.getElementById("runs-loading").hidden = true;
   document.getElementById("runs-empty").hidden = runs.length > 0;
   document.getElementById("runs-table").hidden = runs.length === 0;
 }
 
-// ---- new-run form ----------------------------------------------------------------------------------------------------
-
-function inputFor(field, devices) {
-  const name = field.name;
-  if (name === "device") return select(name, devices.map((d) => [d, d]));
-  if (name === "bf16") return select(name, [["", "auto (on for CUDA)"], ["true", "on"], ["false", "off"]]);
-  if (field.choices) return select(name, field.choices.map((c) => [c, c]));
-  if (field.type === "bool") {
-    const box = el("input", { type: "checkbox", name });
-    return box;
-  }
-  const numeric = /int|float/.test(field.type);
-  const attrs = { name, type: numeric ? "number" : "text" };
-  if (numeric) attrs.step = /float/.test(field.type) ? "any" : "1";
-  if (field.default === null) attrs.placeholder = "none";
-  return el("input", attrs);
+async function pollRuns() {
+  await refreshRuns();
+  setTimeout(pollRuns, POLL_MS);  // chained, so a slow server never gets overlapping requests
 }
+
+// ---- new-run form ----------------------------------------------------------------------------------------------------
 
 function select(name, options) {
   const node = el("select", { name });
@@ -87,17 +91,33 @@ function select(name, options) {
   return node;
 }
 
+function inputFor(field, devices) {
+  const name = field.name;
+  if (name === "device") return select(name, devices.map((d) => [d, d]));
+  if (name === "bf16") return select(name, [["", "auto"], ["true", "on"], ["false", "off"]]);
+  if (field.choices) return select(name, field.choices.map((c) => [String(c), String(c)]));
+  if (field.type === "bool") return el("input", { type: "checkbox", name });
+  const numeric = /\b(int|float)\b/.test(field.type);
+  const attrs = { name, type: numeric ? "number" : "text", autocomplete: "off" };
+  if (numeric) attrs.step = /\bfloat\b/.test(field.type) ? "any" : "1";
+  if (/None/.test(field.type)) attrs.placeholder = "none";
+  return el("input", attrs);
+}
+
 function buildForm(info) {
   const holder = document.getElementById("fieldsets");
   holder.textContent = "";
   for (const group of GROUPS) {
-    const set = el("fieldset", {}, el("legend", { text: group }));
-    for (const field of info.fields.filter((f) => f.group === group)) {
+    const fields = info.fields.filter((f) => f.group === group);
+    if (!fields.length) continue;
+    const set = el("fieldset", { "data-group": group }, el("legend", { text: group }));
+    for (const field of fields) {
       const input = inputFor(field, info.devices);
       input.id = `field-${field.name}`;
-      const label = el("label", { class: "field", for: input.id },
+      input.setAttribute("aria-describedby", `help-${field.name}`);
+      const label = el("label", { class: `field${input.type === "checkbox" ? " check" : ""}`, for: input.id },
         el("span", { text: field.name }), input,
-        el("small", { class: "help", text: field.help }),
+        el("small", { class: "help", id: `help-${field.name}`, text: field.help }),
         el("small", { class: "field-error", "data-field": field.name, role: "alert" }));
       set.append(label);
     }
@@ -105,22 +125,41 @@ function buildForm(info) {
   }
   const presets = document.getElementById("presets");
   for (const name of Object.keys(info.presets)) {
-    const button = el("button", { type: "button", class: "preset", "data-preset": name, text: name });
+    const button = el("button", { type: "button", class: "preset", "data-preset": name, "aria-pressed": "false", text: name });
     button.addEventListener("click", () => fillForm(info.presets[name]));
     presets.append(button);
   }
+  form.addEventListener("input", markPreset);
+  form.addEventListener("change", markPreset);
 }
 
 function fillForm(config) {
   for (const field of formInfo.fields) {
     const input = form.elements[field.name];
-    const value = config[field.name] ?? null;
+    if (!(field.name in config)) continue;
+    const value = config[field.name];
     if (input.type === "checkbox") input.checked = Boolean(value);
-    else input.value = value === null ? "" : String(value);
+    else if (input.tagName === "SELECT") {
+      const text = value === null ? "" : String(value);
+      if (![...input.options].some((o) => o.value === text)) input.append(el("option", { value: text, text: `${text} (not seen by this server)` }));
+      input.value = text;
+    } else input.value = value === null ? "" : String(value);
   }
   clearErrors();
+  markPreset();
 }
 
+// The preset whose values the form holds now, lit up; none once a field differs.
+function markPreset() {
+  const { config } = readForm();
+  for (const button of document.querySelectorAll("#presets .preset")) {
+    const preset = formInfo.presets[button.dataset.preset];
+    const same = Object.keys(preset).every((k) => !(k in config) || JSON.stringify(config[k]) === JSON.stringify(preset[k]));
+    button.setAttribute("aria-pressed", String(same));
+  }
+}
+
+// Only typed values: numbers as numbers, booleans as booleans, empty fields as null (the server names what is wrong).
 function readForm() {
   const config = {};
   for (const field of formInfo.fields) {
@@ -129,75 +168,96 @@ function readForm() {
     const text = input.value.trim();
     if (field.name === "bf16") config.bf16 = text === "" ? null : text === "true";
     else if (text === "") config[field.name] = null;
-    else if (input.type === "number") config[field.name] = Number(text);
+    else if (input.type === "number" || (input.tagName === "SELECT" && typeof field.default === "number")) config[field.name] = Number(text);
     else config[field.name] = text;
-  }
-  // Empty optional fields go as null; empty required numbers are left out so the server names them.
-  for (const field of formInfo.fields) {
-    if (config[field.name] === null && field.default !== null) delete config[field.name];
   }
   return { name: form.elements.name.value.trim() || null, config };
 }
 
 function clearErrors() {
   form.querySelectorAll(".field-error").forEach((node) => { node.textContent = ""; });
-  form.querySelectorAll(".invalid").forEach((node) => node.classList.remove("invalid"));
+  form.querySelectorAll(".invalid").forEach((node) => { node.classList.remove("invalid"); node.removeAttribute("aria-invalid"); });
   const general = document.getElementById("form-error");
   general.hidden = true;
   general.textContent = "";
 }
 
+function fieldError(name, message) {
+  const slot = form.querySelector(`.field-error[data-field="${name}"]`);
+  if (!slot) return false;
+  slot.textContent = slot.textContent ? `${slot.textContent}; ${message}` : message;
+  form.elements[name].classList.add("invalid");
+  form.elements[name].setAttribute("aria-invalid", "true");
+  return true;
+}
+
+// 422 detail: [{loc: ["body", "config", "batch_size"], msg}]; the last loc element naming a field gets the message.
 function showErrors(detail) {
   const general = [];
   for (const error of Array.isArray(detail) ? detail : [{ msg: String(detail) }]) {
     const loc = error.loc || [];
-    const name = [...loc].reverse().find((part) => typeof part === "string" && form.elements[part]);
-    const slot = name && form.querySelector(`.field-error[data-field="${name}"]`);
-    if (slot) {
-      slot.textContent = error.msg.replace(/^Value error, /, "");
-      form.elements[name].classList.add("invalid");
-    } else {
-      general.push(`${loc.filter((p) => p !== "body").join(".") || "form"}: ${error.msg}`);
-    }
+    const name = [...loc].reverse().find((part) => typeof part === "string" && form.querySelector(`.field-error[data-field="${part}"]`));
+    const msg = String(error.msg || "invalid").replace(/^Value error, /, "");
+    if (!name || !fieldError(name, msg)) general.push(loc.length > 1 ? `${loc.filter((p) => p !== "body").join(".")}: ${msg}` : msg);
   }
   const box = document.getElementById("form-error");
   box.textContent = general.join("\n");
   box.hidden = general.length === 0;
   const first = form.querySelector(".invalid");
-  if (first) first.focus();
+  if (first) first.focus({ preventScroll: true });
+  (first || box).scrollIntoView({ block: "center" });
+}
+
+// A number input holding text that is not a number reads as "": say so here, the server would only see null.
+function badNumbers() {
+  return formInfo.fields
+    .filter((f) => form.elements[f.name].validity && form.elements[f.name].validity.badInput)
+    .map((f) => ({ loc: [f.name], msg: "not a number" }));
 }
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
+  if (!formInfo) return;
   clearErrors();
+  const bad = badNumbers();
+  if (bad.length) { showErrors(bad); return; }
   const button = document.getElementById("start-button");
   button.disabled = true;
+  button.textContent = "Starting…";
   try {
     const run = await fetchJSON("/api/runs", { method: "POST", body: JSON.stringify(readForm()) });
     window.location.href = `/runs/${run.id}`;
   } catch (error) {
-    showErrors(error.body && error.body.detail ? error.body.detail : error.message);
+    showErrors(error.body && Array.isArray(error.body.detail) ? error.body.detail : `could not start the run: ${error.message}`);
     button.disabled = false;
+    button.textContent = "Start";
   }
 });
 
-async function start() {
-  refreshRuns();
-  setInterval(refreshRuns, 2000);
-  formInfo = await fetchJSON("/api/form");
+async function loadForm() {
+  try {
+    formInfo = await fetchJSON("/api/form");
+  } catch (error) {
+    document.getElementById("fieldsets").textContent = `Could not load the form (${error.message}); reload the page to try again.`;
+    return;
+  }
   buildForm(formInfo);
   fillForm(formInfo.presets.quick);
-  const cloneId = form.dataset.cloneId;
-  if (cloneId) {
-    try {
-      const run = await fetchJSON(`/api/runs/${cloneId}`);
-      fillForm(run.config);
-      form.elements.name.value = `${run.name} (clone)`;
-      document.getElementById("new-run").scrollIntoView();
-    } catch (error) {
-      showErrors(`cannot clone run ${cloneId}: ${error.message}`);
-    }
+  const cloneId = form.getAttribute("data-clone-id");  // not form.dataset: the field named "dataset" shadows it
+  if (!cloneId) return;
+  const notice = document.getElementById("form-notice");
+  try {
+    const run = await fetchJSON(`/api/runs/${cloneId}`);
+    fillForm(run.config);
+    form.elements.name.value = `${run.name}-clone`.slice(0, 100);
+    notice.textContent = `Settings of run “${run.name}” filled in: change what you like and press Start.`;
+  } catch (error) {
+    notice.textContent = `Could not clone run ${cloneId}: ${error.message}. The form holds the quick preset.`;
+    notice.classList.add("bad");
   }
+  notice.hidden = false;
+  document.getElementById("new-run").scrollIntoView();
 }
 
-start();
+pollRuns();
+loadForm();

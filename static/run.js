@@ -388,10 +388,11 @@ playButton.addEventListener("click", () => {
 
 // ---- checkpoints -----------------------------------------------------------------------------------------------------
 
-// The latest netg.pth / netd.pth / resume.pt first, then the per-epoch copies, newest first.
+// The latest netg.pth, netd.pth and resume.pt first, then the per-epoch copies, newest first (G before D).
 function checkpointOrder(a, b) {
+  const rank = (c) => ["netg", "netd", "resume"].findIndex((prefix) => c.name.startsWith(prefix));
   const perEpoch = (c) => /_\d+\.pth$/.test(c.name);
-  return perEpoch(a) - perEpoch(b) || (perEpoch(a) ? b.name.localeCompare(a.name) : a.name.localeCompare(b.name));
+  return perEpoch(a) - perEpoch(b) || (b.epoch ?? 0) * perEpoch(b) - (a.epoch ?? 0) * perEpoch(a) || rank(a) - rank(b);
 }
 
 function showCheckpoints(list) {
@@ -401,7 +402,7 @@ function showCheckpoints(list) {
   if (!checkpoints.length) return;
   ul.textContent = "";
   for (const c of checkpoints) {
-    const note = /_\d+\.pth$/.test(c.name) ? `epoch ${c.epoch}` : c.name === "resume.pt" ? "optimizers, step, RNG: for Resume" : "latest";
+    const note = /_\d+\.pth$/.test(c.name) ? `epoch ${c.epoch}` : c.name === "resume.pt" ? "for Resume" : "latest";
     ul.append(el("li", {},
       el("a", { href: c.url, download: c.name, text: c.name }),
       el("span", { class: "muted small", text: note }),
