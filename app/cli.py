@@ -16,7 +16,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
     settings = Settings(**overrides)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    try:
+        app = create_app(settings)
+    except RuntimeError as e:
+        raise trainer_cli.CliError(str(e)) from e
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     return 0
 
 

@@ -11,7 +11,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import api, live, pages
+from app import api, auth, live, pages
+from app.auth import TokenMiddleware, is_loopback
 from app.db import make_engine, make_sessionmaker
 from app.hub import Hub
 from app.settings import Settings
@@ -22,6 +23,8 @@ log = logging.getLogger("ganboard")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    if not settings.token and not is_loopback(settings.host):
+        raise RuntimeError(f"refusing to listen on {settings.host} without a token: set GANBOARD_TOKEN")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -37,6 +40,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine.dispose()
 
     app = FastAPI(title="GANboard", summary="Launch and watch DCGAN training runs.", lifespan=lifespan)
+    if settings.token:
+        app.add_middleware(TokenMiddleware, token=settings.token)
+    app.include_router(auth.router)
     app.include_router(api.router)
     app.include_router(live.router)
     app.include_router(pages.router)

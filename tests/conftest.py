@@ -67,7 +67,7 @@ class Server:
             self.proc.kill()
 
 
-def start_server(runs_dir: Path, port: int | None = None, **env: str) -> Server:
+def start_server(runs_dir: Path, port: int | None = None, wait_path: str = "/api/runs", **env: str) -> Server:
     port = port or free_port()
     log = (runs_dir.parent / f"server-{port}.log").open("ab")
     proc = subprocess.Popen(
@@ -82,7 +82,7 @@ def start_server(runs_dir: Path, port: int | None = None, **env: str) -> Server:
     def up() -> bool:
         assert proc.poll() is None, f"server exited; see {log.name}"
         try:
-            return client.get("/api/runs").status_code == 200
+            return client.get(wait_path).status_code == 200
         except httpx.TransportError:
             return False
 
