@@ -6,9 +6,10 @@ SQLite in WAL mode: readers never wait for the writer, and `busy_timeout` makes 
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, ForeignKey, Integer, create_engine, event
+from sqlalchemy import JSON, ForeignKey, Integer, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
@@ -46,7 +47,7 @@ class Run(Base):
     exit_code: Mapped[int | None]
     attempt: Mapped[int] = mapped_column(default=0)
     resume: Mapped[bool] = mapped_column(default=False)  # the next start continues from resume.pt
-    token: Mapped[str | None]
+    token: Mapped[str | None]  # sha256 of the current worker's token (hash_token); kept so a restarted server accepts it
     error: Mapped[str | None]
 
 
@@ -72,6 +73,7 @@ class Sample(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     epoch: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str]
+    size: Mapped[int | None]
 
 
 class Checkpoint(Base):
@@ -81,6 +83,7 @@ class Checkpoint(Base):
     name: Mapped[str] = mapped_column(primary_key=True)
     size: Mapped[int]
     epoch: Mapped[int]
+    sha256: Mapped[str | None]
 
 
 class Received(Base):
@@ -91,6 +94,11 @@ class Received(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     attempt: Mapped[int] = mapped_column(primary_key=True)
     seq: Mapped[int] = mapped_column(primary_key=True)
+
+
+def hash_token(token: str) -> str:
+    """Worker tokens are stored hashed: the database alone does not let anyone report into a run."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 METRIC_COLUMNS = ("step", "epoch", "batch", "loss_d", "loss_d_real", "loss_d_fake", "loss_g", "d_x", "d_g_z", "time")
@@ -110,7 +118,20 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     Base.metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """A database made by an older GANboard gains the nullable columns added since (create_all only makes tables)."""
+    inspector = inspect(engine)
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have and column.nullable:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from app import store
-from app.db import Run
+from app.db import Run, hash_token
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -26,8 +26,14 @@ def _bearer(ws: WebSocket) -> str:
 async def worker_socket(ws: WebSocket, run_id: int) -> None:
     """Store each message once per (run, attempt, seq), in one transaction, then acknowledge it."""
     state = ws.app.state
-    run = await run_in_threadpool(lambda: state.sessions().get(Run, run_id))
-    if run is None or not run.token or not hmac.compare_digest(run.token, _bearer(ws)):
+
+    def stored_token() -> str | None:
+        with state.sessions() as s:
+            run = s.get(Run, run_id)
+            return run.token if run else None
+
+    expected = await run_in_threadpool(stored_token)
+    if not expected or not hmac.compare_digest(expected, hash_token(_bearer(ws))):
         await ws.close(code=1008, reason="unknown run or wrong token")
         return
     await ws.accept()
@@ -96,7 +102,7 @@ async def page_socket(ws: WebSocket, run_id: int) -> None:
                 getter.cancel()
                 break
             msg = getter.result()
-            if page.stale:  # it fell behind: a fresh snapshot replaces the backlog
+            if page.stale or msg["type"] == "resync":  # it fell behind: a fresh snapshot replaces the backlog
                 page.stale = False
                 msg = await run_in_threadpool(make_snapshot, last_step)
                 if msg is None:

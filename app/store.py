@@ -5,11 +5,13 @@ Every function here is synchronous and takes a Session; async callers run them i
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -41,12 +43,15 @@ def run_json(run: Run) -> dict[str, Any]:
 
 def samples_json(session: Session, run_id: int) -> list[dict]:
     rows = session.scalars(select(Sample).where(Sample.run_id == run_id).order_by(Sample.epoch))
-    return [{"epoch": s.epoch, "name": s.name, "url": sample_url(run_id, s.name)} for s in rows]
+    return [{"epoch": s.epoch, "name": s.name, "size": s.size, "url": sample_url(run_id, s.name)} for s in rows]
 
 
 def checkpoints_json(session: Session, run_id: int) -> list[dict]:
     rows = session.scalars(select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.name))
-    return [{"name": c.name, "size": c.size, "epoch": c.epoch, "url": f"/api/runs/{run_id}/checkpoints/{c.name}"} for c in rows]
+    return [
+        {"name": c.name, "size": c.size, "epoch": c.epoch, "sha256": c.sha256, "url": f"/api/runs/{run_id}/checkpoints/{c.name}"}
+        for c in rows
+    ]
 
 
 def metrics(session: Session, run_id: int, after: int = 0, max_points: int = 2000) -> dict[str, list]:
@@ -94,11 +99,34 @@ def _last_value(values: list) -> Any:
     return next((v for v in reversed(values) if v is not None), None)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_plain_name(name: str) -> bool:
+    """A worker reports bare file names; anything else is never registered, so it can never be served."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+
+
 def _register_checkpoints(session: Session, run: Run, run_dir: Path, names: list[str], epoch: int) -> None:
     for name in names:
         path = run_dir / "checkpoints" / name
-        if path.is_file():
-            session.merge(Checkpoint(run_id=run.id, name=name, size=path.stat().st_size, epoch=epoch))
+        if _is_plain_name(name) and path.is_file():
+            session.merge(Checkpoint(run_id=run.id, name=name, size=path.stat().st_size, epoch=epoch, sha256=_sha256(path)))
+
+
+def _insert_ignoring_duplicates(session: Session):
+    """INSERT that skips rows whose primary key exists (a step logged by an earlier attempt), in this dialect."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        return sqlite_insert(Metric).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        return postgresql_insert(Metric).on_conflict_do_nothing()
+    return insert(Metric).prefix_with("IGNORE") if dialect in ("mysql", "mariadb") else insert(Metric)
 
 
 def ingest(session: Session, run: Run, run_dir: Path, msg: dict) -> list[dict] | None:
@@ -114,7 +142,7 @@ def ingest(session: Session, run: Run, run_dir: Path, msg: dict) -> list[dict] |
         rows = msg["rows"]
         records = [dict(zip(METRIC_COLUMNS, values), run_id=run.id) for values in zip(*(rows[c] for c in METRIC_COLUMNS))]
         if records:
-            session.execute(sqlite_insert(Metric).on_conflict_do_nothing(), records)
+            session.execute(_insert_ignoring_duplicates(session), records)
             run.step = max(run.step, rows["step"][-1])
             run.epoch = max(run.epoch, rows["epoch"][-1] - 1)  # epochs finished; the epoch message sets it exactly
             for s in SERIES:
@@ -123,7 +151,11 @@ def ingest(session: Session, run: Run, run_dir: Path, msg: dict) -> list[dict] |
                     setattr(run, s, value)
         out.append({"type": "batch", "rows": {c: rows[c] for c in ("step", "epoch", *SERIES)}})
     elif kind == "epoch":
-        session.merge(Sample(run_id=run.id, epoch=msg["epoch"], name=msg["sample"]))
+        if not _is_plain_name(msg["sample"]):
+            raise ValueError(f"sample name {msg['sample']!r} is not a plain file name")
+        sample_path = run_dir / "samples" / msg["sample"]
+        size = sample_path.stat().st_size if sample_path.is_file() else None
+        session.merge(Sample(run_id=run.id, epoch=msg["epoch"], name=msg["sample"], size=size))
         _register_checkpoints(session, run, run_dir, msg.get("checkpoints", []), msg["epoch"])
         run.epoch, run.step, run.images_per_s, run.latest_sample = msg["epoch"], msg["step"], msg["images_per_s"], msg["sample"]
         out.append({

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from app.db import Run, utcnow
+from app.db import Run, hash_token, utcnow
 from app.hub import Hub
 from app.settings import Settings, visible_gpus
 from app.store import run_json
@@ -51,6 +51,32 @@ def _is_our_worker(pid: int) -> bool:
     except OSError:
         return False
     return b"trainer.worker" in cmdline and state != "Z"
+
+
+def _listening_ports() -> list[int]:
+    """TCP ports this process listens on (Linux /proc), so that `uvicorn --port N` works without GANBOARD_PORT."""
+    try:
+        inodes = set()
+        for fd in Path("/proc/self/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        ports = []
+        for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+            try:
+                lines = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if len(fields) > 9 and fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+        return sorted(set(ports))
+    except OSError:
+        return []
 
 
 class Worker:
@@ -154,7 +180,22 @@ class Supervisor:
             else:
                 run.status = "failed"
                 tail = log_tail(self.run_dir(run.id) / "worker.log")
-                run.error = f"the worker exited with code {code} before finishing" + (f":\n{tail}" if tail else "")
+                how = f"exited with code {code}" if code is not None else "(re-attached after a server restart) is gone"
+                run.error = f"the worker {how} before finishing" + (f":\n{tail}" if tail else "")
+
+    def server_url(self) -> str:
+        """Where workers reach this server: loopback unless bound to one particular address."""
+        host = self.settings.host
+        if host in ("", "0.0.0.0", "::", "localhost"):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        ports = _listening_ports()
+        port = self.settings.port
+        if ports and port not in ports and len(ports) == 1:
+            log.warning("settings say port %s but the server listens on %s: workers use %s", port, ports[0], ports[0])
+            port = ports[0]
+        return f"ws://{host}:{port}"
 
     def run_dir(self, run_id: int) -> Path:
         return self.settings.runs_dir / str(run_id)
@@ -176,18 +217,19 @@ class Supervisor:
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(run.config, indent=2))
         run.attempt += 1
-        run.token = secrets.token_urlsafe(24)
+        token = secrets.token_urlsafe(24)
+        run.token = hash_token(token)  # a new one on every start: a worker's token is good for its own attempt only
         gpu, device = self._device(run.config.get("device", "auto"))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         cmd = [
             sys.executable, "-m", "trainer.worker", "--run-dir", str(run_dir), "--run-id", str(run.id),
-            "--server", f"ws://127.0.0.1:{self.settings.port}", "--attempt", str(run.attempt), "--device", device,
+            "--server", self.server_url(), "--attempt", str(run.attempt), "--device", device,
         ]  # fmt: skip
         if run.resume:
             cmd.append("--resume")
-        env["GANBOARD_WORKER_TOKEN"] = run.token  # not on the command line, where `ps` would show it
+        env["GANBOARD_WORKER_TOKEN"] = token  # not on the command line, where `ps` would show it
         with (run_dir / "worker.log").open("ab") as out:
             out.write(f"--- attempt {run.attempt}, {utcnow().isoformat()}Z: {' '.join(cmd[1:])}\n".encode())
             out.flush()

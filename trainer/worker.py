@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--run-id", required=True, type=int)
     parser.add_argument("--server", required=True, help="ws://host:port of the dashboard")
+    parser.add_argument("--token", help="the run's token; better in GANBOARD_WORKER_TOKEN, which `ps` does not show")
     parser.add_argument("--attempt", type=int, default=1)
     parser.add_argument("--device", help="overrides the config's device (the supervisor picks the GPU)")
     parser.add_argument("--resume", action="store_true")
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.config import TrainConfig
     from trainer.loop import train
 
-    token = os.environ.get("GANBOARD_WORKER_TOKEN", "")
+    token = args.token or os.environ.get("GANBOARD_WORKER_TOKEN", "")
     sink = WsSink(f"{args.server.rstrip('/')}/ws/worker/{args.run_id}", token, args.attempt)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -1,0 +1,167 @@
+"""The server's side of the worker protocol, through the real server: a test plays the worker over `WS /ws/worker/{id}`.
+
+The run is inserted straight into the server's database with a token we know (a fake supervisor), so every message, its
+acknowledgement, duplicates and bad input can be checked one by one. Real workers go through the same endpoint in
+test_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from app.db import Run, hash_token, make_engine, make_sessionmaker
+from app.hub import QUEUE_SIZE, Hub
+from tests.conftest import TINY
+from trainer.config import TrainConfig
+
+TOKEN = "test-token-for-a-fake-worker"
+
+
+@pytest.fixture
+def fake_run(server):
+    """A run the supervisor did not start: status running, our token, no worker process."""
+    engine = make_engine(f"sqlite:///{server.runs_dir / 'ganboard.db'}")
+    with make_sessionmaker(engine).begin() as s:
+        run = Run(name="fake", status="running", config=TrainConfig(**TINY).model_dump(), token=hash_token(TOKEN), attempt=1)
+        s.add(run)
+        s.flush()
+        run_id = run.id
+    engine.dispose()
+    run_dir = server.runs_dir / str(run_id)
+    (run_dir / "samples").mkdir(parents=True)
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "config.json").write_text("{}")
+    return run_id
+
+
+def worker_socket(server, run_id: int, token: str = TOKEN):
+    return connect(f"{server.ws_url}/ws/worker/{run_id}", additional_headers={"Authorization": f"Bearer {token}"})
+
+
+def send(ws, seq: int, kind: str, attempt: int = 1, **payload) -> dict:
+    ws.send(json.dumps({"seq": seq, "attempt": attempt, "type": kind, **payload}))
+    return json.loads(ws.recv(timeout=30))
+
+
+def rows(first: int, last: int, epoch: int = 1) -> dict[str, list]:
+    steps = list(range(first, last + 1))
+    return {
+        "step": steps, "epoch": [epoch] * len(steps), "batch": [s - 1 for s in steps],
+        "loss_d": [1.0] * len(steps), "loss_d_real": [0.5] * len(steps), "loss_d_fake": [0.5] * len(steps),
+        "loss_g": [None if s % 2 else 2.0 for s in steps], "d_x": [0.6] * len(steps), "d_g_z": [0.4] * len(steps),
+        "time": [1e9 + s for s in steps],
+    }  # fmt: skip
+
+
+RUNNING = dict(status="running", step=0, epoch=0, total_steps=10, total_epochs=1, batches_per_epoch=10, device="cpu")
+
+
+def steps_of(server, run_id: int) -> list[int]:
+    return server.client.get(f"/api/runs/{run_id}/metrics", params={"max_points": 100_000}).json()["step"]
+
+
+def test_a_wrong_or_missing_token_is_refused(server, fake_run):
+    for token in ("wrong", ""):
+        with pytest.raises(InvalidStatus) as e:
+            worker_socket(server, fake_run, token).close()
+        assert e.value.response.status_code == 403
+    with pytest.raises(InvalidStatus):  # a token is good for its own run only
+        worker_socket(server, 987654).close()
+    with connect(f"{server.ws_url}/ws/worker/{fake_run}?token={TOKEN}") as ws:  # the query form works too
+        assert send(ws, 1, "status", **RUNNING) == {"type": "ack", "seq": 1}
+
+
+def test_each_message_is_stored_once_and_acknowledged_again(server, fake_run):
+    (server.runs_dir / str(fake_run) / "samples" / "epoch_0001.png").write_bytes(b"\x89PNG fake")
+    (server.runs_dir / str(fake_run) / "checkpoints" / "netg.pth").write_bytes(b"weights")
+    with connect(f"{server.ws_url}/ws/runs/{fake_run}") as page, worker_socket(server, fake_run) as ws:
+        assert json.loads(page.recv(timeout=30))["type"] == "snapshot"
+        assert send(ws, 1, "status", **RUNNING) == {"type": "ack", "seq": 1}
+        assert send(ws, 2, "batch", rows=rows(1, 5)) == {"type": "ack", "seq": 2}
+        assert send(ws, 2, "batch", rows=rows(1, 5)) == {"type": "ack", "seq": 2}  # a resend: acknowledged, not stored
+        assert send(ws, 3, "batch", rows=rows(6, 10)) == {"type": "ack", "seq": 3}
+        epoch = dict(epoch=1, step=10, sample="epoch_0001.png", checkpoints=["netg.pth"], images_per_s=123.0, seconds=1.5)
+        assert send(ws, 4, "epoch", **epoch) == {"type": "ack", "seq": 4}
+        assert send(ws, 5, "status", status="completed", step=10, epoch=1) == {"type": "ack", "seq": 5}
+
+        live = [json.loads(page.recv(timeout=30))]
+        while not (live[-1]["type"] == "run" and live[-1]["run"]["status"] == "completed"):
+            live.append(json.loads(page.recv(timeout=30)))
+    batches = [m["rows"]["step"] for m in live if m["type"] == "batch"]
+    assert batches == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]  # the duplicate never reached the page
+    assert batches and all(set(m["rows"]) >= {"loss_d", "loss_g", "d_x", "d_g_z"} for m in live if m["type"] == "batch")
+    (page_epoch,) = [m for m in live if m["type"] == "epoch"]
+    assert page_epoch["sample"]["url"] == f"/api/runs/{fake_run}/samples/epoch_0001.png"
+
+    assert steps_of(server, fake_run) == list(range(1, 11))
+    run = server.run(fake_run)
+    assert (run["status"], run["step"], run["epoch"], run["total_steps"]) == ("completed", 10, 1, 10)
+    assert run["images_per_s"] == 123.0 and run["loss_g"] == 2.0 and run["device"] == "cpu"
+    assert run["latest_sample"].endswith("/epoch_0001.png") and run["finished_at"]
+    (sample,) = server.client.get(f"/api/runs/{fake_run}/samples").json()
+    assert sample["epoch"] == 1 and sample["size"] == len(b"\x89PNG fake")
+    (ckpt,) = server.client.get(f"/api/runs/{fake_run}/checkpoints").json()
+    assert ckpt["name"] == "netg.pth" and ckpt["size"] == 7
+    assert server.client.get(ckpt["url"]).content == b"weights"
+
+
+def test_a_new_attempt_forgets_what_the_last_one_logged_after_its_checkpoint(server, fake_run):
+    for epoch in (1, 2):
+        (server.runs_dir / str(fake_run) / "samples" / f"epoch_000{epoch}.png").write_bytes(b"png")
+    with worker_socket(server, fake_run) as ws:
+        send(ws, 1, "status", **{**RUNNING, "total_steps": 20, "total_epochs": 2})
+        send(ws, 2, "batch", rows=rows(1, 10))
+        send(ws, 3, "epoch", epoch=1, step=10, sample="epoch_0001.png", checkpoints=[], images_per_s=1.0, seconds=1.0)
+        send(ws, 4, "batch", rows=rows(11, 17, epoch=2))
+        send(ws, 5, "epoch", epoch=2, step=17, sample="epoch_0002.png", checkpoints=[], images_per_s=1.0, seconds=1.0)
+        # The worker died; attempt 2 resumes from the checkpoint of epoch 1, step 10. Its seq starts again at 1.
+        resumed = {**RUNNING, "step": 10, "epoch": 1, "total_steps": 20, "total_epochs": 2}
+        assert send(ws, 1, "status", attempt=2, **resumed) == {"type": "ack", "seq": 1}
+        assert steps_of(server, fake_run) == list(range(1, 11))
+        assert [s["epoch"] for s in server.client.get(f"/api/runs/{fake_run}/samples").json()] == [1]
+        assert server.run(fake_run)["latest_sample"].endswith("epoch_0001.png")
+        send(ws, 2, "batch", attempt=2, rows=rows(11, 20, epoch=2))
+    assert steps_of(server, fake_run) == list(range(1, 21))
+
+
+def test_bad_messages_drop_the_connection_and_store_nothing(server, fake_run):
+    (server.runs_dir / str(fake_run) / "checkpoints" / "ok.pth").write_bytes(b"x")
+    with worker_socket(server, fake_run) as ws:
+        send(ws, 1, "status", **RUNNING)
+        # A checkpoint name with a path trick is never registered, so it can never be served.
+        epoch = dict(epoch=1, step=0, sample="epoch_0001.png", checkpoints=["../config.json", "ok.pth"], images_per_s=1.0, seconds=1.0)
+        send(ws, 2, "epoch", **epoch)
+    assert [c["name"] for c in server.client.get(f"/api/runs/{fake_run}/checkpoints").json()] == ["ok.pth"]
+    assert server.client.get(f"/api/runs/{fake_run}/checkpoints/..%2Fconfig.json").status_code == 404
+    for bad in ({"seq": 3, "attempt": 1, "type": "nonsense"}, {"seq": 3, "attempt": 1, "type": "batch"},
+                {"seq": 3, "attempt": 1, "type": "epoch", "sample": "../x.png", "epoch": 2, "step": 1}):  # fmt: skip
+        with worker_socket(server, fake_run) as ws:
+            ws.send(json.dumps(bad))
+            with pytest.raises(ConnectionClosed) as e:
+                ws.recv(timeout=30)
+            assert e.value.rcvd.code == 1003
+    assert [s["epoch"] for s in server.client.get(f"/api/runs/{fake_run}/samples").json()] == [1]
+    assert server.run(fake_run)["status"] == "running"
+
+
+def test_a_page_that_falls_behind_is_resynced_and_never_blocks_publishing():
+    async def scenario():
+        hub = Hub()
+        slow, quick = hub.subscribe(1), hub.subscribe(1)
+        for i in range(QUEUE_SIZE * 3):  # nobody reads `slow`; publishing must not wait
+            hub.publish(1, [{"type": "batch", "rows": {"step": [i]}}])
+            if not quick.queue.empty():
+                quick.queue.get_nowait()
+        assert slow.stale and slow.queue.qsize() <= QUEUE_SIZE
+        assert slow.queue.get_nowait()["type"] == "resync"  # the sender turns this into a fresh snapshot
+        assert not quick.stale
+        hub.unsubscribe(slow)
+        hub.unsubscribe(quick)
+        assert not hub.pages
+
+    asyncio.run(scenario())
