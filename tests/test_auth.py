@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -71,17 +72,20 @@ def test_login_sets_a_safe_cookie_and_cross_site_posts_are_refused(locked):
 
 
 def test_a_worker_token_opens_only_its_own_run(locked):
-    import sqlite3
-
     bearer = {"Authorization": f"Bearer {TOKEN}"}
     ids = [locked.client.post("/api/runs", json={"config": {**TINY, "epochs": 1000}}, headers=bearer).json()["id"] for _ in range(2)]
-    db = sqlite3.connect(locked.runs_dir / "ganboard.db")
-    query = "SELECT token FROM runs WHERE id = ?"
-    worker_token = wait_for(lambda: db.execute(query, (ids[0],)).fetchone()[0], what="the worker to start")
-    db.close()
-    with pytest.raises(Exception):  # refused: closed with 1008 before accepting
-        with connect(f"{locked.ws_url}/ws/worker/{ids[1]}", additional_headers={"Authorization": f"Bearer {worker_token}"}) as ws:
-            ws.recv(timeout=10)
+
+    def token_of_first_worker() -> str | None:  # what the supervisor handed to run A's worker process
+        pid = locked.client.get(f"/api/runs/{ids[0]}", headers=bearer).json()["pid"]
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if pid else []
+        except OSError:
+            return None
+        return next((e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"GANBOARD_WORKER_TOKEN=")), None)
+
+    worker_token = wait_for(token_of_first_worker, what="run A's worker")
+    with pytest.raises(InvalidStatus):  # run B's socket refuses run A's token
+        connect(f"{locked.ws_url}/ws/worker/{ids[1]}", additional_headers={"Authorization": f"Bearer {worker_token}"})
     assert httpx.get(f"{locked.url}/api/runs", headers={"Authorization": f"Bearer {worker_token}"}).status_code == 401
     for run_id in ids:
         locked.client.post(f"/api/runs/{run_id}/cancel", headers=bearer)

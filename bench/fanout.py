@@ -1,0 +1,113 @@
+"""Fan-out: 100 page websockets on one training run, against the same run with no page open.
+
+For each round it trains the same short run twice on a real server, once with no page open and once with `--pages`
+pages reading `WS /ws/runs/<id>` (plus one page that never reads), alternating. It prints whether every reading page
+received every step, the p50 and p99 delay from the loop recording a step to a page receiving it (this includes the
+~100 ms the worker gathers rows before sending), and training images/s without and with the pages (a ratio).
+Run: `.venv/bin/python bench/fanout.py [--pages 100] [--steps 600] [--rounds 2]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.conftest import start_server  # noqa: E402
+
+CONFIG = dict(dataset="procedural", image_size=32, ngf=16, ndf=16, nz=32, batch_size=64, epochs=1000, device="cpu")
+
+
+async def read_page(url: str, received: dict[int, float], done: asyncio.Event) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(url, max_size=None) as ws:
+        while not done.is_set():
+            try:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 1))
+            except TimeoutError:
+                continue
+            now = time.time()
+            rows = msg.get("rows") or msg.get("metrics")
+            for step in rows["step"] if rows else []:
+                received.setdefault(step, now)
+            if msg["type"] in ("run", "snapshot") and msg["run"]["status"] in ("completed", "failed", "cancelled"):
+                return
+
+
+def silent_page(host: str, port: int, path: str) -> socket.socket:
+    """A page that opens its websocket and then never reads a byte."""
+    sock = socket.create_connection((host, port))
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    return sock
+
+
+def train_once(server, steps: int, pages: int) -> dict:
+    run = server.client.post("/api/runs", json={"config": {**CONFIG, "max_steps": steps}}).json()
+    url = f"{server.ws_url}/ws/runs/{run['id']}"
+    received: list[dict[int, float]] = [{} for _ in range(pages)]
+    silent = silent_page("127.0.0.1", int(server.url.rsplit(":", 1)[1]), f"/ws/runs/{run['id']}") if pages else None
+
+    async def watch() -> None:
+        done = asyncio.Event()
+        await asyncio.gather(*(read_page(url, r, done) for r in received))
+
+    thread = threading.Thread(target=lambda: asyncio.run(watch()), daemon=True) if pages else None
+    if thread:
+        thread.start()
+    final = server.wait_status(run["id"], "completed", "failed", timeout=900)
+    if thread:
+        thread.join(60)
+    if silent:
+        silent.close()
+    metrics = server.client.get(f"/api/runs/{run['id']}/metrics", params={"max_points": 10**6}).json()
+    times = dict(zip(metrics["step"], metrics["time"]))
+    seconds = metrics["time"][-1] - metrics["time"][9]  # after ten steps of warm-up
+    result = {"status": final["status"], "images_per_s": CONFIG["batch_size"] * (len(times) - 10) / seconds}
+    if pages:
+        expected = set(times)
+        result["complete_pages"] = sum(set(r) == expected for r in received)
+        delays = sorted(r[s] - times[s] for r in received for s in r if s in times and s > 1)
+        result["p50_ms"] = 1000 * delays[len(delays) // 2]
+        result["p99_ms"] = 1000 * delays[int(len(delays) * 0.99)]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = Path(tmp) / "runs"
+        runs.mkdir()
+        server = start_server(runs)
+        alone, watched = [], []
+        for _ in range(args.rounds):
+            alone.append(train_once(server, args.steps, 0))
+            watched.append(train_once(server, args.steps, args.pages))
+        server.stop()
+    a = statistics.median(r["images_per_s"] for r in alone)
+    w = statistics.median(r["images_per_s"] for r in watched)
+    print(f"{args.pages} pages (+1 that never reads) on a {args.steps}-step run, {args.rounds} rounds:")
+    for r in watched:
+        print(f"  every step on {r['complete_pages']}/{args.pages} pages; delay p50 {r['p50_ms']:.0f} ms, "
+              f"p99 {r['p99_ms']:.0f} ms; run {r['status']}")  # fmt: skip
+    print(f"  training: {a:.0f} images/s with no page, {w:.0f} with {args.pages} pages: ratio {w / a:.2f}")
+
+
+if __name__ == "__main__":
+    main()
