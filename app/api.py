@@ -63,6 +63,7 @@ class FileOut(BaseModel):
     url: str
     epoch: int
     size: int | None = None
+    sha256: str | None = Field(None, description="checkpoints: SHA-256 of the file as the worker reported it")
 
 
 def _run(session: Session, run_id: int) -> Run:
