@@ -165,3 +165,33 @@ def test_a_page_that_falls_behind_is_resynced_and_never_blocks_publishing():
         assert not hub.pages
 
     asyncio.run(scenario())
+
+
+def test_workers_find_the_port_the_server_really_listens_on(tmp_path):
+    """`uvicorn app.main:create_app --factory --port N` with GANBOARD_PORT unset or stale still trains end to end."""
+    from tests.conftest import free_port, start_server
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    srv = start_server(runs, GANBOARD_PORT=str(free_port()))  # a port nobody listens on
+    try:
+        run = srv.create(epochs=1, max_steps=3)
+        done = srv.wait_status(run["id"], "completed", "failed")
+        assert done["status"] == "completed", done["error"]
+        assert srv.client.get(f"/api/runs/{run['id']}/metrics").json()["step"] == [1, 2, 3]
+    finally:
+        srv.stop()
+
+
+def test_an_older_database_gains_the_new_columns(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:  # the checkpoints table as the first version made it
+        conn.execute("CREATE TABLE checkpoints (run_id INTEGER, name VARCHAR, size INTEGER, epoch INTEGER, PRIMARY KEY (run_id, name))")
+        conn.execute("INSERT INTO checkpoints VALUES (1, 'netg.pth', 7, 1)")
+    engine = make_engine(f"sqlite:///{db}")
+    engine.dispose()
+    with sqlite3.connect(db) as conn:
+        assert "sha256" in {row[1] for row in conn.execute("PRAGMA table_info(checkpoints)")}
+        assert conn.execute("SELECT name, sha256 FROM checkpoints").fetchall() == [("netg.pth", None)]
