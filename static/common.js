@@ -8,6 +8,7 @@ const RESUMABLE = ["failed", "cancelled", "interrupted"];
 
 async function fetchJSON(url, options = {}) {
   const response = await fetch(url, { headers: { "content-type": "application/json" }, ...options });
+  if (response.status === 401) toLogin();  // a server with GANBOARD_TOKEN, and no (or an old) login cookie
   const body = response.status === 204 ? null : await response.json().catch(() => null);
   if (!response.ok) {
     const detail = body && typeof body.detail === "string" ? body.detail : `${response.status} ${response.statusText}`;
@@ -17,6 +18,10 @@ async function fetchJSON(url, options = {}) {
     throw error;
   }
   return body;
+}
+
+function toLogin() {
+  window.location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
 }
 
 function fmt(value, digits = 3) {

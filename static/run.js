@@ -445,14 +445,20 @@ function connect() {
   const after = lastStep();
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   setConnection(socket ? "reconnecting" : "connecting", socket ? "reconnecting" : "connecting");
-  socket = new WebSocket(`${scheme}://${location.host}/ws/runs/${runId}${after ? `?after=${after}` : ""}`);
-  socket.onopen = () => { setConnection("live"); retryMs = 500; };
-  socket.onmessage = onMessage;
-  socket.onclose = (event) => {
-    if (event.code === 1008) {  // the server does not know this run (deleted)
-      setConnection("gone", "run not found");
-      return;
+  const ws = new WebSocket(`${scheme}://${location.host}/ws/runs/${runId}${after ? `?after=${after}` : ""}`);
+  let opened = false;
+  socket = ws;
+  ws.onopen = () => { opened = true; setConnection("live"); retryMs = 500; };
+  ws.onmessage = onMessage;
+  ws.onclose = async () => {
+    if (!opened) {  // refused at the handshake: ask the API why (401 goes to the login page, 404 means deleted)
+      try {
+        await fetchJSON(`/api/runs/${runId}`);
+      } catch (error) {
+        if (error.status === 404) { setConnection("gone", "run not found"); return; }
+      }
     }
+    if (socket !== ws) return;  // replaced meanwhile (resync)
     setConnection("reconnecting", `reconnecting in ${Math.round(retryMs / 1000) || 1} s`);
     setTimeout(connect, retryMs);
     retryMs = Math.min(retryMs * 2, 10_000);
@@ -461,7 +467,7 @@ function connect() {
 
 // Forget everything and ask for the whole history again (after a resume rewound the run to its checkpoint).
 function resync() {
-  if (socket) { socket.onclose = null; socket.close(); }
+  if (socket) { socket.onclose = null; socket.onmessage = null; socket.close(); }
   pending = [];
   for (const key of ["step", ...SERIES]) data[key].length = 0;
   samples = [];
