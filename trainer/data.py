@@ -38,7 +38,10 @@ def cache_dir() -> Path:
 
 
 def load_images(cfg: TrainConfig, log: Callable[[str], None] = print) -> torch.Tensor:
-    """The whole dataset of `cfg` as a contiguous CPU uint8 tensor [N, cfg.channels, cfg.image_size, cfg.image_size]."""
+    """The whole dataset of `cfg` as a contiguous CPU uint8 tensor [N, cfg.channels, cfg.image_size, cfg.image_size].
+
+    Raises DatasetError, with the path or set and the reason, when the data cannot be used; `log` gets warnings (files
+    skipped) and notes (an emoji render on a cold cache)."""
     size, channels = cfg.image_size, cfg.channels
     if cfg.dataset == "emoji":
         images = _cached(f"emoji_{size}_{channels}.pt", lambda: _convert(_render_emoji(size, log), size, channels), log)
@@ -123,7 +126,7 @@ def _render_emoji(size: int, log: Callable[[str], None]) -> torch.Tensor:
     big = 2 * size
     with resources.as_file(font_file) as path:
         codepoints = _cmap_codepoints(path.read_bytes())
-        # Ink reaches about 0.63 em from the anchor: at 0.68 em per canvas side every glyph fits with a margin.
+        # Ink reaches up to 0.63 em from the anchor, so at a font size of 0.68 canvas every glyph keeps a margin.
         font = ImageFont.truetype(str(path), round(big * 0.68))
     glyphs = []
     for cp in codepoints:
@@ -154,8 +157,8 @@ def procedural_faces(count: int, size: int, seed: int) -> torch.Tensor:
     def colour(lo: int, hi: int) -> np.ndarray:
         return rng.integers(lo, hi, (count, 3, 1, 1)).astype(np.float32)
 
-    p = dict(cx=u(0.38, 0.62), cy=u(0.38, 0.62), rx=u(0.24, 0.4), squash=u(0.85, 1.15))
-    p["ry"] = p["rx"] * p["squash"]
+    rx = u(0.24, 0.4)
+    p = dict(cx=u(0.38, 0.62), cy=u(0.38, 0.62), rx=rx, ry=rx * u(0.85, 1.15))
     p.update(eye_dx=p["rx"] * u(0.28, 0.45), eye_y=p["cy"] - p["ry"] * u(0.1, 0.35), eye_r=p["rx"] * u(0.1, 0.2))
     p.update(pupil_r=p["eye_r"] * u(0.4, 0.7), gaze_x=p["eye_r"] * u(-0.4, 0.4), gaze_y=p["eye_r"] * u(-0.4, 0.4))
     p.update(mouth_y=p["cy"] + p["ry"] * u(0.3, 0.55), mouth_w=p["rx"] * u(0.3, 0.65))
