@@ -2,7 +2,7 @@
 // D is always blue and G always orange, on every chart, legend and number.
 "use strict";
 
-const COLORS = { d: "#2563eb", g: "#ea580c", dRaw: "rgba(37, 99, 235, 0.22)", gRaw: "rgba(234, 88, 12, 0.22)", guide: "#6b7280" };
+const COLORS = { d: "#2563eb", g: "#ea580c", dRaw: "rgba(37, 99, 235, 0.28)", gRaw: "rgba(234, 88, 12, 0.28)", guide: "#6b7280" };
 const ACTIVE = ["queued", "running"];
 const RESUMABLE = ["failed", "cancelled", "interrupted"];
 

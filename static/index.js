@@ -259,5 +259,13 @@ async function loadForm() {
   document.getElementById("new-run").scrollIntoView();
 }
 
-pollRuns();
-loadForm();
+async function start() {
+  const firstRuns = refreshRuns();
+  await Promise.allSettled([firstRuns, loadForm()]);
+  document.getElementById("index").classList.remove("settling");
+  const target = location.hash && document.getElementById(location.hash.slice(1));
+  if (target) target.scrollIntoView();  // e.g. /#new-run: where it is now that the list is filled in
+  setTimeout(pollRuns, POLL_MS);
+}
+
+start();

@@ -65,11 +65,19 @@ function showLatestInLegend(u) {  // with the cursor off the chart, the legend s
   if (u.cursor.idx === null || u.cursor.idx === undefined || u.cursor.left < 0) u.setLegend({ idxs: lastIndexes(u) }, false);
 }
 
+// Before the first point, charts draw their axes over steps 0..1, so nothing moves when the data arrives.
+const placeholder = (n) => [[0, 1], ...Array.from({ length: n }, () => [null, null])];
+
+function autoRange(u, min, max) {
+  if (min === null || max === null || !Number.isFinite(min) || !Number.isFinite(max)) return [0, 2];
+  return uPlot.rangeNum(min, max, 0.1, true);
+}
+
 function makeChart(box, yLabel, series, extra = {}) {
   const opts = {
     width: box.clientWidth,
     height: chartHeight(),
-    scales: { x: { time: false }, ...(extra.scales || {}) },
+    scales: { x: { time: false }, y: { range: autoRange }, ...(extra.scales || {}) },
     axes: [
       { label: "step", labelSize: 18, size: 34, incrs: STEP_INCRS, values: (u, ticks) => ticks.map(compact) },
       { label: yLabel, labelSize: 18, size: 46 },
@@ -81,7 +89,7 @@ function makeChart(box, yLabel, series, extra = {}) {
       hover: { skip: [null] },             // a step where a series has no value shows its nearest value
       points: { size: 7 },
     },
-    series: [{ label: "step", value: (u, v) => (v === null || v === undefined ? "–" : v.toLocaleString()) }, ...series],
+    series: [{ label: "step", value: (u, v) => (v === null || v === undefined || !data.step.length ? "–" : v.toLocaleString()) }, ...series],
     hooks: {
       setCursor: [showLatestInLegend],
       setScale: [(u, key) => {
@@ -92,7 +100,7 @@ function makeChart(box, yLabel, series, extra = {}) {
       ...(extra.hooks || {}),
     },
   };
-  const chart = new uPlot(opts, [[], ...series.map(() => [])], box);
+  const chart = new uPlot(opts, placeholder(series.length), box);
   chart.zoomed = false;
   return chart;
 }
@@ -144,6 +152,10 @@ new ResizeObserver(() => {
 function draw() {
   updateEma();
   const x = data.step;
+  if (!x.length) {  // emptied by a resync
+    for (const [chart] of charts) chart.setData(placeholder(chart.series.length - 1));
+    return;
+  }
   lossChart.setData([x, data.loss_d, data.loss_g, ema.loss_d.out, ema.loss_g.out], !lossChart.zoomed);
   dgzChart.setData([x, data.d_x, data.d_g_z], !dgzChart.zoomed);
   for (const [chart] of charts) showLatestInLegend(chart);

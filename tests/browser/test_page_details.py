@@ -213,3 +213,38 @@ def test_with_a_token_the_pages_work_after_logging_in(tmp_path, browser):
     finally:
         context.close()
         srv.stop()
+
+
+LAYOUT_SHIFTS = """window.layoutShift = 0; window.shifted = [];
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    if (entry.hadRecentInput) continue;
+    window.layoutShift += entry.value;
+    window.shifted.push(entry.sources.map((s) => s.node ? (s.node.id || s.node.className || s.node.nodeName) : "?").join(","));
+  }
+}).observe({type: "layout-shift", buffered: true});"""
+
+
+def test_nothing_jumps_as_the_data_arrives(server, browser):
+    """Cumulative layout shift from opening a fresh run's page until its first sample grid shows, and of the run list:
+    well under 0.1, Chromium's own threshold for a page that does not jump, on a laptop and on a phone."""
+    run = server.create(epochs=2)
+    pages = []
+    for width, height in ((1280, 800), (390, 844)):
+        context = browser.new_context(viewport={"width": width, "height": height})
+        context.add_init_script(LAYOUT_SHIFTS)
+        page = context.new_page()
+        page.goto(f"{server.url}/runs/{run['id']}")
+        pages.append((width, context, page))
+    try:
+        for width, _, page in pages:
+            page.wait_for_function("window.ganboard.pointCount() > 0 && document.getElementById('sample-img').naturalWidth > 0")
+            assert page.evaluate("window.layoutShift") < 0.05, (width, page.evaluate("window.shifted"))
+            page.goto(server.url + "/")
+            page.wait_for_selector(f'#runs-table tr[data-run-id="{run["id"]}"]')
+            page.wait_for_selector("#field-dataset")
+            assert page.evaluate("window.layoutShift") < 0.05, (width, page.evaluate("window.shifted"))
+    finally:
+        for _, context, _ in pages:
+            context.close()
+        cancel_quietly(server, run["id"])
