@@ -198,6 +198,7 @@ function merge(mode, rows) {
   if (mode === "live" && data.step.length && rows.step[0] <= data.step[data.step.length - 1]) {
     const k = firstIndexAtOrAfter(rows.step[0]);
     for (const key of ["step", ...SERIES]) data[key].length = k;
+    ema.weight = NaN;  // smoothed again from the start on the next draw
   }
   let last = data.step.length ? data.step[data.step.length - 1] : -Infinity;
   for (let i = 0; i < n; i++) {
@@ -208,13 +209,52 @@ function merge(mode, rows) {
   }
 }
 
-function flush() {
+// A page left open on a long run keeps at most ~COMPACT_AT points: past that, everything but the newest KEEP_RECENT
+// is thinned to KEEP_OLD points, keeping each series' min and max per bucket of steps (as the server's snapshot does,
+// so spikes survive). Memory stays bounded and a frame stays cheap, however long the run.
+const KEEP_RECENT = 4000, KEEP_OLD = 4000, COMPACT_AT = 16000;
+
+function compact() {
+  const n = data.step.length, end = n - KEEP_RECENT;
+  const buckets = Math.floor(KEEP_OLD / (2 * SERIES.length));
+  const s0 = data.step[0], width = (data.step[end - 1] - s0 + 1) / buckets;
+  const keep = new Uint8Array(n).fill(1, end);
+  keep[0] = 1;
+  for (const s of SERIES) {
+    const v = data[s];
+    let bucket = -1, iMin = -1, iMax = -1;
+    for (let i = 0; i <= end; i++) {
+      const b = i < end ? Math.floor((data.step[i] - s0) / width) : -2;
+      if (b !== bucket) {
+        if (iMin >= 0) keep[iMin] = keep[iMax] = 1;
+        bucket = b; iMin = iMax = -1;
+      }
+      const x = v[i];
+      if (i === end || x === null || x === undefined || !Number.isFinite(x)) continue;
+      if (iMin < 0 || x < v[iMin]) iMin = i;
+      if (iMax < 0 || x > v[iMax]) iMax = i;
+    }
+  }
+  for (const key of ["step", ...SERIES]) data[key] = data[key].filter((_, i) => keep[i] === 1);
+}
+
+// Frames are drawn at most once per animation frame, and never more than a fifth of the time: when a draw took
+// 20 ms, the next waits 80 ms (rows keep being merged meanwhile), so the page always answers.
+let nextDrawAt = 0;
+
+function flush(now) {
   frame = 0;
   for (const [mode, rows] of pending) merge(mode, rows);
+  if (data.step.length > COMPACT_AT) compact();
   const changed = pending.length > 0 || redrawWanted;
   pending = [];
+  if (!changed) return;
+  if (now < nextDrawAt) { redrawWanted = true; schedule(); return; }
   redrawWanted = false;
-  if (changed) draw();
+  const t0 = performance.now();
+  draw();
+  // uPlot renders in a microtask queued by setData: this one runs after it
+  queueMicrotask(() => { nextDrawAt = t0 + 4 * (performance.now() - t0); });
 }
 
 $("smoothing").addEventListener("input", () => {

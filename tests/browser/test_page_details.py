@@ -248,3 +248,32 @@ def test_nothing_jumps_as_the_data_arrives(server, browser):
         for _, context, _ in pages:
             context.close()
         cancel_quietly(server, run["id"])
+
+
+def test_a_page_left_open_on_a_long_run_stays_bounded(server, finished, page):
+    """150,000 live rows, fed as the server sends them (100 per message): every one merged in order, memory bounded by
+    thinning the older history with min/max buckets (spikes survive), the newest rows kept whole."""
+    page.goto(f"{server.url}/runs/{finished['id']}")
+    page.wait_for_function("window.ganboard.pointCount() > 0")
+    first = page.evaluate("window.ganboard.lastStep()") + 1
+    page.evaluate(
+        """async (first) => {
+        let step = first;
+        for (let m = 0; m < 1500; m++) {
+          const rows = {step: [], epoch: [], loss_d: [], loss_g: [], d_x: [], d_g_z: []};
+          for (let i = 0; i < 100; i++, step++) {
+            rows.step.push(step); rows.epoch.push(1); rows.loss_d.push(step === first + 5000 ? 50 : 1 + (step % 7) / 10);
+            rows.loss_g.push(step % 5 ? null : 2); rows.d_x.push(0.7); rows.d_g_z.push(0.3);
+          }
+          onMessage({data: JSON.stringify({type: "batch", rows})});  // the page's own websocket handler
+          if (m % 50 === 0) await new Promise((r) => setTimeout(r, 0));
+        }
+      }""",
+        first,
+    )
+    last = first + 150_000 - 1
+    page.wait_for_function(f"window.ganboard.lastStep() === {last}")
+    steps = page.evaluate("window.ganboard.steps()")
+    assert len(steps) <= 16_000 and steps == sorted(set(steps))
+    assert steps[-4000:] == list(range(last - 3999, last + 1))  # the newest rows whole
+    assert page.evaluate("Math.max(...window.ganboard.charts.loss.data[1].filter((v) => v !== null))") == 50  # the spike
