@@ -49,7 +49,7 @@ const chartHeight = () => (window.innerWidth < 600 ? 190 : 230);
 const STEP_INCRS = [];  // whole steps only on the x axis
 for (let p = 1; p <= 1e9; p *= 10) STEP_INCRS.push(p, 2 * p, 5 * p);
 
-function compact(v) {
+function stepLabel(v) {
   const a = Math.abs(v);
   return a >= 1e6 ? `${+(v / 1e6).toFixed(2)}M` : a >= 1e4 ? `${+(v / 1e3).toFixed(1)}k` : String(v);
 }
@@ -79,7 +79,7 @@ function makeChart(box, yLabel, series, extra = {}) {
     height: chartHeight(),
     scales: { x: { time: false }, y: { range: autoRange }, ...(extra.scales || {}) },
     axes: [
-      { label: "step", labelSize: 18, size: 34, incrs: STEP_INCRS, values: (u, ticks) => ticks.map(compact) },
+      { label: "step", labelSize: 18, size: 34, incrs: STEP_INCRS, values: (u, ticks) => ticks.map(stepLabel) },
       { label: yLabel, labelSize: 18, size: 46 },
     ],
     legend: { live: true },
@@ -214,7 +214,7 @@ function merge(mode, rows) {
 // so spikes survive). Memory stays bounded and a frame stays cheap, however long the run.
 const KEEP_RECENT = 4000, KEEP_OLD = 4000, COMPACT_AT = 16000;
 
-function compact() {
+function thinHistory() {
   const n = data.step.length, end = n - KEEP_RECENT;
   const buckets = Math.floor(KEEP_OLD / (2 * SERIES.length));
   const s0 = data.step[0], width = (data.step[end - 1] - s0 + 1) / buckets;
@@ -245,7 +245,7 @@ let nextDrawAt = 0;
 function flush(now) {
   frame = 0;
   for (const [mode, rows] of pending) merge(mode, rows);
-  if (data.step.length > COMPACT_AT) compact();
+  if (data.step.length > COMPACT_AT) thinHistory();
   const changed = pending.length > 0 || redrawWanted;
   pending = [];
   if (!changed) return;

@@ -122,6 +122,8 @@ def test_the_sample_player_checkpoints_config_and_smoothing(server, finished, pa
         assert links.nth(i).get_attribute("href") == api[name]["url"]
     assert all(size.strip() for size in page.locator("#checkpoints .size").all_text_contents())
 
+    ticks = page.evaluate("(() => { const u = window.ganboard.charts.loss; return u.axes[0].values(u, [20, 45000, 2500000]); })()")
+    assert ticks == ["20", "45k", "2.5M"]  # step labels on the x axis, short
     assert "batch_size" in page.text_content("#config")
     assert page.is_hidden("#cancel-button") and page.is_hidden("#resume-button")
     assert page.get_attribute("#clone-link", "href").startswith(f"/?clone={finished['id']}")
