@@ -150,6 +150,7 @@ new ResizeObserver(() => {
 }).observe(document.querySelector("main"));
 
 function draw() {
+  showChartNote();
   updateEma();
   const x = data.step;
   if (!x.length) {  // emptied by a resync
@@ -302,6 +303,15 @@ function renderHeader() {
 }
 setInterval(renderHeader, 1000);  // the running time and ETA tick between messages
 
+function showChartNote() {  // over the empty loss chart: what comes next
+  const note = $("chart-empty");
+  note.hidden = data.step.length > 0 || pending.length > 0;
+  if (note.hidden || !run) return;
+  note.textContent = run.status === "queued" ? "Waiting for a free worker: the loss curves start with the first batches."
+    : run.status === "running" ? "The first batches are on their way (the data set loads first)."
+    : "No batches were recorded for this run.";
+}
+
 function showRun(next) {
   const previous = run;
   run = next;
@@ -329,6 +339,7 @@ function showRun(next) {
     resume.textContent = "Resume";
   }
   showConfig(run.config);
+  showChartNote();
   // A resumed run starts again from its last checkpoint: the server drops what came after it, so do we.
   if (previous && previous.status !== "running" && run.status === "running" && data.step.length) resync();
 }
