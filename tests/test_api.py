@@ -164,3 +164,12 @@ def test_an_init_checkpoint_that_would_run_code_is_refused(server):
     failed = server.wait_status(run["id"], "failed", "completed")
     assert failed["status"] == "failed" and "not a loadable weights file" in failed["error"]
     assert not marker.exists()
+
+
+def test_the_server_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, app.main, app.cli; from app.main import create_app; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr
