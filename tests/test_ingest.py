@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -164,7 +165,9 @@ def test_a_page_that_falls_behind_is_resynced_and_never_blocks_publishing():
         hub.unsubscribe(quick)
         assert not hub.pages
 
-    asyncio.run(scenario())
+    # Its own thread: Playwright's session-wide browser leaves an event loop running in the main thread.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, scenario()).result()
 
 
 def test_workers_find_the_port_the_server_really_listens_on(tmp_path):
