@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, ValidationError
@@ -27,6 +28,7 @@ def get_session(request: Request):
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+RunId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="the run's id")]  # SQLite integers are 64-bit
 
 
 class RunCreate(BaseModel):
@@ -121,12 +123,12 @@ def list_runs(session: SessionDep) -> list[dict]:
 
 
 @router.get("/runs/{run_id}", response_model=RunOut)
-def get_run(run_id: int, session: SessionDep) -> dict:
+def get_run(run_id: RunId, session: SessionDep) -> dict:
     return store.run_json(_run(session, run_id))
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunOut)
-def cancel_run(run_id: int, request: Request, session: SessionDep) -> dict:
+def cancel_run(run_id: RunId, request: Request, session: SessionDep) -> dict:
     run = _run(session, run_id)
     if run.status not in store.ACTIVE:
         raise HTTPException(409, f"run {run_id} is {run.status}: only a queued or running run can be cancelled")
@@ -136,7 +138,7 @@ def cancel_run(run_id: int, request: Request, session: SessionDep) -> dict:
 
 
 @router.post("/runs/{run_id}/resume", response_model=RunOut)
-def resume_run(run_id: int, request: Request, session: SessionDep) -> dict:
+def resume_run(run_id: RunId, request: Request, session: SessionDep) -> dict:
     run = _run(session, run_id)
     if run.status not in store.RESUMABLE:
         raise HTTPException(409, f"run {run_id} is {run.status}: only a failed, cancelled or interrupted run resumes")
@@ -148,7 +150,7 @@ def resume_run(run_id: int, request: Request, session: SessionDep) -> dict:
 
 
 @router.delete("/runs/{run_id}", status_code=204)
-def delete_run(run_id: int, request: Request, session: SessionDep) -> Response:
+def delete_run(run_id: RunId, request: Request, session: SessionDep) -> Response:
     run = _run(session, run_id)
     if run.status in store.ACTIVE:
         raise HTTPException(409, f"run {run_id} is {run.status}: cancel it before deleting it")
@@ -160,7 +162,7 @@ def delete_run(run_id: int, request: Request, session: SessionDep) -> Response:
 
 @router.get("/runs/{run_id}/metrics")
 def get_metrics(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
     after: Annotated[int, Query(ge=0, description="only steps after this one")] = 0,
     max_points: Annotated[int, Query(ge=10, le=1_000_000, description="downsample to at most this many rows")] = 2000,
@@ -171,13 +173,13 @@ def get_metrics(
 
 
 @router.get("/runs/{run_id}/samples", response_model=list[FileOut])
-def list_samples(run_id: int, session: SessionDep) -> list[dict]:
+def list_samples(run_id: RunId, session: SessionDep) -> list[dict]:
     _run(session, run_id)
     return store.samples_json(session, run_id)
 
 
 @router.get("/runs/{run_id}/checkpoints", response_model=list[FileOut])
-def list_checkpoints(run_id: int, session: SessionDep) -> list[dict]:
+def list_checkpoints(run_id: RunId, session: SessionDep) -> list[dict]:
     _run(session, run_id)
     return store.checkpoints_json(session, run_id)
 
@@ -191,13 +193,13 @@ def _registered_file(request: Request, run_id: int, folder: str, name: str, know
 
 
 @router.get("/runs/{run_id}/samples/{name}", response_class=FileResponse)
-def get_sample(run_id: int, name: str, request: Request, session: SessionDep):
+def get_sample(run_id: RunId, name: str, request: Request, session: SessionDep):
     known = session.scalars(select(Sample).where(Sample.run_id == run_id, Sample.name == name)).first() is not None
     return FileResponse(_registered_file(request, run_id, "samples", name, known), media_type="image/png")
 
 
 @router.get("/runs/{run_id}/checkpoints/{name}", response_class=FileResponse)
-def get_checkpoint(run_id: int, name: str, request: Request, session: SessionDep):
+def get_checkpoint(run_id: RunId, name: str, request: Request, session: SessionDep):
     run = _run(session, run_id)
     known = session.get(Checkpoint, {"run_id": run_id, "name": name}) is not None
     path = _registered_file(request, run_id, "checkpoints", name, known)

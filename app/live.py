@@ -11,6 +11,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from app import store
+from app.api import RunId
 from app.db import Run, hash_token
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ def _bearer(ws: WebSocket) -> str:
 
 
 @router.websocket("/ws/worker/{run_id}")
-async def worker_socket(ws: WebSocket, run_id: int) -> None:
+async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
     """Store each message once per (run, attempt, seq), in one transaction, then acknowledge it."""
     state = ws.app.state
 
@@ -72,7 +73,7 @@ async def _until_closed(ws: WebSocket) -> None:
 
 
 @router.websocket("/ws/runs/{run_id}")
-async def page_socket(ws: WebSocket, run_id: int) -> None:
+async def page_socket(ws: WebSocket, run_id: RunId) -> None:
     """A snapshot (history downsampled, or only after `?after=S` for a page that reconnects), then live messages."""
     state = ws.app.state
     try:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from app.api import RunId
 from app.db import Run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +22,7 @@ def index(request: Request, clone: int | None = None):
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(request: Request, run_id: int):
+def run_page(request: Request, run_id: RunId):
     with request.app.state.sessions() as s:
         if s.get(Run, run_id) is None:
             raise HTTPException(404, f"run {run_id} not found")
