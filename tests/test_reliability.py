@@ -56,3 +56,24 @@ def test_cuda_asked_for_without_a_gpu_fails_and_the_queue_moves_on(server):
     failed = server.wait_status(bad["id"], "failed")
     assert "no CUDA GPU is visible" in failed["error"]
     assert server.wait_status(good["id"], "completed", "failed")["status"] == "completed"
+
+
+def test_several_runs_at_once_while_the_api_is_read_lose_no_row(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    server = start_server(runs, GANBOARD_MAX_CONCURRENT="3")
+    try:
+        ids = [server.create(epochs=2, seed=i)["id"] for i in range(3)]
+        reads = 0
+        while any(server.run(i)["status"] in ("queued", "running") for i in ids):
+            for i in ids:  # readers beside the writers: WAL lets both go on
+                assert server.client.get(f"/api/runs/{i}/metrics", params={"max_points": 50}).status_code == 200
+                reads += 1
+            assert server.client.get("/api/runs").status_code == 200
+        assert reads > 10
+        for i in ids:
+            run = server.run(i)
+            assert run["status"] == "completed", run["error"]
+            assert all_steps(server, i) == list(range(1, run["total_steps"] + 1))
+    finally:
+        server.stop()
