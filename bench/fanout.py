@@ -15,14 +15,13 @@ import json
 import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import start_server  # noqa: E402
+from tests.conftest import scratch_server  # noqa: E402
 
 CONFIG = dict(dataset="procedural", image_size=32, ngf=16, ndf=16, nz=32, batch_size=64, epochs=1000, device="cpu")
 
@@ -91,15 +90,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = Path(tmp) / "runs"
-        runs.mkdir()
-        server = start_server(runs)
+    with scratch_server() as server:
         alone, watched = [], []
         for _ in range(args.rounds):
             alone.append(train_once(server, args.steps, 0))
             watched.append(train_once(server, args.steps, args.pages))
-        server.stop()
     a = statistics.median(r["images_per_s"] for r in alone)
     w = statistics.median(r["images_per_s"] for r in watched)
     print(f"{args.pages} pages (+1 that never reads) on a {args.steps}-step run, {args.rounds} rounds:")

@@ -11,13 +11,12 @@ import argparse
 import sqlite3
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.browser.conftest import ARGS, CHROMIUM  # noqa: E402
-from tests.conftest import start_server  # noqa: E402
+from tests.conftest import scratch_server  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 
 
@@ -41,11 +40,8 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = Path(tmp) / "runs"
-        runs.mkdir()
-        server = start_server(runs)
-        db = sqlite3.connect(runs / "ganboard.db")
+    with scratch_server() as server:
+        db = sqlite3.connect(server.runs_dir / "ganboard.db")
         cases = {"1,000 batches": write_run(db, 1_000), "200,000 batches": write_run(db, 200_000)}
         db.close()
         times: dict[str, list[float]] = {name: [] for name in cases}
@@ -59,7 +55,6 @@ def main() -> None:
                     times[name].append(page.evaluate("performance.getEntriesByName('first-chart-paint')[0].startTime"))
                     page.close()
             browser.close()
-        server.stop()
     small, large = (statistics.median(v) for v in times.values())
     print(f"time to first chart paint, median of {args.rounds} (Chromium {CHROMIUM}):")
     print(f"  1,000 batches:   {small:7.0f} ms")

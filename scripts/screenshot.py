@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.browser.conftest import ARGS, CHROMIUM  # noqa: E402
-from tests.conftest import start_server, wait_for  # noqa: E402
+from tests.conftest import scratch_server, wait_for  # noqa: E402
 
 
 def main() -> None:
@@ -24,10 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = Path(tmp) / "runs"
-        runs.mkdir()
-        server = start_server(runs)
+    with scratch_server() as server:
         run = server.client.post("/api/runs", json={"name": "emoji-quick", "config": {"device": "cpu"}}).json()
         wait_for(lambda: server.run(run["id"])["epoch"] >= args.epochs, 600, what=f"{args.epochs} epochs")
         with sync_playwright() as p:
@@ -40,7 +36,6 @@ def main() -> None:
             browser.close()
         server.client.post(f"/api/runs/{run['id']}/cancel")
         server.wait_status(run["id"], "cancelled")
-        server.stop()
     print(f"wrote {args.output}")
 
 

@@ -7,7 +7,10 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +91,19 @@ def start_server(runs_dir: Path, port: int | None = None, wait_path: str = "/api
 
     wait_for(up, 60, what="the server to start")
     return Server(url, runs_dir, proc, client)
+
+
+@contextmanager
+def scratch_server(**env: str) -> Iterator[Server]:
+    """A server on a temporary runs dir, for benches and scripts; stopped and removed afterwards."""
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = Path(tmp) / "runs"
+        runs.mkdir()
+        server = start_server(runs, **env)
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="module")

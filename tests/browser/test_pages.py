@@ -6,7 +6,7 @@ import sqlite3
 
 import torch
 
-from tests.conftest import TINY, wait_for
+from tests.conftest import TINY
 from trainer.config import TrainConfig
 from trainer.models import build_generator
 
