@@ -13,6 +13,8 @@ from sqlalchemy import JSON, ForeignKey, Integer, create_engine, event, inspect,
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
+from trainer.protocol import ROW_COLUMNS
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
@@ -101,7 +103,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-METRIC_COLUMNS = ("step", "epoch", "batch", "loss_d", "loss_d_real", "loss_d_fake", "loss_g", "d_x", "d_g_z", "time")
+METRIC_COLUMNS = ROW_COLUMNS
 
 
 def make_engine(url: str) -> Engine:

@@ -16,10 +16,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.db import METRIC_COLUMNS, Checkpoint, Metric, Received, Run, Sample, utcnow
+from trainer.protocol import ACTIVE, RESUMABLE  # noqa: F401 (the API reads them from here)
 
 SERIES = ("loss_d", "loss_g", "d_x", "d_g_z")
-ACTIVE = ("queued", "running")
-RESUMABLE = ("failed", "cancelled", "interrupted")
 
 
 def iso(t) -> str | None:

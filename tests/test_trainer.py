@@ -11,7 +11,8 @@ from PIL import Image
 
 from trainer.config import TrainConfig
 from trainer.data import load_images
-from trainer.loop import STATS, train
+from trainer.loop import train
+from trainer.protocol import STATS
 from trainer.models import build_generator
 
 TINY = dict(dataset="procedural", image_size=32, ngf=8, ndf=8, nz=16, batch_size=256, device="cpu", seed=3)

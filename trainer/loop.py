@@ -23,10 +23,10 @@ from trainer.checkpoint import load_user_weights, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import load_images
 from trainer.models import build_discriminator, build_generator
+from trainer.protocol import STATS
 
 log = logging.getLogger(__name__)
 
-STATS = ("loss_d", "loss_d_real", "loss_d_fake", "loss_g", "d_x", "d_g_z")
 FLUSH_SECONDS = 0.1  # how often per-batch stats are read back from the device (one host sync per chunk)
 SAMPLES = 64
 

@@ -1,0 +1,220 @@
+"""The contract between a worker and the server: run states, metric columns, messages and the run folder's layout.
+
+Both sides import this one torch-free module, as TensorBoard's writers and readers share its event definition: the
+worker builds its messages with these models, and the server parses each message with `parse_message` exactly once, so
+a malformed or hostile message is refused before anything is stored. A new per-batch metric is added to `METRICS` and
+nowhere else: the loop's stats vector, the database columns, the API and the page's charts all follow it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, model_validator
+
+# -- run states ----------------------------------------------------------------------------------------------------
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # its worker was lost while the server was down
+
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED, Status.FAILED}),
+    Status.RUNNING: frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.INTERRUPTED}),
+    Status.FAILED: frozenset({Status.QUEUED}),
+    Status.CANCELLED: frozenset({Status.QUEUED}),
+    Status.INTERRUPTED: frozenset({Status.QUEUED}),
+    Status.COMPLETED: frozenset(),
+}
+ACTIVE = frozenset({Status.QUEUED, Status.RUNNING})
+RESUMABLE = frozenset(s for s, nexts in TRANSITIONS.items() if Status.QUEUED in nexts)
+ENDED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.INTERRUPTED})
+
+
+def can_move(current: str, new: str) -> bool:
+    return Status(new) in TRANSITIONS[Status(current)]
+
+
+# -- metrics -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # column name in messages, the database and the API
+    label: str  # what the page and the CLI call it
+    chart: Literal["loss", "d"]  # the loss chart, or the D(x)/D(G(z)) chart
+    optional: bool = False  # plotted only when the user ticks it on
+
+
+# Per-batch statistics, in the order of the loop's stats vector. A NaN there (the net did not step) is sent as null.
+METRICS: tuple[Metric, ...] = (
+    Metric("loss_d", "loss_D", "loss"),
+    Metric("loss_d_real", "loss_D(real)", "loss", optional=True),
+    Metric("loss_d_fake", "loss_D(fake)", "loss", optional=True),
+    Metric("loss_g", "loss_G", "loss"),
+    Metric("d_x", "D(x)", "d"),
+    Metric("d_g_z", "D(G(z))", "d"),
+)
+STATS: tuple[str, ...] = tuple(m.name for m in METRICS)
+ROW_COLUMNS: tuple[str, ...] = ("step", "epoch", "batch", *STATS, "time")  # one batch row, as stored
+
+MAX_INT = 2**63 - 1  # SQLite integers are 64-bit
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
+Positive = Annotated[int, Field(ge=1, le=MAX_INT)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+# -- the run folder ------------------------------------------------------------------------------------------------
+
+CONFIG = "config.json"
+SAMPLES_DIR = "samples"
+CHECKPOINTS_DIR = "checkpoints"
+RESUME = "resume.pt"
+WORKER_LOG = "worker.log"
+JOURNAL = "journal.jsonl"
+LATEST = ("netg.pth", "netd.pth")
+_SERIES_RE = re.compile(r"^net[gd]_(\d{4,})\.pth$")  # netg_0010.pth: after epoch 10
+_SNAPSHOT_RE = re.compile(r"^net[gd]_e(\d{4,})_s(\d+)\.pth$")  # netg_e0029_s000812.pth: in epoch 29, after step 812
+
+
+def sample_name(epoch: int) -> str:
+    return f"epoch_{epoch:04d}.png"
+
+
+def epoch_checkpoint_names(epoch: int) -> tuple[str, str]:
+    """G's and D's copies after a finished epoch: the `save_every` series."""
+    return f"netg_{epoch:04d}.pth", f"netd_{epoch:04d}.pth"
+
+
+def snapshot_checkpoint_names(epoch: int, step: int) -> tuple[str, str]:
+    """G's and D's copies when a run stops inside `epoch` (1-based) after `step`; only the newest pair is kept."""
+    return f"netg_e{epoch:04d}_s{step:06d}.pth", f"netd_e{epoch:04d}_s{step:06d}.pth"
+
+
+def is_snapshot(name: str) -> bool:
+    return _SNAPSHOT_RE.match(name) is not None
+
+
+def checkpoint_label(name: str) -> str:
+    """What a checkpoint file holds, in words: "after epoch 10", "epoch 29, step 812", "latest", "resume state"."""
+    if m := _SERIES_RE.match(name):
+        return f"after epoch {int(m[1])}"
+    if m := _SNAPSHOT_RE.match(name):
+        return f"epoch {int(m[1])}, step {int(m[2])}"
+    return {"resume.pt": "resume state"}.get(name, "latest")
+
+
+def is_plain_name(name: str) -> bool:
+    """A worker reports bare file names; anything else is never registered, so it can never be served."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
+FileName = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+# -- messages, worker -> server --------------------------------------------------------------------------------------
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seq: Positive  # counts from 1 in each attempt
+    attempt: Annotated[int, Field(ge=1, le=2**31 - 1)]  # given by the supervisor, one more on every start of a run
+
+
+class _Rows(BaseModel):
+    """A columnar chunk of batch rows: every column the same length, steps increasing, values finite or null."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="after")
+    def _aligned(self) -> _Rows:
+        if len({len(getattr(self, c)) for c in ROW_COLUMNS}) != 1:
+            raise ValueError("every column must have one value per row")
+        if any(b <= a for a, b in zip(self.step, self.step[1:])):
+            raise ValueError("steps must increase")
+        return self
+
+    def records(self) -> list[dict]:
+        return [dict(zip(ROW_COLUMNS, values)) for values in zip(*(getattr(self, c) for c in ROW_COLUMNS))]
+
+
+Rows = create_model(
+    "Rows",
+    __base__=_Rows,
+    step=(list[Positive], ...),
+    epoch=(list[Positive], ...),
+    batch=(list[Count], ...),
+    time=(list[Finite], ...),
+    **{name: (list[Finite | None], ...) for name in STATS},
+)
+
+
+class BatchMessage(_Message):
+    type: Literal["batch"] = "batch"
+    rows: Rows  # type: ignore[valid-type]
+
+
+class EpochMessage(_Message):
+    """A finished epoch: its grid in samples/, the checkpoint files it wrote (none on most epochs)."""
+
+    type: Literal["epoch"] = "epoch"
+    epoch: Positive
+    step: Count
+    sample: FileName
+    checkpoints: list[FileName] = []
+    images_per_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class StatusMessage(_Message):
+    """`running` once at the start of an attempt; then one of the ends. A stop inside an epoch names its snapshot in
+    `checkpoints`, since no epoch message does."""
+
+    type: Literal["status"] = "status"
+    status: Literal[Status.RUNNING, Status.COMPLETED, Status.FAILED, Status.CANCELLED]
+    step: Count | None = None
+    epoch: Count | None = None
+    total_steps: Count | None = None
+    total_epochs: Count | None = None
+    batches_per_epoch: Count | None = None
+    device: Annotated[str, Field(max_length=64)] | None = None
+    bf16: bool | None = None
+    checkpoints: list[FileName] = []
+    error: Annotated[str, Field(max_length=10_000)] | None = None
+    traceback: Annotated[str, Field(max_length=10_000)] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> StatusMessage:
+        need = {
+            Status.RUNNING: ("step", "epoch", "total_steps", "total_epochs", "device"),
+            Status.FAILED: ("error",),
+        }.get(self.status, ("step", "epoch"))
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"a {self.status} status needs {', '.join(missing)}")
+        return self
+
+
+WorkerMessage = Annotated[BatchMessage | EpochMessage | StatusMessage, Field(discriminator="type")]
+_WORKER_MESSAGE: TypeAdapter[WorkerMessage] = TypeAdapter(WorkerMessage)
+
+
+def parse_message(text: str | bytes) -> BatchMessage | EpochMessage | StatusMessage:
+    """One worker message from its JSON text; raises pydantic.ValidationError naming the field and the reason."""
+    return _WORKER_MESSAGE.validate_json(text)
+
+
+class Ack(BaseModel):
+    """Server -> worker, after the message is committed (or was stored before)."""
+
+    type: Literal["ack"] = "ack"
+    seq: Positive
