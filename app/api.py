@@ -10,12 +10,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import store
 from app.db import Checkpoint, Run, Sample
+from app.memory import memory_error
+from app.paths import PATH_FIELDS, path_error, resolved
 from app.settings import visible_gpus
 from trainer.config import PRESETS, TrainConfig, form_fields
 
@@ -32,6 +34,8 @@ RunId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="the run's id")
 
 
 class RunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # `{"confg": ...}` is a typo, not a request for the default run
+
     name: str | None = Field(None, max_length=100, description="defaults to the dataset and run id")
     config: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields; missing ones take defaults")
 
@@ -91,11 +95,9 @@ def _config_error(field: str, msg: str) -> RequestValidationError:
 
 def _check_paths(cfg: TrainConfig, roots: list[Path]) -> None:
     """A path the user typed may only point into the configured data roots (or the runs dir)."""
-    for field in ("data_path", "netg_init", "netd_init"):
-        value = getattr(cfg, field)
-        if value and not any(Path(value).expanduser().resolve().is_relative_to(root) for root in roots):
-            allowed = ", ".join(map(str, roots))
-            raise _config_error(field, f"{value!r} is outside the data roots ({allowed}); GANBOARD_DATA_ROOTS sets them")
+    for field in PATH_FIELDS:
+        if (value := getattr(cfg, field)) and (error := path_error(value, roots)):
+            raise _config_error(field, error)
 
 
 @router.post("/runs", status_code=201, response_model=RunOut)
@@ -107,7 +109,10 @@ def create_run(body: RunCreate, request: Request, session: SessionDep) -> dict:
             [{**err, "loc": ("body", "config", *err["loc"])} for err in e.errors(include_url=False, include_context=False)]
         ) from None
     _check_paths(cfg, request.app.state.settings.data_roots)
-    run = Run(name=(body.name or "").strip() or f"{cfg.dataset}", status="queued", config=cfg.model_dump())
+    if too_big := memory_error(cfg):
+        raise _config_error(*too_big)
+    config = resolved(cfg.model_dump())  # what was checked is what the worker gets, whatever a symlink points to later
+    run = Run(name=(body.name or "").strip() or f"{cfg.dataset}", status="queued", config=config)
     session.add(run)
     session.flush()
     if not body.name or not body.name.strip():
@@ -164,7 +169,7 @@ def delete_run(run_id: RunId, request: Request, session: SessionDep) -> Response
 def get_metrics(
     run_id: RunId,
     session: SessionDep,
-    after: Annotated[int, Query(ge=0, description="only steps after this one")] = 0,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1, description="only steps after this one")] = 0,
     max_points: Annotated[int, Query(ge=10, le=1_000_000, description="downsample to at most this many rows")] = 2000,
 ) -> dict[str, list]:
     """Per-batch metrics, columnar. Downsampled by keeping each series' min and max per bucket, so spikes survive."""

@@ -2,9 +2,9 @@
 
 Every page, API route, download and page websocket then needs the token: as `Authorization: Bearer <token>` (API
 clients), as `?token=` (scripts), or as the HttpOnly, SameSite=Strict cookie the login form sets (browsers). The cookie
-is never sent on cross-site requests, and a cookie-authenticated POST or DELETE from another origin is refused, so
-form posts are safe from cross-site request forgery. Workers authenticate their own socket with their per-run token
-(see app.live), which opens nothing else.
+is never sent on cross-site requests, and app.guard refuses unsafe requests from other origins in every mode. Workers
+authenticate their own socket with their per-run token (see app.live), which opens nothing else; they never see this
+token. `?token=` never reaches the log: RedactTokens masks it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
+import re
 from html import escape
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote_plus
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -45,24 +47,24 @@ class TokenMiddleware:
         self.app, self.token, self.session = app, token, session_value(token)
 
     def _credential(self, scope: Scope) -> str | None:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        auth = headers.get("authorization", "")
-        if auth.lower().startswith("bearer ") and hmac.compare_digest(auth[7:], self.token):
+        """Compared as bytes (UTF-8): a non-ASCII token or guess is a plain match or mismatch, never a 500."""
+        headers = dict(scope["headers"])
+        auth = headers.get(b"authorization", b"")
+        if auth[:7].lower() == b"bearer " and _equal(auth[7:], self.token):
             return "bearer"
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        if "token" in query and hmac.compare_digest(query["token"][0], self.token):
+        if "token" in query and _equal(query["token"][0].encode(), self.token):
             return "query"
-        for part in headers.get("cookie", "").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == COOKIE and hmac.compare_digest(value, self.session):
+        for part in headers.get(b"cookie", b"").split(b";"):
+            name, _, value = part.strip().partition(b"=")
+            if name == COOKIE.encode() and _equal(value, self.session):
                 return "cookie"
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"].startswith(OPEN_PREFIXES):
             return await self.app(scope, receive, send)
-        how = self._credential(scope)
-        if how is None:
+        if self._credential(scope) is None:
             if scope["type"] == "websocket":
                 return await send({"type": "websocket.close", "code": 1008, "reason": "token required"})
             path = scope["path"]
@@ -71,12 +73,39 @@ class TokenMiddleware:
             else:
                 response = RedirectResponse(f"/login?next={quote(path)}", status_code=303)
             return await response(scope, receive, send)
-        if how == "cookie" and scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
-            headers = dict(scope["headers"])
-            origin = headers.get(b"origin", b"").decode("latin-1")
-            if origin and urlsplit(origin).netloc != headers.get(b"host", b"").decode("latin-1"):
-                return await JSONResponse({"detail": "cross-site request refused"}, 403)(scope, receive, send)
         return await self.app(scope, receive, send)
+
+
+def _equal(given: bytes, expected: str) -> bool:
+    return hmac.compare_digest(given, expected.encode())
+
+
+class RedactTokens(logging.Filter):
+    """Replaces the value of `token=` in the query strings uvicorn logs (access lines, websocket lines) with ***."""
+
+    QUERY_PARAM = re.compile(r"([?&])([^=&\s\"]*)=([^&\s\"]*)")
+
+    @classmethod
+    def redact(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return cls.QUERY_PARAM.sub(
+            lambda m: f"{m[1]}{m[2]}=***" if unquote_plus(m[2]).lower() == "token" else m[0], value
+        )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redact(record.msg)
+        if isinstance(record.args, tuple):  # uvicorn's formatters unpack the args, so they keep their shape
+            record.args = tuple(self.redact(arg) for arg in record.args)
+        return True
+
+
+def redact_token_logs() -> None:
+    """Install RedactTokens on the loggers that print request paths; logging.config keeps it when uvicorn configures."""
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
 
 
 def _login_page(next_path: str, error: str = "") -> str:

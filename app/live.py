@@ -77,7 +77,7 @@ async def page_socket(ws: WebSocket, run_id: RunId) -> None:
     """A snapshot (history downsampled, or only after `?after=S` for a page that reconnects), then live messages."""
     state = ws.app.state
     try:
-        after = max(0, int(ws.query_params.get("after", 0)))
+        after = min(max(0, int(ws.query_params.get("after", 0))), 2**63 - 1)  # SQLite integers are 64-bit
     except ValueError:
         after = 0
     page = state.hub.subscribe(run_id)  # before the snapshot, so nothing falls between the two

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import asynccontextmanager
 from html import escape
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import api, auth, live, pages
-from app.auth import TokenMiddleware, is_loopback
+from app.auth import TokenMiddleware, is_loopback, redact_token_logs
 from app.db import make_engine, make_sessionmaker
+from app.guard import GuardMiddleware
 from app.hub import Hub
 from app.settings import Settings
 from app.supervisor import Supervisor
@@ -25,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     if not settings.token and not is_loopback(settings.host):
         raise RuntimeError(f"refusing to listen on {settings.host} without a token: set GANBOARD_TOKEN")
+    redact_token_logs()  # here, so that `uvicorn app.main:create_app --factory` is covered as well as `ganboard serve`
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -42,6 +48,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="GANboard", summary="Launch and watch DCGAN training runs.", lifespan=lifespan)
     if settings.token:
         app.add_middleware(TokenMiddleware, token=settings.token)
+    # Added last, so it runs first: a request from a rebound name or another origin never reaches the token check.
+    app.add_middleware(
+        GuardMiddleware, bind_host=settings.host, port=settings.port, allowed_hosts=settings.allowed_hosts
+    )
     app.include_router(auth.router)
     app.include_router(api.router)
     app.include_router(live.router)
@@ -57,12 +67,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
         return HTMLResponse(_error_page(exc.status_code, str(exc.detail)), status_code=exc.status_code)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        """FastAPI's own answer, except that the input echoed back may be NaN or Infinity, which JSON cannot carry."""
+        return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
+
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception):
         log.exception("unhandled error on %s", request.url.path)  # the traceback goes to the log, never to the user
         return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
 
     return app
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _error_page(status: int, detail: str) -> str:

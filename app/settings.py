@@ -38,6 +38,11 @@ class Settings(BaseSettings):
         description="folders that data_path and init checkpoints may point into (JSON list in GANBOARD_DATA_ROOTS)",
     )
     token: str | None = None
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="host names, besides the address it is bound to, that requests may use (JSON list in "
+        "GANBOARD_ALLOWED_HOSTS), e.g. the name of a reverse proxy; other Host headers are refused (DNS rebinding)",
+    )
     grace_seconds: float = Field(10.0, gt=0, description="SIGTERM to SIGKILL, when cancelling a run")
 
     @model_validator(mode="after")

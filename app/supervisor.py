@@ -220,7 +220,7 @@ class Supervisor:
         token = secrets.token_urlsafe(24)
         run.token = hash_token(token)  # a new one on every start: a worker's token is good for its own attempt only
         gpu, device = self._device(run.config.get("device", "auto"))
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {k: v for k, v in os.environ.items() if k != "GANBOARD_TOKEN"} | {"PYTHONUNBUFFERED": "1"}
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         cmd = [

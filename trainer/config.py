@@ -25,7 +25,7 @@ def _field(default: Any, group: str, description: str, **kw: Any) -> Any:
 class TrainConfig(BaseModel):
     """The article's `Config`, with clear names and ranges. Unknown keys are errors, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     # data
     dataset: Literal["emoji", "procedural", "folder", "mnist", "fashion-mnist", "cifar10"] = _field(

@@ -1,0 +1,77 @@
+"""Refuse a config that cannot fit the memory of the device it asks for, before it is queued (no torch here)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from app.settings import visible_gpus
+from trainer.config import TrainConfig
+from trainer.memory import estimate
+
+GiB = 2**30
+
+
+def cpu_available() -> int | None:
+    """MemAvailable from /proc/meminfo, in bytes (None where there is no such file)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def gpu_free() -> dict[str, int]:
+    """Free memory per GPU index, in bytes, as nvidia-smi reports it now."""
+    if not shutil.which("nvidia-smi"):
+        return {}
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,memory.total,memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    free = {}
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3 and all(p.isdigit() for p in parts):
+            free[parts[0]] = (int(parts[1]) - int(parts[2])) * 2**20
+    return free
+
+
+def available(device: str) -> tuple[str, int] | None:
+    """(what to call the device, bytes it has free) for a config's `device`; None when we cannot tell."""
+    if device == "cpu" or (device == "auto" and not visible_gpus()):
+        return ("CPU", mem) if (mem := cpu_available()) is not None else None
+    free = gpu_free()
+    if device.startswith("cuda:"):
+        index = device.split(":")[1]
+        return (f"GPU {index}", free[index]) if index in free else None
+    if not free:  # CUDA asked for and no GPU: the worker fails with that reason
+        return None
+    index = max(free, key=free.get)  # the supervisor picks a GPU no other run uses
+    return f"GPU {index}", free[index]
+
+
+def memory_error(cfg: TrainConfig) -> tuple[str, str] | None:
+    """(the field to blame, the message) when the config cannot fit its device; None when it can or we cannot tell."""
+    device = available(cfg.device)
+    if device is None:
+        return None
+    name, free = device
+    need = estimate(cfg)
+    on_device = need.total - (need.dataset if name != "CPU" else 0)  # the dataset stays in CPU memory
+    if on_device <= free:
+        return None
+    blame = max(
+        [("batch_size", need.activations), ("ngf" if cfg.ngf >= cfg.ndf else "ndf", need.model)], key=lambda p: p[1]
+    )[0]
+    return blame, (
+        f"needs about {on_device / GiB:.1f} GiB, the device ({name}) has {free / GiB:.1f} GiB available: "
+        f"{need.model / GiB:.1f} GiB for weights, gradients and Adam state, {need.activations / GiB:.1f} GiB for "
+        f"activations at batch_size {cfg.batch_size}; use a smaller batch_size, ngf/ndf or image_size"
+    )
