@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from app import store
 from app.api import RunId
 from app.db import Run, hash_token
-from app.ingest import ingest
+from app.ingest import checkpoint_digests, ingest
 from trainer import protocol
 
 log = logging.getLogger(__name__)
@@ -43,11 +43,12 @@ async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
     run_dir = state.settings.runs_dir / str(run_id)
 
     def store_message(msg: protocol.WorkerMessage) -> list[dict] | None:
+        digests = checkpoint_digests(run_dir, msg)  # before the transaction: no lock held while files are read
         with state.sessions.begin() as s:
             current = s.get(Run, run_id)
             if current is None:
                 raise KeyError(run_id)
-            return ingest(s, current, run_dir, msg)
+            return ingest(s, current, run_dir, msg, digests)
 
     try:
         while True:
