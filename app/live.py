@@ -13,6 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from app import store
 from app.api import RunId
 from app.db import Run, hash_token
+from app.ingest import checkpoint_digests, ingest
+from trainer import protocol
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -40,26 +42,27 @@ async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
     await ws.accept()
     run_dir = state.settings.runs_dir / str(run_id)
 
-    def store_message(msg: dict) -> list[dict] | None:
+    def store_message(msg: protocol.WorkerMessage) -> list[dict] | None:
+        digests = checkpoint_digests(run_dir, msg)  # before the transaction: no lock held while files are read
         with state.sessions.begin() as s:
             current = s.get(Run, run_id)
             if current is None:
                 raise KeyError(run_id)
-            return store.ingest(s, current, run_dir, msg)
+            return ingest(s, current, run_dir, msg, digests)
 
     try:
         while True:
-            msg = json.loads(await ws.receive_text())
+            msg = protocol.parse_message(await ws.receive_text())
             out = await run_in_threadpool(store_message, msg)
             if out:
                 state.hub.publish(run_id, out)
-            await ws.send_text(json.dumps({"type": "ack", "seq": msg["seq"]}))
-            if msg["type"] == "status" and msg["status"] != "running":
+            await ws.send_text(protocol.Ack(seq=msg.seq).model_dump_json())
+            if msg.type == "status" and msg.status != protocol.Status.RUNNING:
                 state.supervisor.poke()
     except WebSocketDisconnect:
         pass
-    except (KeyError, ValueError, TypeError) as e:  # a malformed message or a deleted run: drop the connection
-        log.warning("run %s: bad worker message: %r", run_id, e)
+    except (KeyError, ValueError) as e:  # a malformed message (ValidationError is a ValueError) or a deleted run
+        log.warning("run %s: bad worker message: %s", run_id, e)
         await ws.close(code=1003)
 
 

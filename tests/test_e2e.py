@@ -98,4 +98,4 @@ def test_a_worker_killed_outright_fails_with_its_log(server):
     pid = wait_for(lambda: server.run(run["id"])["step"] > 0 and server.run(run["id"])["pid"], what="a running worker")
     os.kill(pid, signal.SIGKILL)
     failed = server.wait_status(run["id"], "failed")
-    assert "exited with code -9" in failed["error"]
+    assert "killed (SIGKILL)" in failed["error"]

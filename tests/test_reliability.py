@@ -38,7 +38,7 @@ def test_worker_killed_mid_epoch_fails_then_resume_continues(server):
     wait_for(lambda: server.run(run["id"])["epoch"] >= 2, what="two epochs and their checkpoints")
     os.kill(server.run(run["id"])["pid"], signal.SIGKILL)
     failed = server.wait_status(run["id"], "failed")
-    assert "exited with code -9" in failed["error"]
+    assert "killed (SIGKILL)" in failed["error"]
 
     server.client.post(f"/api/runs/{run['id']}/resume")
     resumed_from = wait_for(lambda: (r := server.run(run["id"]))["status"] == "running" and r["total_steps"] and r["step"],
