@@ -23,7 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from app import journal
 from app.db import Run, hash_token, utcnow
+from app.dbfile import DatabaseFile
 from app.hub import Hub
 from app.settings import Settings, visible_gpus
 from app.store import run_json
@@ -104,6 +106,7 @@ class Supervisor:
     def __init__(self, settings: Settings, sessions: sessionmaker, hub: Hub):
         self.settings, self.sessions, self.hub = settings, sessions, hub
         self.workers: dict[int, Worker] = {}
+        self.dbfile = DatabaseFile(settings.database_url, sessions, settings.runs_dir)
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -148,6 +151,9 @@ class Supervisor:
     # -- the queue ---------------------------------------------------------------------------------------------------
 
     def tick(self) -> None:
+        self.dbfile.check()
+        for run_id in [r for r, w in self.workers.items() if w.exit_code() is not False]:  # before deciding its end
+            journal.replay(self.sessions, run_id, self.run_dir(run_id)) and self._publish(run_id, journal.RESYNC)
         changed: list[Run] = []
         with self.sessions.begin() as s:
             for run_id, worker in list(self.workers.items()):
