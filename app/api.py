@@ -18,6 +18,7 @@ from app import store
 from app.db import Checkpoint, Run, Sample
 from app.settings import visible_gpus
 from trainer.config import PRESETS, TrainConfig, form_fields
+from trainer.protocol import ACTIVE, RESUMABLE
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
@@ -130,7 +131,7 @@ def get_run(run_id: RunId, session: SessionDep) -> dict:
 @router.post("/runs/{run_id}/cancel", response_model=RunOut)
 def cancel_run(run_id: RunId, request: Request, session: SessionDep) -> dict:
     run = _run(session, run_id)
-    if run.status not in store.ACTIVE:
+    if run.status not in ACTIVE:
         raise HTTPException(409, f"run {run_id} is {run.status}: only a queued or running run can be cancelled")
     request.app.state.supervisor.cancel(run)
     session.commit()
@@ -140,7 +141,7 @@ def cancel_run(run_id: RunId, request: Request, session: SessionDep) -> dict:
 @router.post("/runs/{run_id}/resume", response_model=RunOut)
 def resume_run(run_id: RunId, request: Request, session: SessionDep) -> dict:
     run = _run(session, run_id)
-    if run.status not in store.RESUMABLE:
+    if run.status not in RESUMABLE:
         raise HTTPException(409, f"run {run_id} is {run.status}: only a failed, cancelled or interrupted run resumes")
     has_checkpoint = (request.app.state.settings.runs_dir / str(run_id) / "checkpoints" / "resume.pt").is_file()
     run.status, run.resume, run.error, run.finished_at = "queued", has_checkpoint, None, None
@@ -152,7 +153,7 @@ def resume_run(run_id: RunId, request: Request, session: SessionDep) -> dict:
 @router.delete("/runs/{run_id}", status_code=204)
 def delete_run(run_id: RunId, request: Request, session: SessionDep) -> Response:
     run = _run(session, run_id)
-    if run.status in store.ACTIVE:
+    if run.status in ACTIVE:
         raise HTTPException(409, f"run {run_id} is {run.status}: cancel it before deleting it")
     session.delete(run)
     session.commit()

@@ -13,6 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from app import journal, store
 from app.api import RunId
 from app.db import Run, hash_token
+from app.ingest import ingest
+from trainer import protocol
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -42,26 +44,26 @@ async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
         state.hub.publish(run_id, journal.RESYNC)
     await ws.accept()
 
-    def store_message(msg: dict) -> list[dict] | None:
+    def store_message(msg: protocol.WorkerMessage) -> list[dict] | None:
         with state.sessions.begin() as s:
             current = s.get(Run, run_id)
             if current is None:
                 raise KeyError(run_id)
-            return store.ingest(s, current, run_dir, msg)
+            return ingest(s, current, run_dir, msg)
 
     try:
         while True:
-            msg = json.loads(await ws.receive_text())
+            msg = protocol.parse_message(await ws.receive_text())
             out = await run_in_threadpool(store_message, msg)
             if out:
                 state.hub.publish(run_id, out)
-            await ws.send_text(json.dumps({"type": "ack", "seq": msg["seq"]}))
-            if msg["type"] == "status" and msg["status"] != "running":
+            await ws.send_text(protocol.Ack(seq=msg.seq).model_dump_json())
+            if msg.type == "status" and msg.status != protocol.Status.RUNNING:
                 state.supervisor.poke()
     except WebSocketDisconnect:
         pass
-    except (KeyError, ValueError, TypeError) as e:  # a malformed message or a deleted run: drop the connection
-        log.warning("run %s: bad worker message: %r", run_id, e)
+    except (KeyError, ValueError) as e:  # a malformed message (ValidationError is a ValueError) or a deleted run
+        log.warning("run %s: bad worker message: %s", run_id, e)
         await ws.close(code=1003)
 
 
