@@ -29,8 +29,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from app import store
 from app.db import Run
+from app.ingest import ingest
 from trainer.journal import read_lines
 from trainer.protocol import JOURNAL, parse_message
 
@@ -109,7 +109,7 @@ def _ingest(sessions: sessionmaker, run_id: int, run_dir: Path, lines: Sequence[
             except ValidationError as e:
                 log.warning("run %s: journal line ending at byte %d is not a message: %s", run_id, end, e)
                 continue
-            if store.ingest(s, run, run_dir, msg.model_dump(mode="json")) is not None:
+            if ingest(s, run, run_dir, msg) is not None:
                 stored += 1
         run.journal_offset = lines[-1][0]
     return stored

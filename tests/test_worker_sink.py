@@ -19,7 +19,7 @@ from websockets.sync.server import serve
 
 from tests.conftest import free_port, wait_for
 from trainer.journal import read_lines
-from trainer.protocol import JOURNAL, ROW_COLUMNS, parse_message
+from trainer.protocol import CHECKPOINTS_DIR, JOURNAL, ROW_COLUMNS, SAMPLES_DIR, parse_message
 from trainer.worker import WsSink
 
 
@@ -170,6 +170,28 @@ def test_a_message_the_protocol_refuses_never_reaches_the_journal(tmp_path):
     sink.on_batch(rows(1))
     sink.close(timeout=0)
     assert [m["seq"] for m in journal_of(tmp_path / JOURNAL)] == [1]  # no gap in the numbering either
+
+
+def test_a_resumed_attempt_reports_the_finished_epoch_its_killed_predecessor_did_not(tmp_path):
+    """Killed between its epoch-2 checkpoint and the epoch message: the files are there, the journal does not say so."""
+    (tmp_path / SAMPLES_DIR).mkdir()
+    (tmp_path / CHECKPOINTS_DIR).mkdir()
+    for path in (f"{SAMPLES_DIR}/epoch_0001.png", f"{SAMPLES_DIR}/epoch_0002.png", f"{CHECKPOINTS_DIR}/netg_0002.pth",
+                 f"{CHECKPOINTS_DIR}/netg.pth", f"{CHECKPOINTS_DIR}/resume.pt"):  # fmt: skip
+        (tmp_path / path).write_bytes(b"x")
+    first = WsSink(f"ws://127.0.0.1:{free_port()}/ws/worker/1", "tok", 1, tmp_path / JOURNAL)
+    first.on_epoch({"epoch": 1, "step": 16, "sample": "epoch_0001.png", "images_per_s": 1.0, "seconds": 1.0})
+    first.close(timeout=0)
+
+    for attempt in (2, 3):  # the second resume finds epoch 2 reported and reports nothing
+        sink = WsSink(f"ws://127.0.0.1:{free_port()}/ws/worker/1", "tok", attempt, tmp_path / JOURNAL)
+        sink.on_status("running", step=32, epoch=2, total_steps=64, total_epochs=4, device="cpu")
+        sink.close(timeout=0)
+    lines = journal_of(tmp_path / JOURNAL)
+    assert [(m["attempt"], m["type"], m.get("epoch")) for m in lines] == [
+        (1, "epoch", 1), (2, "status", 2), (2, "epoch", 2), (3, "status", 2)
+    ]
+    assert lines[2]["sample"] == "epoch_0002.png" and lines[2]["checkpoints"] == ["netg.pth", "netg_0002.pth", "resume.pt"]
 
 
 def test_the_worker_reports_a_failure_before_training_and_exits_1(tmp_path, monkeypatch):

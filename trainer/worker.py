@@ -22,8 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from trainer.journal import JournalWriter
-from trainer.protocol import JOURNAL, BatchMessage, EpochMessage, StatusMessage
+from trainer.journal import JournalWriter, read_lines
+from trainer.protocol import CHECKPOINTS_DIR, JOURNAL, LATEST, RESUME, SAMPLES_DIR, BatchMessage, EpochMessage
+from trainer.protocol import StatusMessage, epoch_checkpoint_names, parse_message, sample_name
 
 log = logging.getLogger("ganboard.worker")
 ACK_WAIT_SECONDS = 60.0
@@ -44,6 +45,7 @@ class WsSink:
 
         self.url, self.token, self.attempt = url, token, attempt
         self.connect = connect or ws_connect
+        self.run_dir = journal.parent
         self.journal = JournalWriter(journal)
         self.pending: dict[int, str] = {}  # seq -> message, sent on this connection, until acknowledged
         self.seq = 0
@@ -69,6 +71,21 @@ class WsSink:
             if isinstance(info.get(key), str):
                 info[key] = info[key][-TEXT_LIMIT:]
         self._queue(lambda seq: StatusMessage(seq=seq, attempt=self.attempt, status=status, **info), sync=True)
+        if status == "running" and info["epoch"] > 0:
+            self._report_unjournalled_epoch(info["epoch"], info["step"])
+
+    def _report_unjournalled_epoch(self, epoch: int, step: int) -> None:
+        """The loop writes an epoch's grid and checkpoints before it reports the epoch, so a worker killed between the
+        two leaves files no journal line names. A resumed attempt starts from those files: it reports that epoch."""
+        if not (self.run_dir / SAMPLES_DIR / sample_name(epoch)).is_file():
+            return
+        for _, line in read_lines(self.run_dir / JOURNAL):
+            if b'"type":"epoch"' in line and parse_message(line).epoch == epoch:
+                return
+        names = [*LATEST, *epoch_checkpoint_names(epoch), RESUME]
+        saved = [name for name in names if (self.run_dir / CHECKPOINTS_DIR / name).is_file()]
+        log.info("epoch %d finished before the last worker was killed, unreported: reporting it now", epoch)
+        self.on_epoch(dict(epoch=epoch, step=step, sample=sample_name(epoch), checkpoints=saved, images_per_s=0, seconds=0))
 
     def _queue(self, make: Callable[[int], BatchMessage | EpochMessage | StatusMessage], sync: bool = False) -> None:
         """Journal the message (fsync'd now for epochs and statuses, else at most every 0.5 s), then queue it."""
