@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,14 +12,16 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app import store
 from app.db import Checkpoint, Run, Sample
 from app.settings import visible_gpus
+from app.store import RunOut
+from app.supervisor import TransitionError
 from trainer.config import PRESETS, TrainConfig, form_fields
-from trainer.protocol import ACTIVE, RESUMABLE
+from trainer.protocol import ACTIVE
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
@@ -37,34 +40,12 @@ class RunCreate(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields; missing ones take defaults")
 
 
-class RunOut(BaseModel):
-    id: int
-    name: str
-    status: str
-    config: dict[str, Any]
-    created_at: str | None
-    started_at: str | None
-    finished_at: str | None
-    step: int
-    epoch: int
-    total_steps: int | None
-    total_epochs: int | None
-    images_per_s: float | None
-    loss_d: float | None
-    loss_g: float | None
-    d_x: float | None
-    d_g_z: float | None
-    latest_sample: str | None
-    error: str | None
-    pid: int | None
-    exit_code: int | None
-    device: str | None
-
-
 class FileOut(BaseModel):
     name: str
     url: str
     epoch: int
+    label: str | None = Field(None, description='checkpoints: what it holds, e.g. "after epoch 10", "epoch 29, step 812"')
+    step: int | None = Field(None, description="checkpoints: the step it was saved after")
     size: int | None = None
     sha256: str | None = Field(None, description="checkpoints: SHA-256 of the file as the worker reported it")
 
@@ -108,13 +89,12 @@ def create_run(body: RunCreate, request: Request, session: SessionDep) -> dict:
             [{**err, "loc": ("body", "config", *err["loc"])} for err in e.errors(include_url=False, include_context=False)]
         ) from None
     _check_paths(cfg, request.app.state.settings.data_roots)
-    run = Run(name=(body.name or "").strip() or f"{cfg.dataset}", status="queued", config=cfg.model_dump())
+    run = Run(name=(body.name or "").strip() or f"{cfg.dataset}", config=cfg.model_dump())
     session.add(run)
     session.flush()
     if not body.name or not body.name.strip():
         run.name = f"{cfg.dataset}-{run.id}"
-    session.commit()
-    request.app.state.supervisor.poke()
+    request.app.state.supervisor.submit(session, run)
     return store.run_json(run)
 
 
@@ -128,34 +108,34 @@ def get_run(run_id: RunId, session: SessionDep) -> dict:
     return store.run_json(_run(session, run_id))
 
 
+def _act(action: Callable[[int], Run], run_id: int) -> dict:
+    """A lifecycle action of the supervisor, the one owner of a run's status: 404 or 409 with the reason."""
+    try:
+        return store.run_json(action(run_id))
+    except LookupError as e:
+        raise HTTPException(404, str(e)) from None
+    except TransitionError as e:
+        raise HTTPException(409, str(e)) from None
+
+
 @router.post("/runs/{run_id}/cancel", response_model=RunOut)
-def cancel_run(run_id: RunId, request: Request, session: SessionDep) -> dict:
-    run = _run(session, run_id)
-    if run.status not in ACTIVE:
-        raise HTTPException(409, f"run {run_id} is {run.status}: only a queued or running run can be cancelled")
-    request.app.state.supervisor.cancel(run)
-    session.commit()
-    return store.run_json(run)
+def cancel_run(run_id: RunId, request: Request) -> dict:
+    """Queued: cancelled at once. Running: the worker is asked to stop (it saves a checkpoint), then `cancelled`."""
+    return _act(request.app.state.supervisor.cancel, run_id)
 
 
 @router.post("/runs/{run_id}/resume", response_model=RunOut)
-def resume_run(run_id: RunId, request: Request, session: SessionDep) -> dict:
-    run = _run(session, run_id)
-    if run.status not in RESUMABLE:
-        raise HTTPException(409, f"run {run_id} is {run.status}: only a failed, cancelled or interrupted run resumes")
-    has_checkpoint = (request.app.state.settings.runs_dir / str(run_id) / "checkpoints" / "resume.pt").is_file()
-    run.status, run.resume, run.error, run.finished_at = "queued", has_checkpoint, None, None
-    session.commit()
-    request.app.state.supervisor.poke()
-    return store.run_json(run)
+def resume_run(run_id: RunId, request: Request) -> dict:
+    """Queue a failed, cancelled or interrupted run again, to continue from its last checkpoint."""
+    return _act(request.app.state.supervisor.resume, run_id)
 
 
 @router.delete("/runs/{run_id}", status_code=204)
 def delete_run(run_id: RunId, request: Request, session: SessionDep) -> Response:
     run = _run(session, run_id)
-    if run.status in ACTIVE:
+    # Only while it is not active, checked by the DELETE itself: a resume in between keeps the run.
+    if session.execute(delete(Run).where(Run.id == run_id, Run.status.not_in(ACTIVE))).rowcount != 1:
         raise HTTPException(409, f"run {run_id} is {run.status}: cancel it before deleting it")
-    session.delete(run)
     session.commit()
     shutil.rmtree(request.app.state.settings.runs_dir / str(run_id), ignore_errors=True)
     return Response(status_code=204)
@@ -193,13 +173,13 @@ def _registered_file(request: Request, run_id: int, folder: str, name: str, know
     return path
 
 
-@router.get("/runs/{run_id}/samples/{name}", response_class=FileResponse)
+@router.api_route("/runs/{run_id}/samples/{name}", methods=["GET", "HEAD"], response_class=FileResponse)
 def get_sample(run_id: RunId, name: str, request: Request, session: SessionDep):
     known = session.scalars(select(Sample).where(Sample.run_id == run_id, Sample.name == name)).first() is not None
     return FileResponse(_registered_file(request, run_id, "samples", name, known), media_type="image/png")
 
 
-@router.get("/runs/{run_id}/checkpoints/{name}", response_class=FileResponse)
+@router.api_route("/runs/{run_id}/checkpoints/{name}", methods=["GET", "HEAD"], response_class=FileResponse)
 def get_checkpoint(run_id: RunId, name: str, request: Request, session: SessionDep):
     run = _run(session, run_id)
     known = session.get(Checkpoint, {"run_id": run_id, "name": name}) is not None

@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, ForeignKey, Integer, create_engine, event, inspect, text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-from trainer.protocol import ROW_COLUMNS
+from trainer.protocol import RESUMABLE, ROW_COLUMNS, Status
 
 
 def utcnow() -> datetime:
@@ -25,11 +26,14 @@ class Base(DeclarativeBase):
 
 
 class Run(Base):
+    """A run. Its `status` and the fields that move with it are written by app.supervisor.transition only."""
+
     __tablename__ = "runs"
+    __table_args__ = {"sqlite_autoincrement": True}  # an id is never given twice, even after the newest run is deleted
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str]
-    status: Mapped[str] = mapped_column(default="queued", index=True)
+    status: Mapped[str] = mapped_column(default=Status.QUEUED, index=True)
     config: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
@@ -44,7 +48,11 @@ class Run(Base):
     d_x: Mapped[float | None]
     d_g_z: Mapped[float | None]
     latest_sample: Mapped[str | None]
-    device: Mapped[str | None]
+    device: Mapped[str | None]  # what the worker reported it trains on
+    bf16: Mapped[bool | None]
+    running_since: Mapped[datetime | None]  # start of the current attempt while it runs
+    ran_seconds: Mapped[float] = mapped_column(default=0.0)  # time spent running by the attempts that ended
+    unresumable: Mapped[str | None]  # why Resume would fail the same way (its data cannot load)
     pid: Mapped[int | None]
     exit_code: Mapped[int | None]
     attempt: Mapped[int] = mapped_column(default=0)
@@ -53,9 +61,34 @@ class Run(Base):
     error: Mapped[str | None]
     journal_offset: Mapped[int | None]  # bytes of runs/<id>/journal.jsonl already replayed (app/journal.py)
 
+    @property
+    def active_seconds(self) -> float:
+        """Time spent running, over all attempts; time queued, cancelled or failed does not count."""
+        now = (utcnow() - self.running_since).total_seconds() if self.running_since else 0.0
+        return self.ran_seconds + max(0.0, now)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if not self.images_per_s or self.total_steps is None:
+            return None
+        return max(0, self.total_steps - self.step) * self.config["batch_size"] / self.images_per_s
+
+    @property
+    def resumable(self) -> bool:
+        return self.status in RESUMABLE and self.unresumable is None
+
+    @property
+    def latest_sample_url(self) -> str | None:
+        return sample_url(self.id, self.latest_sample) if self.latest_sample else None
+
+
+def sample_url(run_id: int, name: str) -> str:
+    return f"/api/runs/{run_id}/samples/{name}"
+
 
 class Metric(Base):
     __tablename__ = "metrics"
+    __table_args__ = (Index("ix_metrics_run_time", "run_id", "time"),)  # the recent rows that images/s is measured on
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     step: Mapped[int] = mapped_column(primary_key=True)
@@ -86,6 +119,7 @@ class Checkpoint(Base):
     name: Mapped[str] = mapped_column(primary_key=True)
     size: Mapped[int]
     epoch: Mapped[int]
+    step: Mapped[int | None]
     sha256: Mapped[str | None]
 
 
@@ -122,19 +156,61 @@ def make_engine(url: str) -> Engine:
 
     Base.metadata.create_all(engine)
     _add_missing_columns(engine)
+    for table in Base.metadata.sorted_tables:  # create_all makes an index only with its table
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
+    if engine.dialect.name == "sqlite":
+        _autoincrement_runs(engine)
     return engine
 
 
 def _add_missing_columns(engine: Engine) -> None:
-    """A database made by an older GANboard gains the nullable columns added since (create_all only makes tables)."""
+    """A database made by an older GANboard gains the columns added since (create_all only makes tables): nullable
+    ones, and ones with a constant default, which fills the rows already there."""
     inspector = inspect(engine)
     with engine.begin() as conn:
         for table in Base.metadata.sorted_tables:
             have = {c["name"] for c in inspector.get_columns(table.name)}
             for column in table.columns:
-                if column.name not in have and column.nullable:
-                    kind = column.type.compile(dialect=engine.dialect)
+                if column.name in have:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                if column.nullable:
                     conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+                elif column.default is not None and isinstance(column.default.arg, (int, float)):
+                    value = float(column.default.arg)
+                    conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind} NOT NULL DEFAULT {value}'))
+
+
+def _autoincrement_runs(engine: Engine) -> None:
+    """An older runs table lacks AUTOINCREMENT, so SQLite gave a deleted newest run's id again. SQLite cannot alter a
+    table's key: copy the runs into a table that has it, in one transaction (sqlite.org/lang_altertable.html, "making
+    other kinds of table schema changes"). The copied ids set the sequence's floor."""
+    with engine.connect() as conn:
+        sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'").scalar_one()
+        have = {c["name"] for c in inspect(conn).get_columns("runs")}
+    if "AUTOINCREMENT" in sql.upper():
+        return
+    new = Run.__table__.to_metadata(MetaData(), name="runs_new")
+    columns = ", ".join(f'"{c.name}"' for c in Run.__table__.columns if c.name in have)
+    script = ";\n".join([
+        "PRAGMA foreign_keys=OFF",  # dropping the old table must not delete its runs' metrics
+        "BEGIN",
+        str(CreateTable(new).compile(engine)),
+        f"INSERT INTO runs_new ({columns}) SELECT {columns} FROM runs",
+        "DROP TABLE runs",
+        "ALTER TABLE runs_new RENAME TO runs",
+        *(str(CreateIndex(index).compile(engine)) for index in Run.__table__.indexes),
+        "COMMIT",
+        "PRAGMA foreign_keys=ON",
+    ])  # fmt: skip
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.executescript(script)
+    except Exception:
+        raw.invalidate()  # rolled back, and never reused with foreign keys off
+        raise
+    raw.close()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

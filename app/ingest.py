@@ -8,6 +8,9 @@ stored once.
 from __future__ import annotations
 
 import hashlib
+import logging
+import stat
+from datetime import timezone
 from pathlib import Path
 
 from sqlalchemy import delete, insert, select
@@ -15,79 +18,139 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from app.db import Checkpoint, Metric, Received, Run, Sample, utcnow
-from app.store import checkpoints_json, run_json, sample_url
+from app.db import Checkpoint, Metric, Received, Run, Sample, sample_url
+from app.store import checkpoints_json, run_json
+from app.supervisor import TransitionError, transition
 from trainer.protocol import CHECKPOINTS_DIR, SAMPLES_DIR, STATS, BatchMessage, EpochMessage, Status, StatusMessage
-from trainer.protocol import WorkerMessage, is_plain_name
+from trainer.protocol import WorkerMessage, is_plain_name, is_snapshot
+
+log = logging.getLogger(__name__)
 
 
-def ingest(session: Session, run: Run, run_dir: Path, msg: WorkerMessage) -> list[dict] | None:
-    """Store one worker message. Returns the messages for open pages, or None when this (run, attempt, seq) was
-    stored before (a resend after a reconnect)."""
+RATE_WINDOW = 20.0  # images/s is measured over this many seconds of the latest batches
+RATE_MIN_SPAN = 1.0  # and only once they span this long
+
+
+RUN_LATEST = tuple(name for name in STATS if name in Run.__table__.columns)  # metrics whose latest value the run holds
+Digests = dict[str, tuple[int, str]]  # checkpoint name -> (size, sha256)
+
+
+def checkpoint_digests(run_dir: Path, msg: WorkerMessage) -> Digests:
+    """Size and SHA-256 of the checkpoint files a message names: read before the transaction, so the write lock is
+    never held while ~100 MB are hashed. Names that are not plain file names, or not files, are left out (never
+    registered, so never served). A file linked under two names is read once."""
+    names = [n for n in getattr(msg, "checkpoints", ()) if is_plain_name(n)]
+    by_file: dict[tuple[int, int, int], tuple[int, str]] = {}
+    digests: Digests = {}
+    for name in names:
+        path = run_dir / CHECKPOINTS_DIR / name
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            key = (st.st_dev, st.st_ino, st.st_mtime_ns)
+            if key not in by_file:
+                by_file[key] = (st.st_size, _sha256(path))
+            digests[name] = by_file[key]
+    return digests
+
+
+def ingest(session: Session, run: Run, run_dir: Path, msg: WorkerMessage, digests: Digests | None = None) -> list[dict] | None:
+    """Store one worker message. Returns the messages for open pages, or None when there is nothing new: this
+    (run, attempt, seq) was stored before (a resend after a reconnect), or it claims an attempt never started.
+
+    Rows, samples and checkpoints of the current or an older attempt are stored; a status is applied only from the
+    current attempt of a running run, and the run's progress moves only with the current attempt.
+    """
+    if msg.attempt > run.attempt:
+        return None
     key = dict(run_id=run.id, attempt=msg.attempt, seq=msg.seq)
     if session.get(Received, key):
         return None
     session.add(Received(**key))
+    if digests is None:
+        digests = checkpoint_digests(run_dir, msg)
+    current = msg.attempt == run.attempt
     out: list[dict] = []
     if isinstance(msg, BatchMessage):
-        out.append(_batch(session, run, msg))
+        out.append(_batch(session, run, msg, current))
     elif isinstance(msg, EpochMessage):
-        out.append(_epoch(session, run, run_dir, msg))
-    else:
-        _status(session, run, run_dir, msg)
+        out.append(_epoch(session, run, run_dir, msg, digests, current))
+    elif _register_checkpoints(session, run, digests, run.epoch if msg.epoch is None else msg.epoch, msg.step):
+        out.append({"type": "checkpoints", "checkpoints": checkpoints_json(session, run.id)})
+    if isinstance(msg, StatusMessage) and current and run.status == Status.RUNNING:
+        _status(session, run, msg)
     session.flush()
     out.append({"type": "run", "run": run_json(run)})
     return out
 
 
-def _batch(session: Session, run: Run, msg: BatchMessage) -> dict:
-    records = [{**r, "run_id": run.id} for r in msg.rows.records()]
-    if records:
-        session.execute(_insert_ignoring_duplicates(session), records)
-        run.step = max(run.step, msg.rows.step[-1])
-        run.epoch = max(run.epoch, msg.rows.epoch[-1] - 1)  # epochs finished; the epoch message sets it exactly
-        for name in STATS:
-            value = next((v for v in reversed(getattr(msg.rows, name)) if v is not None), None)
-            if value is not None and hasattr(run, name):
+def _batch(session: Session, run: Run, msg: BatchMessage, current: bool) -> dict:
+    rows = msg.rows
+    session.execute(_insert_ignoring_duplicates(session), [{**r, "run_id": run.id} for r in rows.records()])
+    if current and rows.step:
+        run.step = max(run.step, rows.step[-1])
+        run.epoch = max(run.epoch, rows.epoch[-1] - 1)  # epochs finished; the epoch message sets it exactly
+        for name in RUN_LATEST:
+            value = next((v for v in reversed(getattr(rows, name)) if v is not None), None)
+            if value is not None:
                 setattr(run, name, value)
-    return {"type": "batch", "rows": {c: getattr(msg.rows, c) for c in ("step", "epoch", *STATS)}}
+        if run.status == Status.RUNNING:
+            run.images_per_s = _images_per_s(session, run, rows.step[-1], rows.time[-1])
+    return {"type": "batch", "rows": {c: getattr(rows, c) for c in ("step", "epoch", *STATS)}}
 
 
-def _epoch(session: Session, run: Run, run_dir: Path, msg: EpochMessage) -> dict:
+def _images_per_s(session: Session, run: Run, step: int, at: float) -> float | None:
+    """Training speed over the last RATE_WINDOW seconds of this attempt: between two batch rows, so the time spent
+    loading data before the first batch never counts."""
+    started = run.running_since.replace(tzinfo=timezone.utc).timestamp() if run.running_since else 0.0
+    since = max(at - RATE_WINDOW, started)
+    first = session.execute(
+        select(Metric.step, Metric.time).where(Metric.run_id == run.id, Metric.time >= since).order_by(Metric.time).limit(1)
+    ).first()
+    if first is None or at - first.time < RATE_MIN_SPAN:
+        return run.images_per_s
+    return (step - first.step) * run.config["batch_size"] / (at - first.time)
+
+
+def _epoch(session: Session, run: Run, run_dir: Path, msg: EpochMessage, digests: Digests, current: bool) -> dict:
     if not is_plain_name(msg.sample):
         raise ValueError(f"sample: {msg.sample!r} is not a plain file name")
     sample_path = run_dir / SAMPLES_DIR / msg.sample
     size = sample_path.stat().st_size if sample_path.is_file() else None
     session.merge(Sample(run_id=run.id, epoch=msg.epoch, name=msg.sample, size=size))
-    _register_checkpoints(session, run, run_dir, msg.checkpoints, msg.epoch)
-    run.epoch, run.step, run.images_per_s, run.latest_sample = msg.epoch, msg.step, msg.images_per_s, msg.sample
+    registered = _register_checkpoints(session, run, digests, msg.epoch, msg.step)
+    if current:
+        run.epoch, run.step, run.latest_sample = msg.epoch, msg.step, msg.sample
     return {
         "type": "epoch", "epoch": msg.epoch, "images_per_s": msg.images_per_s, "seconds": msg.seconds,
         "sample": {"epoch": msg.epoch, "name": msg.sample, "url": sample_url(run.id, msg.sample)},
-        "checkpoints": checkpoints_json(session, run.id) if msg.checkpoints else None,
+        "checkpoints": checkpoints_json(session, run.id) if registered else None,
     }  # fmt: skip
 
 
-def _status(session: Session, run: Run, run_dir: Path, msg: StatusMessage) -> None:
+def _status(session: Session, run: Run, msg: StatusMessage) -> None:
+    """The current attempt of a running run says it has started (the supervisor set it running) or how it ended."""
     if msg.status == Status.RUNNING:
         # A new attempt starts after its checkpoint: forget what an earlier attempt logged past it.
         session.execute(delete(Metric).where(Metric.run_id == run.id, Metric.step > msg.step))
         session.execute(delete(Sample).where(Sample.run_id == run.id, Sample.epoch > msg.epoch))
-        run.step, run.epoch = msg.step, msg.epoch
-        run.total_steps, run.total_epochs, run.device = msg.total_steps, msg.total_epochs, msg.device
-        run.started_at = run.started_at or utcnow()
-        run.error = None
+        run.step, run.epoch, run.total_steps, run.total_epochs = msg.step, msg.epoch, msg.total_steps, msg.total_epochs
+        run.device, run.bf16 = msg.device, msg.bf16
         run.latest_sample = session.scalars(
             select(Sample.name).where(Sample.run_id == run.id).order_by(Sample.epoch.desc()).limit(1)
         ).first()
-    else:
-        _register_checkpoints(session, run, run_dir, msg.checkpoints, msg.epoch if msg.epoch is not None else run.epoch)
-        run.finished_at = utcnow()
-        if msg.status == Status.FAILED:
-            run.error = msg.error + (f"\n\n{msg.traceback}" if msg.traceback else "")
-        elif msg.step is not None:
-            run.step = msg.step
-    run.status = msg.status
+        return
+    fields: dict = {"step": msg.step} if msg.step is not None else {}
+    if msg.status == Status.FAILED:
+        fields["error"] = msg.error + (f"\n\n{msg.traceback}" if msg.traceback else "")
+        if msg.resumable is False:
+            fields["unresumable"] = msg.error
+    try:
+        transition(session, run, msg.status, **fields)
+    except TransitionError:
+        log.info("run %s: %s from attempt %s came after another change; not applied", run.id, msg.status, msg.attempt)
 
 
 def _sha256(path: Path) -> str:
@@ -98,11 +161,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _register_checkpoints(session: Session, run: Run, run_dir: Path, names: list[str], epoch: int) -> None:
-    for name in names:
-        path = run_dir / CHECKPOINTS_DIR / name
-        if is_plain_name(name) and path.is_file():
-            session.merge(Checkpoint(run_id=run.id, name=name, size=path.stat().st_size, epoch=epoch, sha256=_sha256(path)))
+def _register_checkpoints(session: Session, run: Run, digests: Digests, epoch: int, step: int | None) -> bool:
+    """Register the files hashed for this message; a newer mid-epoch snapshot replaces the older ones' rows."""
+    for name, (size, sha256) in digests.items():
+        session.merge(Checkpoint(run_id=run.id, name=name, size=size, epoch=epoch, step=step, sha256=sha256))
+    if step is not None and any(is_snapshot(name) for name in digests):
+        older = session.scalars(select(Checkpoint.name).where(Checkpoint.run_id == run.id, Checkpoint.step < step))
+        stale = [name for name in older if is_snapshot(name)]
+        session.execute(delete(Checkpoint).where(Checkpoint.run_id == run.id, Checkpoint.name.in_(stale)))
+    return bool(digests)
 
 
 def _insert_ignoring_duplicates(session: Session):

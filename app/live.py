@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from app import journal, store
 from app.api import RunId
 from app.db import Run, hash_token
-from app.ingest import ingest
+from app.ingest import checkpoint_digests, ingest
 from trainer import protocol
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,12 @@ async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
     await ws.accept()
 
     def store_message(msg: protocol.WorkerMessage) -> list[dict] | None:
+        digests = checkpoint_digests(run_dir, msg)  # before the transaction: no lock held while files are read
         with state.sessions.begin() as s:
             current = s.get(Run, run_id)
             if current is None:
                 raise KeyError(run_id)
-            return ingest(s, current, run_dir, msg)
+            return ingest(s, current, run_dir, msg, digests)
 
     try:
         while True:

@@ -8,33 +8,62 @@ Every function here is synchronous and takes a Session; async callers run them i
 from __future__ import annotations
 
 import math
-from typing import Any
+from datetime import datetime, timezone
+from typing import Annotated, Any
 
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db import METRIC_COLUMNS, Checkpoint, Metric, Run, Sample
+from app.db import METRIC_COLUMNS, Checkpoint, Metric, Run, Sample, sample_url
+from trainer.protocol import Status, checkpoint_label
 
 SERIES = ("loss_d", "loss_g", "d_x", "d_g_z")
 
 
-def iso(t) -> str | None:
-    return t.isoformat() + "Z" if t else None
+def _utc(t: datetime) -> str:
+    """Times are stored as naive UTC; the JSON says so with a Z, which a browser's Date() needs."""
+    return (t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t).isoformat() + "Z"
 
 
-def sample_url(run_id: int, name: str) -> str:
-    return f"/api/runs/{run_id}/samples/{name}"
+UtcTime = Annotated[datetime, PlainSerializer(_utc, return_type=str)]
+
+
+class RunOut(BaseModel):
+    """A run as the API and the pages see it, read from its ORM row (derived values are properties of `Run`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    status: Status
+    config: dict[str, Any]
+    created_at: UtcTime
+    started_at: UtcTime | None
+    finished_at: UtcTime | None
+    step: int
+    epoch: int
+    total_steps: int | None
+    total_epochs: int | None
+    images_per_s: float | None = Field(description="over the last ~20 s of training; null unless running and measured")
+    eta_seconds: float | None = Field(description="the steps left at `images_per_s`; null when that is")
+    active_seconds: float = Field(description="time spent running, summed over attempts")
+    loss_d: float | None
+    loss_g: float | None
+    d_x: float | None
+    d_g_z: float | None
+    latest_sample: str | None = Field(validation_alias=AliasChoices("latest_sample_url", "latest_sample"), description="URL")
+    error: str | None
+    attempt: int = Field(description="how many times a worker was started for it")
+    resumable: bool = Field(description="Resume would start it again; false while it is active or when its data cannot load")
+    pid: int | None
+    exit_code: int | None
+    device: str | None = Field(description="what the worker trains on, as it reported")
+    bf16: bool | None = Field(description="whether the worker trains with bfloat16 autocast, as it reported")
 
 
 def run_json(run: Run) -> dict[str, Any]:
-    return {
-        "id": run.id, "name": run.name, "status": run.status, "config": run.config,
-        "created_at": iso(run.created_at), "started_at": iso(run.started_at), "finished_at": iso(run.finished_at),
-        "step": run.step, "epoch": run.epoch, "total_steps": run.total_steps, "total_epochs": run.total_epochs,
-        "images_per_s": run.images_per_s, "loss_d": run.loss_d, "loss_g": run.loss_g, "d_x": run.d_x,
-        "d_g_z": run.d_g_z, "latest_sample": sample_url(run.id, run.latest_sample) if run.latest_sample else None,
-        "error": run.error, "pid": run.pid, "exit_code": run.exit_code, "device": run.device,
-    }  # fmt: skip
+    return RunOut.model_validate(run).model_dump(mode="json")
 
 
 def samples_json(session: Session, run_id: int) -> list[dict]:
@@ -45,9 +74,10 @@ def samples_json(session: Session, run_id: int) -> list[dict]:
 def checkpoints_json(session: Session, run_id: int) -> list[dict]:
     rows = session.scalars(select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.name))
     return [
-        {"name": c.name, "size": c.size, "epoch": c.epoch, "sha256": c.sha256, "url": f"/api/runs/{run_id}/checkpoints/{c.name}"}
+        {"name": c.name, "label": checkpoint_label(c.name), "size": c.size, "epoch": c.epoch, "step": c.step,
+         "sha256": c.sha256, "url": f"/api/runs/{run_id}/checkpoints/{c.name}"}
         for c in rows
-    ]
+    ]  # fmt: skip
 
 
 def metrics(session: Session, run_id: int, after: int = 0, max_points: int = 2000) -> dict[str, list]:

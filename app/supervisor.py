@@ -1,4 +1,9 @@
-"""The supervisor: a queue of runs and at most `max_concurrent` worker processes.
+"""The supervisor: a queue of runs, at most `max_concurrent` worker processes, and the one owner of a run's status.
+
+A run's status changes only through `transition`, along `trainer.protocol.TRANSITIONS`, each change in its own
+transaction and only if the run still has the status and attempt it was read with. Every start of a run is a new
+attempt; a message or a process exit from an older attempt never changes a newer one. The tick and the API's actions
+(submit, cancel, resume) take turns on one lock, so a run is never started and cancelled at once.
 
 Each worker is `python -m trainer.worker` in its own process group, with CUDA_VISIBLE_DEVICES set to its GPU and its
 output appended to runs/<id>/worker.log. Workers outlive a server restart: at start-up a run left `running` is
@@ -15,12 +20,16 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 from starlette.concurrency import run_in_threadpool
 
 from app import journal
@@ -29,6 +38,8 @@ from app.dbfile import DatabaseFile
 from app.hub import Hub
 from app.settings import Settings, visible_gpus
 from app.store import run_json
+from trainer.protocol import ACTIVE, CHECKPOINTS_DIR, CONFIG, ENDED, RESUMABLE, RESUME, SAMPLES_DIR, WORKER_LOG, Status
+from trainer.protocol import can_move
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
@@ -81,11 +92,48 @@ def _listening_ports() -> list[int]:
         return []
 
 
-class Worker:
-    """A worker process: one we started (a Popen), or one a previous server started (a bare pid)."""
+class TransitionError(Exception):
+    """A status change the lifecycle does not allow, or one that another change got to first (the API's 409)."""
 
-    def __init__(self, pid: int, popen: subprocess.Popen | None = None, gpu: str | None = None):
-        self.pid, self.popen, self.gpu = pid, popen, gpu
+
+def transition(session: Session, run: Run, new: Status, **fields) -> None:
+    """Move `run` to `new`, with `fields` and the times that go with the move, in the caller's transaction.
+
+    The one place a run's status is written. The UPDATE applies only while the row still has the status and attempt
+    this session read: another thread (a worker's message, the tick, a request) may have moved it meanwhile, and then
+    this raises instead of overwriting the newer state.
+    """
+    old = Status(run.status)
+    if not can_move(old, new):
+        raise TransitionError(f"run {run.id} is {old}: it cannot become {new}")
+    now = utcnow()
+    if new == Status.RUNNING:
+        fields.update(running_since=now, started_at=run.started_at or now, finished_at=None, images_per_s=None)
+    elif old == Status.RUNNING:
+        ran = (now - run.running_since).total_seconds() if run.running_since else 0.0
+        fields.update(running_since=None, ran_seconds=run.ran_seconds + ran, images_per_s=None)
+    if new in ENDED:
+        fields["finished_at"] = now
+    elif new == Status.QUEUED:
+        fields["finished_at"] = None
+    fields["status"] = new
+    session.flush()
+    done = session.execute(
+        update(Run).where(Run.id == run.id, Run.status == old, Run.attempt == run.attempt).values(**fields),
+        execution_options={"synchronize_session": False},
+    )
+    if done.rowcount != 1:
+        raise TransitionError(f"run {run.id} changed while it was to become {new}; reload it")
+    for key, value in fields.items():
+        set_committed_value(run, key, value)
+    log.info("run %s: %s -> %s (attempt %s)", run.id, old, new, run.attempt)
+
+
+class Worker:
+    """A worker process for one attempt of a run: one we started (a Popen), or one a previous server started (a pid)."""
+
+    def __init__(self, pid: int, attempt: int, popen: subprocess.Popen | None = None, gpu: str | None = None):
+        self.pid, self.attempt, self.popen, self.gpu = pid, attempt, popen, gpu
         self.kill_at: float | None = None
 
     def exit_code(self) -> int | None | bool:
@@ -105,13 +153,14 @@ class Worker:
 class Supervisor:
     def __init__(self, settings: Settings, sessions: sessionmaker, hub: Hub):
         self.settings, self.sessions, self.hub = settings, sessions, hub
-        self.workers: dict[int, Worker] = {}
+        self.workers: dict[int, Worker] = {}  # by run id; at most one per run, reaped before the run starts again
+        self.lock = threading.Lock()  # the tick and the API's actions take turns
         self.dbfile = DatabaseFile(settings.database_url, sessions, settings.runs_dir)
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------------------------------------
+    # -- running the supervisor ----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -124,7 +173,8 @@ class Supervisor:
             self.task.cancel()
 
     def poke(self) -> None:
-        self.wakeup.set()
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.wakeup.set)
 
     async def _run(self) -> None:
         while True:
@@ -139,55 +189,115 @@ class Supervisor:
             self.wakeup.clear()
 
     def reconcile(self) -> None:
-        with self.sessions.begin() as s:
-            for run in s.scalars(select(Run).where(Run.status == "running")):
-                if run.pid and _is_our_worker(run.pid):
-                    self.workers[run.id] = Worker(run.pid)
-                    log.info("run %s: re-attached worker pid %s", run.id, run.pid)
-                else:
-                    run.status, run.finished_at, run.pid = "interrupted", utcnow(), None
-                    run.error = "the server stopped while this run trained, and its worker is gone; Resume continues it"
+        """At start-up: re-attach the workers of runs left running, or mark those runs interrupted."""
+        with self.lock:
+            for run_id in self._ids(Run.status == Status.RUNNING):
+                self._change(run_id, self._reattach)
 
-    # -- the queue ---------------------------------------------------------------------------------------------------
+    def _reattach(self, session: Session, run: Run) -> None:
+        if run.pid and _is_our_worker(run.pid):
+            self.workers[run.id] = Worker(run.pid, run.attempt)
+            log.info("run %s: re-attached worker pid %s", run.id, run.pid)
+        else:
+            error = "the server stopped while this run trained, and its worker is gone; Resume continues it"
+            transition(session, run, Status.INTERRUPTED, pid=None, error=error)
+
+    # -- the API's actions ---------------------------------------------------------------------------------------------
+
+    def submit(self, session: Session, run: Run) -> None:
+        """Commit a new run (a run is born queued) and wake the queue."""
+        session.commit()
+        self._publish(run)
+        self.poke()
+
+    def cancel(self, run_id: int) -> Run:
+        """Queued: cancelled at once. Running: SIGTERM (the worker saves a checkpoint and reports `cancelled`), SIGKILL
+        after the grace; if it ends without reporting, its exit makes the run `cancelled`."""
+
+        def cancel(session: Session, run: Run) -> None:
+            if run.status not in ACTIVE:
+                raise TransitionError(f"run {run.id} is {run.status}: only a queued or running run can be cancelled")
+            worker = self.workers.get(run.id)
+            if run.status == Status.QUEUED or worker is None or worker.attempt != run.attempt:
+                transition(session, run, Status.CANCELLED)
+            elif worker.kill_at is None:
+                worker.signal(signal.SIGTERM)
+                worker.kill_at = time.monotonic() + self.settings.grace_seconds
+
+        with self.lock:
+            return self._change(run_id, cancel, quiet=False)
+
+    def resume(self, run_id: int) -> Run:
+        """Queue an ended run again; it continues from resume.pt when there is one."""
+
+        def resume(session: Session, run: Run) -> None:
+            if run.status not in RESUMABLE:
+                raise TransitionError(f"run {run.id} is {run.status}: only a failed, cancelled or interrupted run resumes")
+            if run.unresumable:
+                raise TransitionError(f"run {run.id} cannot resume, it would fail the same way: {run.unresumable}")
+            checkpoint = (self.run_dir(run.id) / CHECKPOINTS_DIR / RESUME).is_file()
+            transition(session, run, Status.QUEUED, resume=checkpoint, error=None)
+
+        with self.lock:
+            run = self._change(run_id, resume, quiet=False)
+        self.poke()
+        return run
+
+    # -- the queue -----------------------------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        self.dbfile.check()
-        for run_id in [r for r, w in self.workers.items() if w.exit_code() is not False]:  # before deciding its end
-            journal.replay(self.sessions, run_id, self.run_dir(run_id)) and self._publish(run_id, journal.RESYNC)
-        changed: list[Run] = []
-        with self.sessions.begin() as s:
+        """Reap the workers that ended, then start queued runs in the free slots; each run in its own transaction."""
+        with self.lock:
+            self.dbfile.check()
+            for run_id in [r for r, w in self.workers.items() if w.exit_code() is not False]:  # before deciding its end
+                if journal.replay(self.sessions, run_id, self.run_dir(run_id)) and self.loop:
+                    self.loop.call_soon_threadsafe(self.hub.publish, run_id, journal.RESYNC)
             for run_id, worker in list(self.workers.items()):
                 code = worker.exit_code()
                 if code is False:
                     if worker.kill_at and time.monotonic() > worker.kill_at:
                         worker.signal(signal.SIGKILL)
-                    continue
-                del self.workers[run_id]
-                run = s.get(Run, run_id)
-                if run is not None:
-                    self._ended(run, code, cancelling=worker.kill_at is not None)
-                    changed.append(run)
+                elif self._change(run_id, partial(self._ended, worker=worker, code=code)) is not None:
+                    del self.workers[run_id]
             free = self.settings.max_concurrent - len(self.workers)
-            if free > 0:
-                queued = s.scalars(select(Run).where(Run.status == "queued").order_by(Run.id).limit(free)).all()
-                for run in queued:
-                    self._spawn(run)
-                    changed.append(run)
-            messages = [(run.id, run_json(run)) for run in changed]
-        for run_id, data in messages:
-            self._publish(run_id, [{"type": "run", "run": data}])
+            if free > 0:  # a run whose last worker has not been reaped yet waits for it
+                for run_id in self._ids(Run.status == Status.QUEUED, Run.id.not_in(list(self.workers)), limit=free):
+                    self._change(run_id, self._spawn)
 
-    def _ended(self, run: Run, code: int | None, cancelling: bool) -> None:
+    def _ids(self, *where, limit: int | None = None) -> list[int]:
+        with self.sessions() as s:
+            return list(s.scalars(select(Run.id).where(*where).order_by(Run.id).limit(limit)))
+
+    def _change(self, run_id: int, change: Callable[[Session, Run], None], quiet: bool = True) -> Run | None:
+        """Apply `change` to one run in its own transaction and tell its open pages. A change that fails leaves the
+        other runs' changes done: quiet (the tick), it is logged and None returned; else it is raised."""
+        try:
+            with self.sessions.begin() as s:
+                run = s.get(Run, run_id)
+                if run is None:
+                    raise LookupError(f"run {run_id} not found")
+                change(s, run)
+        except Exception:
+            if not quiet:
+                raise
+            log.exception("run %s: could not update it", run_id)
+            return None
+        self._publish(run)
+        return run
+
+    def _ended(self, session: Session, run: Run, *, worker: Worker, code: int | None) -> None:
+        if run.attempt != worker.attempt:
+            return  # a newer attempt owns the run
         run.exit_code, run.pid = code, None
-        if run.status in ("queued", "running"):  # it died without reporting how it ended
-            run.finished_at = utcnow()
-            if cancelling:
-                run.status = "cancelled"
-            else:
-                run.status = "failed"
-                tail = log_tail(self.run_dir(run.id) / "worker.log")
-                how = f"exited with code {code}" if code is not None else "(re-attached after a server restart) is gone"
-                run.error = f"the worker {how} before finishing" + (f":\n{tail}" if tail else "")
+        if run.status != Status.RUNNING:
+            return  # it reported how it ended, or it was resumed since and waits in the queue
+        if worker.kill_at is not None:
+            transition(session, run, Status.CANCELLED)
+            return
+        tail = log_tail(self.run_dir(run.id) / WORKER_LOG)
+        how = f"exited with code {code}" if code is not None else "(re-attached after a server restart) is gone"
+        error = f"the worker {how} before finishing" + (f":\n{tail}" if tail else "")
+        transition(session, run, Status.FAILED, error=error)
 
     def server_url(self) -> str:
         """Where workers reach this server: loopback unless bound to one particular address."""
@@ -218,43 +328,40 @@ class Supervisor:
             return device.split(":")[1], "cuda:0"
         return next((g for g in gpus if g not in busy), gpus[0]), "cuda:0"
 
-    def _spawn(self, run: Run) -> None:
+    def _spawn(self, session: Session, run: Run) -> None:
+        """Start the run's next attempt; if its worker cannot be started, the run fails with the reason."""
+        attempt, token = run.attempt + 1, secrets.token_urlsafe(24)
+        try:
+            worker = self._launch(run, attempt, token)
+        except OSError as e:
+            transition(session, run, Status.FAILED, error=f"its worker could not be started: {e}")
+            return
+        self.workers[run.id] = worker
+        # A new token on every start: a worker's token is good for its own attempt only.
+        fields = dict(attempt=attempt, token=hash_token(token), pid=worker.pid, exit_code=None, error=None, device=None)
+        transition(session, run, Status.RUNNING, bf16=None, **fields)
+
+    def _launch(self, run: Run, attempt: int, token: str) -> Worker:
         run_dir = self.run_dir(run.id)
-        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(run.config, indent=2))
-        run.attempt += 1
-        token = secrets.token_urlsafe(24)
-        run.token = hash_token(token)  # a new one on every start: a worker's token is good for its own attempt only
+        (run_dir / SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG).write_text(json.dumps(run.config, indent=2))
         gpu, device = self._device(run.config.get("device", "auto"))
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "GANBOARD_WORKER_TOKEN": token}  # not in argv, where `ps` shows it
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         cmd = [
             sys.executable, "-m", "trainer.worker", "--run-dir", str(run_dir), "--run-id", str(run.id),
-            "--server", self.server_url(), "--attempt", str(run.attempt), "--device", device,
+            "--server", self.server_url(), "--attempt", str(attempt), "--device", device,
         ]  # fmt: skip
         if run.resume:
             cmd.append("--resume")
-        env["GANBOARD_WORKER_TOKEN"] = token  # not on the command line, where `ps` would show it
-        with (run_dir / "worker.log").open("ab") as out:
-            out.write(f"--- attempt {run.attempt}, {utcnow().isoformat()}Z: {' '.join(cmd[1:])}\n".encode())
+        with (run_dir / WORKER_LOG).open("ab") as out:
+            out.write(f"--- attempt {attempt}, {utcnow().isoformat()}Z: {' '.join(cmd[1:])}\n".encode())
             out.flush()
             popen = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        self.workers[run.id] = Worker(popen.pid, popen, gpu)
-        run.pid, run.exit_code, run.status, run.error = popen.pid, None, "running", None
-        run.started_at = run.started_at or utcnow()
-        run.finished_at = None
-        log.info("run %s: started worker pid %s (attempt %s, %s)", run.id, popen.pid, run.attempt, device)
+        log.info("run %s: started worker pid %s (attempt %s, %s)", run.id, popen.pid, attempt, device)
+        return Worker(popen.pid, attempt, popen, gpu)
 
-    def cancel(self, run: Run) -> None:
-        """Queued: cancelled at once. Running: SIGTERM (the worker saves a checkpoint), SIGKILL after the grace."""
-        worker = self.workers.get(run.id)
-        if run.status == "queued" or worker is None:
-            run.status, run.finished_at = "cancelled", utcnow()
-            return
-        worker.signal(signal.SIGTERM)
-        worker.kill_at = time.monotonic() + self.settings.grace_seconds
-
-    def _publish(self, run_id: int, messages: list[dict]) -> None:
+    def _publish(self, run: Run) -> None:
         if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.hub.publish, run_id, messages)
+            self.loop.call_soon_threadsafe(self.hub.publish, run.id, [{"type": "run", "run": run_json(run)}])

@@ -62,6 +62,14 @@ def rows(first: int, last: int, epoch: int = 1) -> dict[str, list]:
 RUNNING = dict(status="running", step=0, epoch=0, total_steps=10, total_epochs=1, batches_per_epoch=10, device="cpu")
 
 
+def set_attempt(server, run_id: int, attempt: int) -> None:
+    """What the supervisor does when it starts a run again (with the same token here, so the socket stays open)."""
+    engine = make_engine(f"sqlite:///{server.runs_dir / 'ganboard.db'}")
+    with make_sessionmaker(engine).begin() as s:
+        s.get(Run, run_id).attempt = attempt
+    engine.dispose()
+
+
 def steps_of(server, run_id: int) -> list[int]:
     return server.client.get(f"/api/runs/{run_id}/metrics", params={"max_points": 100_000}).json()["step"]
 
@@ -102,7 +110,8 @@ def test_each_message_is_stored_once_and_acknowledged_again(server, fake_run):
     assert steps_of(server, fake_run) == list(range(1, 11))
     run = server.run(fake_run)
     assert (run["status"], run["step"], run["epoch"], run["total_steps"]) == ("completed", 10, 1, 10)
-    assert run["images_per_s"] == 123.0 and run["loss_g"] == 2.0 and run["device"] == "cpu"
+    assert run["images_per_s"] is None and run["eta_seconds"] is None  # measured only while it runs
+    assert run["loss_g"] == 2.0 and run["device"] == "cpu"
     assert run["latest_sample"].endswith("/epoch_0001.png") and run["finished_at"]
     (sample,) = server.client.get(f"/api/runs/{fake_run}/samples").json()
     assert sample["epoch"] == 1 and sample["size"] == len(b"\x89PNG fake")
@@ -120,7 +129,9 @@ def test_a_new_attempt_forgets_what_the_last_one_logged_after_its_checkpoint(ser
         send(ws, 3, "epoch", epoch=1, step=10, sample="epoch_0001.png", checkpoints=[], images_per_s=1.0, seconds=1.0)
         send(ws, 4, "batch", rows=rows(11, 17, epoch=2))
         send(ws, 5, "epoch", epoch=2, step=17, sample="epoch_0002.png", checkpoints=[], images_per_s=1.0, seconds=1.0)
-        # The worker died; attempt 2 resumes from the checkpoint of epoch 1, step 10. Its seq starts again at 1.
+        # The worker died; the supervisor starts attempt 2, which resumes from the checkpoint of epoch 1, step 10.
+        # Its seq starts again at 1.
+        set_attempt(server, fake_run, 2)
         resumed = {**RUNNING, "step": 10, "epoch": 1, "total_steps": 20, "total_epochs": 2}
         assert send(ws, 1, "status", attempt=2, **resumed) == {"type": "ack", "seq": 1}
         assert steps_of(server, fake_run) == list(range(1, 11))

@@ -94,6 +94,8 @@ def test_an_older_attempt_is_stored_before_the_next_one_drops_its_steps_past_the
     sessions, run_dir = db
     append(run_dir, running(1), batch(2, 1, 2, 3), batch(3, 4, 5))
     replay(sessions, 1, run_dir)  # its worker ended: replayed before the run can start again
+    with sessions.begin() as s:
+        s.get(Run, 1).attempt = 2  # the supervisor starts the next attempt
     append(run_dir, running(1, attempt=2, step=3), batch(2, 4, attempt=2))
     assert replay(sessions, 1, run_dir) == 2
     assert stored_steps(sessions) == [1, 2, 3, 4]

@@ -191,6 +191,7 @@ class StatusMessage(_Message):
     checkpoints: list[FileName] = []
     error: Annotated[str, Field(max_length=10_000)] | None = None
     traceback: Annotated[str, Field(max_length=10_000)] | None = None
+    resumable: bool | None = None  # failed: false when resuming would fail the same way (its data cannot load)
 
     @model_validator(mode="after")
     def _complete(self) -> StatusMessage:
