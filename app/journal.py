@@ -107,10 +107,12 @@ def _ingest(sessions: sessionmaker, run_id: int, run_dir: Path, lines: Sequence[
             messages.append(parse_message(line))
         except ValidationError as e:
             log.warning("run %s: journal line ending at byte %d is not a message: %s", run_id, end, e)
+    keys = [(m.attempt, m.seq) for m in messages]
     with sessions() as s:
-        keys = [(m.attempt, m.seq) for m in messages]
-        seen = set(s.execute(select(Received.attempt, Received.seq).where(
-            Received.run_id == run_id, tuple_(Received.attempt, Received.seq).in_(keys)))) if keys else set()  # fmt: skip
+        query = select(Received.attempt, Received.seq).where(
+            Received.run_id == run_id, tuple_(Received.attempt, Received.seq).in_(keys)
+        )
+        seen = set(s.execute(query)) if keys else set()
     new = [(msg, checkpoint_digests(run_dir, msg)) for msg in messages if (msg.attempt, msg.seq) not in seen]
     stored = 0
     with sessions.begin() as s:

@@ -85,7 +85,8 @@ class WsSink:
         names = [*LATEST, *epoch_checkpoint_names(epoch), RESUME]
         saved = [name for name in names if (self.run_dir / CHECKPOINTS_DIR / name).is_file()]
         log.info("epoch %d finished before the last worker was killed, unreported: reporting it now", epoch)
-        self.on_epoch(dict(epoch=epoch, step=step, sample=sample_name(epoch), checkpoints=saved, images_per_s=0, seconds=0))
+        self.on_epoch(dict(epoch=epoch, step=step, sample=sample_name(epoch), checkpoints=saved, images_per_s=0,
+                           seconds=0))  # fmt: skip
 
     def _queue(self, make: Callable[[int], BatchMessage | EpochMessage | StatusMessage], sync: bool = False) -> None:
         """Journal the message (fsync'd now for epochs and statuses, else at most every 0.5 s), then queue it."""
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     wait = float(os.environ.get("GANBOARD_ACK_WAIT_SECONDS", ACK_WAIT_SECONDS))
     if not sink.close(timeout=wait):
-        log.warning("the server did not confirm everything within %.0f s; the journal holds it for the server to replay", wait)
+        log.warning("the server did not confirm everything within %.0f s; the journal holds it for its replay", wait)
     return code
 
 
