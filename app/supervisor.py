@@ -192,7 +192,7 @@ class Supervisor:
         """At start-up: re-attach the workers of runs left running, or mark those runs interrupted."""
         with self.lock:
             for run_id in self._ids(Run.status == Status.RUNNING):
-                self._change(run_id, self._reattach)
+                self._try(run_id, self._reattach)
 
     def _reattach(self, session: Session, run: Run) -> None:
         if run.pid and _is_our_worker(run.pid):
@@ -225,7 +225,7 @@ class Supervisor:
                 worker.kill_at = time.monotonic() + self.settings.grace_seconds
 
         with self.lock:
-            return self._change(run_id, cancel, quiet=False)
+            return self._change(run_id, cancel)
 
     def resume(self, run_id: int) -> Run:
         """Queue an ended run again; it continues from resume.pt when there is one."""
@@ -239,7 +239,7 @@ class Supervisor:
             transition(session, run, Status.QUEUED, resume=checkpoint, error=None)
 
         with self.lock:
-            run = self._change(run_id, resume, quiet=False)
+            run = self._change(run_id, resume)
         self.poke()
         return run
 
@@ -257,33 +257,38 @@ class Supervisor:
                 if code is False:
                     if worker.kill_at and time.monotonic() > worker.kill_at:
                         worker.signal(signal.SIGKILL)
-                elif self._change(run_id, partial(self._ended, worker=worker, code=code)) is not None:
+                elif self._try(run_id, partial(self._ended, worker=worker, code=code)):
                     del self.workers[run_id]
             free = self.settings.max_concurrent - len(self.workers)
             if free > 0:  # a run whose last worker has not been reaped yet waits for it
                 for run_id in self._ids(Run.status == Status.QUEUED, Run.id.not_in(list(self.workers)), limit=free):
-                    self._change(run_id, self._spawn)
+                    self._try(run_id, self._spawn)
 
     def _ids(self, *where, limit: int | None = None) -> list[int]:
         with self.sessions() as s:
             return list(s.scalars(select(Run.id).where(*where).order_by(Run.id).limit(limit)))
 
-    def _change(self, run_id: int, change: Callable[[Session, Run], None], quiet: bool = True) -> Run | None:
-        """Apply `change` to one run in its own transaction and tell its open pages. A change that fails leaves the
-        other runs' changes done: quiet (the tick), it is logged and None returned; else it is raised."""
-        try:
-            with self.sessions.begin() as s:
-                run = s.get(Run, run_id)
-                if run is None:
-                    raise LookupError(f"run {run_id} not found")
-                change(s, run)
-        except Exception:
-            if not quiet:
-                raise
-            log.exception("run %s: could not update it", run_id)
-            return None
+    def _change(self, run_id: int, change: Callable[[Session, Run], None]) -> Run:
+        """Apply `change` to one run in its own transaction, then tell its open pages."""
+        with self.sessions.begin() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                raise LookupError(f"run {run_id} not found")
+            change(s, run)
         self._publish(run)
         return run
+
+    def _try(self, run_id: int, change: Callable[[Session, Run], None]) -> bool:
+        """`_change` for the tick: a change that fails is logged and leaves the other runs' changes done. True when
+        it is done, or the run was deleted meanwhile (nothing left to change)."""
+        try:
+            self._change(run_id, change)
+        except LookupError:
+            return True
+        except Exception:
+            log.exception("run %s: could not update it", run_id)
+            return False
+        return True
 
     def _ended(self, session: Session, run: Run, *, worker: Worker, code: int | None) -> None:
         if run.attempt != worker.attempt:

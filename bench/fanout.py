@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import scratch_server  # noqa: E402
+from tests.harness import scratch_server  # noqa: E402
 
 CONFIG = dict(dataset="procedural", image_size=32, ngf=16, ndf=16, nz=32, batch_size=64, epochs=1000, device="cpu")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import start_server, wait_for  # noqa: E402
+from tests.harness import start_server, wait_for  # noqa: E402
 
 
 def steps_of(server, run_id: int) -> list[int]:

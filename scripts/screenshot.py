@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.browser.conftest import ARGS, CHROMIUM  # noqa: E402
-from tests.conftest import scratch_server, wait_for  # noqa: E402
+from tests.harness import scratch_server, wait_for  # noqa: E402
 
 
 def main() -> None:

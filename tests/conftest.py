@@ -1,109 +1,10 @@
-"""Shared fixtures: a real uvicorn server in its own process, on a free loopback port, with a temporary runs dir."""
+"""Shared fixtures over tests/harness.py (which benches and scripts import too)."""
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-
-import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-# Small enough that a run takes seconds on 2 CPU cores.
-TINY = dict(dataset="procedural", image_size=32, ngf=8, ndf=8, nz=16, batch_size=256, epochs=2, device="cpu")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float = 120, interval: float = 0.2, what: str = "condition"):
-    """Poll until predicate() is truthy; returns its value. The deadline only guards against hanging forever."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-@dataclass
-class Server:
-    url: str
-    runs_dir: Path
-    proc: subprocess.Popen
-    client: httpx.Client
-
-    @property
-    def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://")
-
-    def create(self, **config) -> dict:
-        r = self.client.post("/api/runs", json={"config": {**TINY, **config}})
-        assert r.status_code == 201, r.text
-        return r.json()
-
-    def run(self, run_id: int) -> dict:
-        return self.client.get(f"/api/runs/{run_id}").json()
-
-    def wait_status(self, run_id: int, *statuses: str, timeout: float = 180) -> dict:
-        return wait_for(lambda: (r := self.run(run_id))["status"] in statuses and r, timeout, what=f"run {run_id} {statuses}")
-
-    def stop(self) -> None:
-        self.client.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-def start_server(runs_dir: Path, port: int | None = None, wait_path: str = "/api/runs", **env: str) -> Server:
-    port = port or free_port()
-    log = (runs_dir.parent / f"server-{port}.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "GANBOARD_RUNS_DIR": str(runs_dir), "GANBOARD_PORT": str(port), "GANBOARD_GRACE_SECONDS": "20",
-             "GANBOARD_DATA_ROOTS": json.dumps([str(runs_dir.parent)]), **env},
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=url, timeout=30)
-
-    def up() -> bool:
-        assert proc.poll() is None, f"server exited; see {log.name}"
-        try:
-            return client.get(wait_path).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for(up, 60, what="the server to start")
-    return Server(url, runs_dir, proc, client)
-
-
-@contextmanager
-def scratch_server(**env: str) -> Iterator[Server]:
-    """A server on a temporary runs dir, for benches and scripts; stopped and removed afterwards."""
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = Path(tmp) / "runs"
-        runs.mkdir()
-        server = start_server(runs, **env)
-        try:
-            yield server
-        finally:
-            server.stop()
+from tests.harness import REPO, TINY, Server, free_port, scratch_server, start_server, wait_for  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -113,4 +14,3 @@ def server(tmp_path_factory):
     srv = start_server(runs, GANBOARD_MAX_CONCURRENT="2")
     yield srv
     srv.stop()
-    subprocess.run(["pkill", "-f", f"trainer.worker --run-dir {runs}"], check=False)  # leave no worker behind

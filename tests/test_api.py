@@ -173,3 +173,13 @@ def test_the_server_never_imports_torch():
     code = "import sys, app.main, app.cli; from app.main import create_app; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_head_on_downloads_answers_their_headers(server, finished):
+    """Issue 9, defect 12: HEAD was 405."""
+    (ckpt, *_) = server.client.get(f"/api/runs/{finished['id']}/checkpoints").json()
+    (sample,) = server.client.get(f"/api/runs/{finished['id']}/samples").json()
+    for item in (ckpt, sample):
+        r = server.client.head(item["url"])
+        assert r.status_code == 200 and int(r.headers["content-length"]) == item["size"] and r.content == b""
+    assert server.client.head(f"/api/runs/{finished['id']}/checkpoints/nope.pth").status_code == 404

@@ -209,3 +209,85 @@ def test_an_older_database_gains_the_new_columns(tmp_path):
     with sqlite3.connect(db) as conn:
         assert "sha256" in {row[1] for row in conn.execute("PRAGMA table_info(checkpoints)")}
         assert conn.execute("SELECT name, sha256 FROM checkpoints").fetchall() == [("netg.pth", None)]
+
+
+def test_hostile_messages_are_refused_and_change_nothing(server, fake_run):
+    """Issue 9, defect 11: through the real socket with the run's real token."""
+    with worker_socket(server, fake_run) as ws:
+        send(ws, 1, "status", **RUNNING)
+        send(ws, 2, "batch", rows=rows(1, 3))
+    refused = [
+        json.dumps({"seq": 3, "attempt": 1, "type": "status", "status": "<img src=x onerror=alert(1)>", "step": 1, "epoch": 0}),
+        json.dumps({"seq": 3, "attempt": 1, "type": "batch", "rows": rows(4, 4)}).replace("1.0", "1e309"),
+        json.dumps({"seq": 3, "attempt": 10**30, "type": "status", "status": "completed", "step": 1, "epoch": 0}),
+    ]
+    for text in refused:
+        with worker_socket(server, fake_run) as ws:
+            ws.send(text)
+            with pytest.raises(ConnectionClosed) as e:
+                ws.recv(timeout=30)
+            assert e.value.rcvd.code == 1003
+    # Well-formed, but from an attempt the supervisor never started, or an older one: acknowledged, not applied.
+    with worker_socket(server, fake_run) as ws:
+        assert send(ws, 3, "status", attempt=5, status="completed", step=3, epoch=0) == {"type": "ack", "seq": 3}
+    set_attempt(server, fake_run, 2)
+    with worker_socket(server, fake_run) as ws:
+        assert send(ws, 4, "status", attempt=1, status="failed", error="old news") == {"type": "ack", "seq": 4}
+    run = server.run(fake_run)
+    assert (run["status"], run["error"]) == ("running", None) and steps_of(server, fake_run) == [1, 2, 3]
+
+    with worker_socket(server, fake_run) as ws:  # attempt 2 ends the run; a later `running` does not revive it
+        send(ws, 1, "status", attempt=2, status="completed", step=3, epoch=0)
+        assert send(ws, 2, "status", attempt=2, **RUNNING) == {"type": "ack", "seq": 2}
+    assert server.run(fake_run)["status"] == "completed"
+    assert server.client.get("/api/runs").status_code == 200  # every run still reads back as JSON
+
+
+def test_device_bf16_and_a_run_that_cannot_resume(server, fake_run):
+    """Issue 9, defect 6: what the worker reported it runs on, and a failure that Resume would repeat."""
+    with worker_socket(server, fake_run) as ws:
+        send(ws, 1, "status", **{**RUNNING, "device": "cuda:0", "bf16": True})
+        run = server.run(fake_run)
+        assert (run["device"], run["bf16"], run["resumable"]) == ("cuda:0", True, False)
+        send(ws, 2, "status", status="failed", error="dataset: no MNIST files in /data/mnist", resumable=False)
+    run = server.run(fake_run)
+    assert run["status"] == "failed" and run["resumable"] is False
+    r = server.client.post(f"/api/runs/{fake_run}/resume")
+    assert r.status_code == 409 and "no MNIST files" in r.json()["detail"]
+    assert server.run(fake_run)["status"] == "failed"
+
+
+def test_a_newer_snapshot_replaces_the_older_one(server, fake_run):
+    """Issue 9, defects 2 and 3: mid-epoch checkpoints are labelled by what they hold and reach open pages."""
+    ckpt = server.runs_dir / str(fake_run) / "checkpoints"
+    names = {"old": ["netg_e0001_s000003.pth", "netd_e0001_s000003.pth"], "new": ["netg_e0001_s000007.pth", "netd_e0001_s000007.pth"]}
+    for name in [*names["old"], *names["new"], "resume.pt"]:
+        (ckpt / name).write_bytes(name.encode())
+    with connect(f"{server.ws_url}/ws/runs/{fake_run}") as page, worker_socket(server, fake_run) as ws:
+        assert json.loads(page.recv(timeout=30))["type"] == "snapshot"
+        send(ws, 1, "status", **RUNNING)
+        send(ws, 2, "status", status="cancelled", step=3, epoch=0, checkpoints=[*names["old"], "resume.pt"])
+        set_attempt(server, fake_run, 2)
+        reopen_as_running(server, fake_run)
+        send(ws, 1, "status", attempt=2, **{**RUNNING, "step": 3})
+        send(ws, 2, "status", attempt=2, status="cancelled", step=7, epoch=0, checkpoints=[*names["new"], "resume.pt"])
+        published = []
+        while len(published) < 2:
+            msg = json.loads(page.recv(timeout=30))
+            if msg["type"] == "checkpoints":
+                published.append(msg["checkpoints"])
+    listed = server.client.get(f"/api/runs/{fake_run}/checkpoints").json()
+    assert published[-1] == listed
+    assert {c["name"]: (c["label"], c["step"]) for c in listed} == {
+        "netd_e0001_s000007.pth": ("epoch 1, step 7", 7), "netg_e0001_s000007.pth": ("epoch 1, step 7", 7),
+        "resume.pt": ("resume state", 7),
+    }  # fmt: skip
+    assert all(c["sha256"] for c in listed)
+
+
+def reopen_as_running(server, run_id: int) -> None:
+    """The supervisor's Resume and start, in one step (this run has no worker process)."""
+    engine = make_engine(f"sqlite:///{server.runs_dir / 'ganboard.db'}")
+    with make_sessionmaker(engine).begin() as s:
+        s.get(Run, run_id).status = "running"
+    engine.dispose()
