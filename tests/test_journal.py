@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.db import Metric, Run, make_engine, make_sessionmaker
 from app.ingest import ingest
 from app.journal import replay
-from tests.conftest import start_server, wait_for
+from tests.harness import start_server, wait_for
 from tests.test_worker_sink import rows
 from trainer.journal import JournalWriter
 from trainer.protocol import JOURNAL, BatchMessage, StatusMessage

@@ -17,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 from websockets.sync.server import serve
 
-from tests.conftest import free_port, wait_for
+from tests.harness import free_port, wait_for
 from trainer.journal import read_lines
 from trainer.protocol import CHECKPOINTS_DIR, JOURNAL, ROW_COLUMNS, SAMPLES_DIR, parse_message
 from trainer.worker import WsSink
