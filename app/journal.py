@@ -72,8 +72,8 @@ def replay_all(sessions: sessionmaker, runs_dir: Path) -> int:
         path = runs_dir / str(run_id) / JOURNAL
         if path.is_file() and path.stat().st_size > (offset or 0):
             stored += replay(sessions, run_id, path.parent)
-    if stored:
-        log.info("stored %d messages from the runs' journals in %.2f s", stored, time.monotonic() - started)
+    if stored:  # the server missed them: it was down, or its database was restored
+        log.warning("stored %d messages from the runs' journals in %.2f s", stored, time.monotonic() - started)
     return stored
 
 
