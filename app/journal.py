@@ -48,7 +48,7 @@ def replay(sessions: sessionmaker, run_id: int, run_dir: Path) -> int:
     with _locks[run_id]:
         with sessions() as s:
             run = s.get(Run, run_id)
-            offset = run.journal_offset or 0 if run else None
+            offset = (run.journal_offset or 0) if run else None
         if offset is None or not path.is_file() or path.stat().st_size <= offset:
             return 0
         stored, chunk = 0, []
