@@ -59,6 +59,7 @@ class Run(Base):
     resume: Mapped[bool] = mapped_column(default=False)  # the next start continues from resume.pt
     token: Mapped[str | None]  # sha256 of the current worker's token (hash_token); kept so a restarted server accepts it
     error: Mapped[str | None]
+    journal_offset: Mapped[int | None]  # bytes of runs/<id>/journal.jsonl already replayed (app/journal.py)
 
     @property
     def active_seconds(self) -> float:

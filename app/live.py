@@ -10,7 +10,7 @@ import logging
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from app import store
+from app import journal, store
 from app.api import RunId
 from app.db import Run, hash_token
 from app.ingest import checkpoint_digests, ingest
@@ -39,8 +39,10 @@ async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
     if not expected or not hmac.compare_digest(expected, hash_token(_bearer(ws))):
         await ws.close(code=1008, reason="unknown run or wrong token")
         return
-    await ws.accept()
     run_dir = state.settings.runs_dir / str(run_id)
+    if await run_in_threadpool(journal.replay, state.sessions, run_id, run_dir):  # what it journalled before connecting
+        state.hub.publish(run_id, journal.RESYNC)
+    await ws.accept()
 
     def store_message(msg: protocol.WorkerMessage) -> list[dict] | None:
         digests = checkpoint_digests(run_dir, msg)  # before the transaction: no lock held while files are read

@@ -13,9 +13,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import api, auth, live, pages
+from app import api, auth, journal, live, pages
 from app.auth import TokenMiddleware, is_loopback, redact_token_logs
 from app.db import make_engine, make_sessionmaker
 from app.guard import GuardMiddleware
@@ -40,10 +41,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = make_sessionmaker(engine)
         app.state.hub = Hub()
         app.state.supervisor = Supervisor(settings, app.state.sessions, app.state.hub)
+        await run_in_threadpool(journal.replay_all, app.state.sessions, settings.runs_dir)  # what came while down
         await app.state.supervisor.start()
         yield
         await app.state.supervisor.stop()
-        engine.dispose()
+        app.state.supervisor.dbfile.close()
 
     app = FastAPI(title="GANboard", summary="Launch and watch DCGAN training runs.", lifespan=lifespan)
     if settings.token:

@@ -32,7 +32,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from starlette.concurrency import run_in_threadpool
 
+from app import journal
 from app.db import Run, hash_token, utcnow
+from app.dbfile import DatabaseFile
 from app.exits import describe_exit
 from app.paths import check_paths
 from app.hub import Hub
@@ -155,6 +157,7 @@ class Supervisor:
         self.settings, self.sessions, self.hub = settings, sessions, hub
         self.workers: dict[int, Worker] = {}  # by run id; at most one per run, reaped before the run starts again
         self.lock = threading.Lock()  # the tick and the API's actions take turns
+        self.dbfile = DatabaseFile(settings.database_url, sessions, settings.runs_dir)
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -247,6 +250,10 @@ class Supervisor:
     def tick(self) -> None:
         """Reap the workers that ended, then start queued runs in the free slots; each run in its own transaction."""
         with self.lock:
+            self.dbfile.check()
+            for run_id in [r for r, w in self.workers.items() if w.exit_code() is not False]:  # before deciding its end
+                if journal.replay(self.sessions, run_id, self.run_dir(run_id)) and self.loop:
+                    self.loop.call_soon_threadsafe(self.hub.publish, run_id, journal.RESYNC)
             for run_id, worker in list(self.workers.items()):
                 code = worker.exit_code()
                 if code is False:

@@ -1,9 +1,11 @@
-"""The worker process the dashboard starts for a run: trains it and streams what happens to the server.
+"""The worker process the dashboard starts for a run: trains it and reports what happens to the server.
 
     python -m trainer.worker --run-dir runs/<id> --run-id <id> --server ws://127.0.0.1:PORT --attempt K [--resume]
 
-The run's token comes in the GANBOARD_WORKER_TOKEN environment variable. Every message carries a sequence number;
-unacknowledged ones are sent again after a reconnect, so a server restart loses nothing while training goes on.
+The run's token comes in the GANBOARD_WORKER_TOKEN environment variable. Every message is appended to the run's
+journal (trainer/journal.py) before it is sent: the journal is the record, the websocket only the fast path. So the
+worker never gives up on a server that is down: it trains on, waits a bounded time for acknowledgements at the end
+(GANBOARD_ACK_WAIT_SECONDS, default 60) and exits normally; the server replays the journal when it comes back.
 SIGTERM finishes the batch, writes a checkpoint and ends the run `cancelled`.
 """
 
@@ -17,21 +19,37 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from trainer.journal import JournalWriter, read_lines
+from trainer.protocol import CHECKPOINTS_DIR, JOURNAL, LATEST, RESUME, SAMPLES_DIR, BatchMessage, EpochMessage
+from trainer.protocol import StatusMessage, epoch_checkpoint_names, parse_message, sample_name
+
 log = logging.getLogger("ganboard.worker")
+ACK_WAIT_SECONDS = 60.0
+TEXT_LIMIT = 10_000  # StatusMessage.error and .traceback
 
 
 class WsSink:
-    """The loop's Sink, sending over a websocket from a background thread; the loop never waits on the network."""
+    """The loop's Sink: journals each message, then sends it over a websocket from a background thread; the loop never
+    waits on the network.
 
-    def __init__(self, url: str, token: str, attempt: int, connect=None):
+    Before every connection attempt the sink forgets what it queued so far: all of it is in the journal, and the server
+    replays the journal before it accepts a worker's connection. So only what was queued since the last attempt is kept
+    in memory, sent and acknowledged, and memory stays bounded through an outage of any length.
+    """
+
+    def __init__(self, url: str, token: str, attempt: int, journal: Path, connect=None):
         from websockets.sync.client import connect as ws_connect
 
         self.url, self.token, self.attempt = url, token, attempt
         self.connect = connect or ws_connect
-        self.pending: dict[int, str] = {}  # seq -> message, until acknowledged (dicts keep insertion order)
+        self.run_dir = journal.parent
+        self.journal = JournalWriter(journal)
+        self.pending: dict[int, str] = {}  # seq -> message, sent on this connection, until acknowledged
         self.seq = 0
+        self.connected = False  # the server has replayed the journal and is reading this connection
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.closing = False
@@ -42,41 +60,75 @@ class WsSink:
     # -- the Sink interface -------------------------------------------------------------------------------------------
 
     def on_batch(self, rows: dict[str, list]) -> None:
-        self._queue("batch", {"rows": rows})
+        self._queue(lambda seq: BatchMessage(seq=seq, attempt=self.attempt, rows=rows))
 
     def on_epoch(self, info: dict) -> None:
-        self._queue("epoch", info)
+        self._queue(lambda seq: EpochMessage(seq=seq, attempt=self.attempt, **info), sync=True)
 
     def on_status(self, status: str, **info) -> None:
         self.status = status
-        self._queue("status", {"status": status, **info})
+        for key in ("error", "traceback"):
+            if isinstance(info.get(key), str):
+                info[key] = info[key][-TEXT_LIMIT:]
+        self._queue(lambda seq: StatusMessage(seq=seq, attempt=self.attempt, status=status, **info), sync=True)
+        if status == "running" and info["epoch"] > 0:
+            self._report_unjournalled_epoch(info["epoch"], info["step"])
 
-    def _queue(self, kind: str, payload: dict) -> None:
+    def _report_unjournalled_epoch(self, epoch: int, step: int) -> None:
+        """The loop writes an epoch's grid and checkpoints before it reports the epoch, so a worker killed between the
+        two leaves files no journal line names. A resumed attempt starts from those files: it reports that epoch."""
+        if not (self.run_dir / SAMPLES_DIR / sample_name(epoch)).is_file():
+            return
+        for _, line in read_lines(self.run_dir / JOURNAL):
+            if b'"type":"epoch"' in line and parse_message(line).epoch == epoch:
+                return
+        names = [*LATEST, *epoch_checkpoint_names(epoch), RESUME]
+        saved = [name for name in names if (self.run_dir / CHECKPOINTS_DIR / name).is_file()]
+        log.info("epoch %d finished before the last worker was killed, unreported: reporting it now", epoch)
+        self.on_epoch(dict(epoch=epoch, step=step, sample=sample_name(epoch), checkpoints=saved, images_per_s=0,
+                           seconds=0))  # fmt: skip
+
+    def _queue(self, make: Callable[[int], BatchMessage | EpochMessage | StatusMessage], sync: bool = False) -> None:
+        """Journal the message (fsync'd now for epochs and statuses, else at most every 0.5 s), then queue it."""
         with self.changed:
+            text = make(self.seq + 1).model_dump_json()
+            self.journal.write(text, sync=sync)
             self.seq += 1
-            self.pending[self.seq] = json.dumps({"seq": self.seq, "attempt": self.attempt, "type": kind, **payload})
+            self.pending[self.seq] = text
             self.changed.notify_all()
 
     # -- the connection -----------------------------------------------------------------------------------------------
 
     def close(self, timeout: float) -> bool:
-        """Wait until every message is acknowledged (or the timeout); True when nothing is left unsent."""
+        """Wait until the server has everything (or the timeout); True when it has. The journal holds it either way."""
         deadline = time.monotonic() + timeout
         with self.changed:
-            while self.pending and time.monotonic() < deadline:
+            while not self._delivered() and time.monotonic() < deadline:
                 self.changed.wait(0.1)
             self.closing = True
-            return not self.pending
+            delivered = self._delivered()
+            self.journal.close()
+        return delivered
+
+    def _delivered(self) -> bool:
+        return self.connected and not self.pending
 
     def _run(self) -> None:
         backoff = 0.2
         while not self.closing:
+            with self.changed:
+                self.pending.clear()  # journalled before this attempt: the server replays it before accepting
             try:
                 with self.connect(self.url, additional_headers={"Authorization": f"Bearer {self.token}"},
-                                  open_timeout=5, close_timeout=1, ping_interval=5, ping_timeout=10) as ws:  # fmt: skip
+                                  open_timeout=30, close_timeout=1, ping_interval=5, ping_timeout=10) as ws:  # fmt: skip
+                    with self.changed:
+                        self.connected = True
+                        self.changed.notify_all()
                     backoff = 0.2
                     self._pump(ws)
             except Exception as e:  # refused, reset, closed by the server: try again
+                with self.changed:
+                    self.connected = False
                 if self.closing:
                     return
                 log.info("connection to %s lost (%s); retrying in %.1f s", self.url, type(e).__name__, backoff)
@@ -84,7 +136,7 @@ class WsSink:
                 backoff = min(backoff * 2, 5.0)
 
     def _pump(self, ws) -> None:
-        """Send what is pending in order, read acknowledgements; after a reconnect everything unacknowledged is sent."""
+        """Send what is pending in order and read acknowledgements, until the connection drops or the sink closes."""
         sent = 0
         while not self.closing:
             with self.changed:
@@ -121,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.loop import train
 
     token = args.token or os.environ.get("GANBOARD_WORKER_TOKEN", "")
-    sink = WsSink(f"{args.server.rstrip('/')}/ws/worker/{args.run_id}", token, args.attempt)
+    sink = WsSink(f"{args.server.rstrip('/')}/ws/worker/{args.run_id}", token, args.attempt, args.run_dir / JOURNAL)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     code = 0
@@ -136,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         if sink.status != "failed":
             sink.on_status("failed", error=f"{type(e).__name__}: {e}")  # failed before the loop could say so
         code = 1
-    if not sink.close(timeout=60):
-        log.error("gave up waiting for the server: %d messages were not acknowledged", len(sink.pending))
+    wait = float(os.environ.get("GANBOARD_ACK_WAIT_SECONDS", ACK_WAIT_SECONDS))
+    if not sink.close(timeout=wait):
+        log.warning("the server did not confirm everything within %.0f s; the journal holds it for its replay", wait)
     return code
 
 

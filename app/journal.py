@@ -1,0 +1,126 @@
+"""Replaying workers' journals (`runs/<id>/journal.jsonl`, written by trainer/journal.py) into the database.
+
+A worker appends every message to its run's journal before it sends it, so the journal is the record and the socket
+only the fast path. The server reads each journal from `runs.journal_offset` (the bytes already replayed) at these
+moments, and so stores whatever the socket did not:
+
+- at start-up, before the supervisor looks at the runs (a worker that trained on while the server was down);
+- when a worker connects, before the connection is accepted (the worker drops from memory what it journalled
+  before connecting: the replay has it);
+- when a worker process ends, before the supervisor decides how its run ended (an epoch or a status message written
+  by a worker killed -9 before the server acknowledged it).
+
+Each message goes through the same ingest as the socket's, which stores a `(run, attempt, seq)` once. The replay at a
+worker's end comes strictly before the run can be started again, so an older attempt's lines are always stored before
+the newer attempt's `running` status deletes what that attempt logged past its checkpoint, and never re-read after.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+
+from app.db import Received, Run
+from trainer.journal import read_lines
+from trainer.protocol import JOURNAL, parse_message
+
+log = logging.getLogger(__name__)
+CHUNK = 200  # messages per transaction
+RESYNC = [{"type": "resync"}]  # for open pages after a replay stored something: they fetch a fresh snapshot
+
+_locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)  # one replay of a run at a time
+
+
+def replay(sessions: sessionmaker, run_id: int, run_dir: Path) -> int:
+    """Store the journal lines of run `run_id` after its `journal_offset`, in order, CHUNK messages per transaction.
+    A last line without its newline is left for the next replay; a complete line that is not a valid message is
+    logged and skipped. Returns how many messages were stored (not stored before)."""
+    path = Path(run_dir) / JOURNAL
+    with _locks[run_id]:
+        with sessions() as s:
+            run = s.get(Run, run_id)
+            offset = (run.journal_offset or 0) if run else None
+        if offset is None or not path.is_file() or path.stat().st_size <= offset:
+            return 0
+        stored, chunk = 0, []
+        for end, line in read_lines(path, offset):
+            chunk.append((end, line))
+            if len(chunk) == CHUNK:
+                stored += _store(sessions, run_id, run_dir, chunk)
+                chunk = []
+        if chunk:
+            stored += _store(sessions, run_id, run_dir, chunk)
+    return stored
+
+
+def replay_all(sessions: sessionmaker, runs_dir: Path) -> int:
+    """Replay every run's journal that has lines not replayed yet; returns how many messages were stored."""
+    started = time.monotonic()
+    with sessions() as s:
+        runs = s.execute(select(Run.id, Run.journal_offset)).all()
+    stored = 0
+    for run_id, offset in runs:
+        path = runs_dir / str(run_id) / JOURNAL
+        if path.is_file() and path.stat().st_size > (offset or 0):
+            stored += replay(sessions, run_id, path.parent)
+    if stored:  # the server missed them: it was down, or its database was restored
+        log.warning("stored %d messages from the runs' journals in %.2f s", stored, time.monotonic() - started)
+    return stored
+
+
+def _store(sessions: sessionmaker, run_id: int, run_dir: Path, lines: Sequence[tuple[int, bytes]]) -> int:
+    """Ingest `lines` in one transaction and move the run's offset past them. When one of them cannot be stored (or
+    the socket stored one meanwhile), the chunk is rolled back and stored line by line, so only the bad line is lost."""
+    try:
+        return _ingest(sessions, run_id, run_dir, lines)
+    except (ValueError, KeyError, IntegrityError):
+        pass
+    stored = 0
+    for one in lines:
+        try:
+            stored += _ingest(sessions, run_id, run_dir, [one])
+        except (ValueError, KeyError, IntegrityError) as e:
+            log.warning("run %s: journal line ending at byte %d not stored: %s", run_id, one[0], e)
+            with sessions.begin() as s:
+                if run := s.get(Run, run_id):
+                    run.journal_offset = one[0]
+    return stored
+
+
+def _ingest(sessions: sessionmaker, run_id: int, run_dir: Path, lines: Sequence[tuple[int, bytes]]) -> int:
+    """Parse the lines, leave out what is stored already, hash the new messages' checkpoints (before the transaction:
+    no write lock held while files are read), then store them in one transaction."""
+    from app.ingest import checkpoint_digests, ingest  # here: app.ingest imports the supervisor, which imports us
+
+    messages = []
+    for end, line in lines:
+        try:
+            messages.append(parse_message(line))
+        except ValidationError as e:
+            log.warning("run %s: journal line ending at byte %d is not a message: %s", run_id, end, e)
+    keys = [(m.attempt, m.seq) for m in messages]
+    with sessions() as s:
+        query = select(Received.attempt, Received.seq).where(
+            Received.run_id == run_id, tuple_(Received.attempt, Received.seq).in_(keys)
+        )
+        seen = set(s.execute(query)) if keys else set()
+    new = [(msg, checkpoint_digests(run_dir, msg)) for msg in messages if (msg.attempt, msg.seq) not in seen]
+    stored = 0
+    with sessions.begin() as s:
+        run = s.get(Run, run_id)
+        if run is None:  # deleted meanwhile
+            return 0
+        for msg, digests in new:
+            if ingest(s, run, run_dir, msg, digests) is not None:
+                stored += 1
+        run.journal_offset = lines[-1][0]
+    return stored
