@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import store
+from app import history, store
 from app.db import Checkpoint, Run, Sample
 from app.settings import visible_gpus
 from trainer.config import PRESETS, TrainConfig, form_fields
@@ -169,7 +169,7 @@ def get_metrics(
 ) -> dict[str, list]:
     """Per-batch metrics, columnar. Downsampled by keeping each series' min and max per bucket, so spikes survive."""
     _run(session, run_id)
-    return store.metrics(session, run_id, after, max_points)
+    return history.metrics(session, run_id, after, max_points)
 
 
 @router.get("/runs/{run_id}/samples", response_model=list[FileOut])

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from html import escape
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,6 +20,7 @@ from app.settings import Settings
 from app.supervisor import Supervisor
 
 log = logging.getLogger("ganboard")
+VENDOR = "/static/vendor/"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,7 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.supervisor.stop()
         engine.dispose()
 
-    app = FastAPI(title="GANboard", summary="Launch and watch DCGAN training runs.", lifespan=lifespan)
+    app = FastAPI(
+        title="GANboard", summary="Launch and watch DCGAN training runs.", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     if settings.token:
         app.add_middleware(TokenMiddleware, token=settings.token)
     app.include_router(auth.router)
@@ -47,6 +51,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(live.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.ROOT / "static"), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:  # served from static/vendor/, so it works offline
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="GANboard API", swagger_js_url=VENDOR + "swagger-ui-bundle.js",
+                                   swagger_css_url=VENDOR + "swagger-ui.css", swagger_favicon_url="/static/favicon.svg")  # fmt: skip
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=app.openapi_url, title="GANboard API", redoc_js_url=VENDOR + "redoc.standalone.js",
+                              redoc_favicon_url="/static/favicon.svg", with_google_fonts=False)  # fmt: skip
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

@@ -1,4 +1,4 @@
-"""Reading and writing runs in the database: the run JSON, metric history (downsampled), and worker messages.
+"""Reading and writing runs in the database: the run JSON and worker messages (the metric history: app/history.py).
 
 Every function here is synchronous and takes a Session; async callers run them in a thread.
 """
@@ -6,7 +6,6 @@ Every function here is synchronous and takes a Session; async callers run them i
 from __future__ import annotations
 
 import hashlib
-import math
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from app import history
 from app.db import METRIC_COLUMNS, Checkpoint, Metric, Received, Run, Sample, utcnow
 from trainer.protocol import ACTIVE, RESUMABLE  # noqa: F401 (the API reads them from here)
 
@@ -53,42 +53,11 @@ def checkpoints_json(session: Session, run_id: int) -> list[dict]:
     ]
 
 
-def metrics(session: Session, run_id: int, after: int = 0, max_points: int = 2000) -> dict[str, list]:
-    """Columnar history after step `after`, at most `max_points` rows, chosen so that spikes survive."""
-    rows = session.execute(
-        select(*(getattr(Metric, c) for c in METRIC_COLUMNS))
-        .where(Metric.run_id == run_id, Metric.step > after)
-        .order_by(Metric.step)
-    ).all()
-    keep = downsample_indices(rows, max_points)
-    cols = list(zip(*(rows[i] for i in keep))) if keep else [[] for _ in METRIC_COLUMNS]
-    return {name: list(col) for name, col in zip(METRIC_COLUMNS, cols)}
-
-
-def downsample_indices(rows: list, max_points: int) -> list[int]:
-    """Split the rows into buckets and keep, per bucket, the rows holding each series' min and max (so a spike in any
-    series is never averaged away), plus the first and last row."""
-    n = len(rows)
-    if n <= max_points:
-        return list(range(n))
-    positions = [METRIC_COLUMNS.index(s) for s in SERIES]
-    buckets = max(1, (max_points - 2) // (2 * len(SERIES)))
-    keep = {0, n - 1}
-    for b in range(buckets):
-        lo, hi = b * n // buckets, (b + 1) * n // buckets
-        for p in positions:
-            values = [(rows[i][p], i) for i in range(lo, hi) if rows[i][p] is not None and not math.isnan(rows[i][p])]
-            if values:
-                keep.add(min(values)[1])
-                keep.add(max(values)[1])
-    return sorted(keep)
-
-
-def snapshot(session: Session, run: Run, after: int = 0, max_points: int = 2000) -> dict[str, Any]:
+def snapshot(session: Session, run: Run, after: int = 0) -> dict[str, Any]:
     return {
         "type": "snapshot",
         "run": run_json(run),
-        "metrics": metrics(session, run.id, after, max_points),
+        "metrics": history.buckets(session, run, after),
         "samples": samples_json(session, run.id),
         "checkpoints": checkpoints_json(session, run.id),
     }
@@ -148,7 +117,7 @@ def ingest(session: Session, run: Run, run_dir: Path, msg: dict) -> list[dict] |
                 value = _last_value(rows[s])
                 if value is not None:
                     setattr(run, s, value)
-        out.append({"type": "batch", "rows": {c: rows[c] for c in ("step", "epoch", *SERIES)}})
+        out.append({"type": "batch", "rows": history.live_rows(rows)})
     elif kind == "epoch":
         if not _is_plain_name(msg["sample"]):
             raise ValueError(f"sample name {msg['sample']!r} is not a plain file name")
