@@ -66,7 +66,7 @@ async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
 
 def newest(snap: dict, after: int) -> int:
     """The newest step a snapshot holds (the last bucket's last step), or `after` when it holds none."""
-    return max(after, *snap["metrics"]["step"][-1:])
+    return max([after, *snap["metrics"]["step"][-1:]])
 
 
 async def _until_closed(ws: WebSocket) -> None:
