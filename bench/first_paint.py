@@ -1,6 +1,6 @@
 """Time to first chart paint of a run page in Chromium: a 200,000-batch run against a 1,000-batch one.
 
-Both runs are written straight into the database of a real server; each page is opened several times, alternating,
+Both runs are written into the database of a real server (through the ORM); each page is opened several times, alternating,
 and the script prints the median milliseconds from navigation to the first chart paint, and the ratio.
 Run: `.venv/bin/python bench/first_paint.py [--rounds 5]` (needs /usr/bin/chromium).
 """
@@ -8,7 +8,6 @@ Run: `.venv/bin/python bench/first_paint.py [--rounds 5]` (needs /usr/bin/chromi
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import statistics
 import sys
 from pathlib import Path
@@ -16,22 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.browser.conftest import ARGS, CHROMIUM  # noqa: E402
+from tests.browser.runs_in_db import write_run  # noqa: E402
 from tests.conftest import scratch_server  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
-
-
-def write_run(db: sqlite3.Connection, batches: int) -> int:
-    with db:
-        run_id = db.execute(
-            "INSERT INTO runs (name, status, config, created_at, step, epoch, total_steps, total_epochs, attempt, resume)"
-            " VALUES (?, 'completed', ?, '2026-01-01 00:00:00', ?, 1, ?, 1, 1, 0)",
-            (f"{batches} batches", TrainConfig().model_dump_json(), batches, batches),
-        ).lastrowid
-        db.executemany(
-            "INSERT INTO metrics VALUES (?, ?, 1, ?, ?, 0.5, 0.5, ?, 0.7, 0.3, 0.0)",
-            ((run_id, s, s, 1.0 + (s % 97) / 97, 2.0 if s % 5 else None) for s in range(1, batches + 1)),
-        )
-    return run_id
 
 
 def main() -> None:
@@ -41,9 +26,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     with scratch_server() as server:
-        db = sqlite3.connect(server.runs_dir / "ganboard.db")
-        cases = {"1,000 batches": write_run(db, 1_000), "200,000 batches": write_run(db, 200_000)}
-        db.close()
+        cases = {"1,000 batches": write_run(server.runs_dir, 1_000), "200,000 batches": write_run(server.runs_dir, 200_000)}
         times: dict[str, list[float]] = {name: [] for name in cases}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

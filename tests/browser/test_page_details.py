@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser.runs_in_db import write_run
 from tests.conftest import TINY, start_server
 
 TOKEN = "a browser token"
@@ -237,6 +238,7 @@ def test_nothing_jumps_as_the_data_arrives(server, browser):
         context = browser.new_context(viewport={"width": width, "height": height})
         context.add_init_script(LAYOUT_SHIFTS)
         page = context.new_page()
+        page.set_default_timeout(120_000)  # an epoch on the shared 2 cores can take a while
         page.goto(f"{server.url}/runs/{run['id']}")
         pages.append((width, context, page))
     try:
