@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app import store
+from app import history, store
 from app.db import Checkpoint, Run, Sample
 from app.memory import memory_error
 from app.paths import PATH_FIELDS, path_error, resolved
@@ -155,7 +155,7 @@ def get_metrics(
 ) -> dict[str, list]:
     """Per-batch metrics, columnar. Downsampled by keeping each series' min and max per bucket, so spikes survive."""
     _run(session, run_id)
-    return store.metrics(session, run_id, after, max_points)
+    return history.metrics(session, run_id, after, max_points)
 
 
 @router.get("/runs/{run_id}/samples", response_model=list[FileOut])

@@ -15,6 +15,7 @@ from app.api import RunId
 from app.db import Run, hash_token
 from app.ingest import checkpoint_digests, ingest
 from trainer import protocol
+from app.hub import RESYNC
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -68,6 +69,11 @@ async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
         await ws.close(code=1003)
 
 
+def newest(snap: dict, after: int) -> int:
+    """The newest step a snapshot holds (the last bucket's last step), or `after` when it holds none."""
+    return max([after, *snap["metrics"]["step"][-1:]])
+
+
 async def _until_closed(ws: WebSocket) -> None:
     """Pages send nothing we need; reading is how a closed page is noticed."""
     try:
@@ -79,27 +85,28 @@ async def _until_closed(ws: WebSocket) -> None:
 
 @router.websocket("/ws/runs/{run_id}")
 async def page_socket(ws: WebSocket, run_id: RunId) -> None:
-    """A snapshot (history downsampled, or only after `?after=S` for a page that reconnects), then live messages."""
+    """A snapshot (history bucketed, or only after `?after=S` for a page that reconnects), then live messages, sent as
+    the text the hub encoded once for every page."""
     state = ws.app.state
     try:
         after = min(max(0, int(ws.query_params.get("after", 0))), 2**63 - 1)  # SQLite integers are 64-bit
     except ValueError:
         after = 0
     page = state.hub.subscribe(run_id)  # before the snapshot, so nothing falls between the two
+
+    def make_snapshot(after: int) -> dict | None:
+        with state.sessions() as s:
+            run = s.get(Run, run_id)
+            return store.snapshot(s, run, after) if run else None
+
     try:
-
-        def make_snapshot(after: int) -> dict | None:
-            with state.sessions() as s:
-                run = s.get(Run, run_id)
-                return store.snapshot(s, run, after) if run else None
-
         snap = await run_in_threadpool(make_snapshot, after)
         if snap is None:
-            await ws.close(code=1008, reason="unknown run")
+            await ws.close(code=1008, reason="unknown run")  # before accept: the page sees its handshake refused
             return
         await ws.accept()
         await ws.send_text(json.dumps(snap))
-        last_step = snap["metrics"]["step"][-1] if snap["metrics"]["step"] else after
+        last_step = newest(snap, after)
         closed = asyncio.create_task(_until_closed(ws))
         while True:
             getter = asyncio.create_task(page.queue.get())
@@ -108,20 +115,20 @@ async def page_socket(ws: WebSocket, run_id: RunId) -> None:
                 getter.cancel()
                 break
             msg = getter.result()
-            if page.stale or msg["type"] == "resync":  # it fell behind: a fresh snapshot replaces the backlog
+            if page.stale or msg is RESYNC:  # it fell behind: a fresh snapshot replaces the backlog
                 page.stale = False
-                msg = await run_in_threadpool(make_snapshot, last_step)
-                if msg is None:
+                snap = await run_in_threadpool(make_snapshot, last_step)
+                if snap is None:
                     break
-            if msg["type"] == "batch":
-                steps = msg["rows"]["step"]
-                if steps and steps[-1] <= last_step:
+                await ws.send_text(json.dumps(snap))
+                last_step = newest(snap, last_step)
+                continue
+            if msg.last_step is not None:
+                if msg.last_step <= last_step:
                     continue  # already in the snapshot
-            if msg["type"] in ("batch", "snapshot") and (steps := (msg.get("rows") or msg.get("metrics"))["step"]):
-                last_step = max(last_step, steps[-1])
-            await ws.send_text(json.dumps(msg))
+                last_step = msg.last_step
+            await ws.send_text(msg.text)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
         state.hub.unsubscribe(page)
-

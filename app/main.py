@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +26,7 @@ from app.settings import Settings
 from app.supervisor import Supervisor
 
 log = logging.getLogger("ganboard")
+VENDOR = "/static/vendor/"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,7 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.supervisor.stop()
         app.state.supervisor.dbfile.close()
 
-    app = FastAPI(title="GANboard", summary="Launch and watch DCGAN training runs.", lifespan=lifespan)
+    app = FastAPI(
+        title="GANboard", summary="Launch and watch DCGAN training runs.", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     if settings.token:
         app.add_middleware(TokenMiddleware, token=settings.token)
     # Added last, so it runs first: a request from a rebound name or another origin never reaches the token check.
@@ -59,6 +63,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(live.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.ROOT / "static"), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:  # served from static/vendor/, so it works offline
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="GANboard API", swagger_js_url=VENDOR + "swagger-ui-bundle.js",
+                                   swagger_css_url=VENDOR + "swagger-ui.css", swagger_favicon_url="/static/favicon.svg")  # fmt: skip
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=app.openapi_url, title="GANboard API", redoc_js_url=VENDOR + "redoc.standalone.js",
+                              redoc_favicon_url="/static/favicon.svg", with_google_fonts=False)  # fmt: skip
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
@@ -10,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.api import RunId
 from app.db import Run
+from trainer.protocol import METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=ROOT / "templates")
@@ -26,4 +28,5 @@ def run_page(request: Request, run_id: RunId):
     with request.app.state.sessions() as s:
         if s.get(Run, run_id) is None:
             raise HTTPException(404, f"run {run_id} not found")
-    return templates.TemplateResponse(request, "run.html", {"run_id": run_id})
+    metrics = [asdict(m) for m in METRICS]  # the page's charts follow the protocol's metric list
+    return templates.TemplateResponse(request, "run.html", {"run_id": run_id, "metrics": metrics})

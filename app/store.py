@@ -1,4 +1,4 @@
-"""Reading runs from the database: the run JSON, its samples and checkpoints, and metric history (downsampled).
+"""Reading runs from the database: the run JSON, its samples and checkpoints (the metric history: app/history.py).
 
 Worker messages are stored by app.ingest.
 
@@ -7,7 +7,6 @@ Every function here is synchronous and takes a Session; async callers run them i
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -15,10 +14,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db import METRIC_COLUMNS, Checkpoint, Metric, Run, Sample, sample_url
+from app import history
+from app.db import Checkpoint, Run, Sample, sample_url
 from trainer.protocol import Status, checkpoint_label
-
-SERIES = ("loss_d", "loss_g", "d_x", "d_g_z")
 
 
 def _utc(t: datetime) -> str:
@@ -80,42 +78,11 @@ def checkpoints_json(session: Session, run_id: int) -> list[dict]:
     ]  # fmt: skip
 
 
-def metrics(session: Session, run_id: int, after: int = 0, max_points: int = 2000) -> dict[str, list]:
-    """Columnar history after step `after`, at most `max_points` rows, chosen so that spikes survive."""
-    rows = session.execute(
-        select(*(getattr(Metric, c) for c in METRIC_COLUMNS))
-        .where(Metric.run_id == run_id, Metric.step > after)
-        .order_by(Metric.step)
-    ).all()
-    keep = downsample_indices(rows, max_points)
-    cols = list(zip(*(rows[i] for i in keep))) if keep else [[] for _ in METRIC_COLUMNS]
-    return {name: list(col) for name, col in zip(METRIC_COLUMNS, cols)}
-
-
-def downsample_indices(rows: list, max_points: int) -> list[int]:
-    """Split the rows into buckets and keep, per bucket, the rows holding each series' min and max (so a spike in any
-    series is never averaged away), plus the first and last row."""
-    n = len(rows)
-    if n <= max_points:
-        return list(range(n))
-    positions = [METRIC_COLUMNS.index(s) for s in SERIES]
-    buckets = max(1, (max_points - 2) // (2 * len(SERIES)))
-    keep = {0, n - 1}
-    for b in range(buckets):
-        lo, hi = b * n // buckets, (b + 1) * n // buckets
-        for p in positions:
-            values = [(rows[i][p], i) for i in range(lo, hi) if rows[i][p] is not None and not math.isnan(rows[i][p])]
-            if values:
-                keep.add(min(values)[1])
-                keep.add(max(values)[1])
-    return sorted(keep)
-
-
-def snapshot(session: Session, run: Run, after: int = 0, max_points: int = 2000) -> dict[str, Any]:
+def snapshot(session: Session, run: Run, after: int = 0) -> dict[str, Any]:
     return {
         "type": "snapshot",
         "run": run_json(run),
-        "metrics": metrics(session, run.id, after, max_points),
+        "metrics": history.buckets(session, run, after),
         "samples": samples_json(session, run.id),
         "checkpoints": checkpoints_json(session, run.id),
     }

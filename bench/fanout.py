@@ -3,7 +3,9 @@
 For each round it trains the same short run twice on a real server, once with no page open and once with `--pages`
 pages reading `WS /ws/runs/<id>` (plus one page that never reads), alternating. It prints whether every reading page
 received every step, the p50 and p99 delay from the loop recording a step to a page receiving it (this includes the
-~100 ms the worker gathers rows before sending), and training images/s without and with the pages (a ratio).
+~100 ms the worker gathers rows before sending), training images/s without and with the pages (a ratio), and the
+server process's CPU seconds per training step without and with the pages: on a busy shared machine the images/s ratio
+swings with the neighbours' load, while the server's own CPU time shows what the fan-out costs.
 Run: `.venv/bin/python bench/fanout.py [--pages 100] [--steps 600] [--rounds 2]`.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import statistics
 import sys
@@ -53,7 +56,14 @@ def silent_page(host: str, port: int, path: str) -> socket.socket:
     return sock
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def train_once(server, steps: int, pages: int) -> dict:
+    cpu_before = cpu_seconds(server.proc.pid)
     run = server.client.post("/api/runs", json={"config": {**CONFIG, "max_steps": steps}}).json()
     url = f"{server.ws_url}/ws/runs/{run['id']}"
     received: list[dict[int, float]] = [{} for _ in range(pages)]
@@ -69,12 +79,14 @@ def train_once(server, steps: int, pages: int) -> dict:
     final = server.wait_status(run["id"], "completed", "failed", timeout=900)
     if thread:
         thread.join(60)
+    server_cpu = cpu_seconds(server.proc.pid) - cpu_before
     if silent:
         silent.close()
     metrics = server.client.get(f"/api/runs/{run['id']}/metrics", params={"max_points": 10**6}).json()
     times = dict(zip(metrics["step"], metrics["time"]))
     seconds = metrics["time"][-1] - metrics["time"][9]  # after ten steps of warm-up
-    result = {"status": final["status"], "images_per_s": CONFIG["batch_size"] * (len(times) - 10) / seconds}
+    result = {"status": final["status"], "images_per_s": CONFIG["batch_size"] * (len(times) - 10) / seconds,
+              "server_ms_per_step": 1000 * server_cpu / len(times)}  # fmt: skip
     if pages:
         expected = set(times)
         result["complete_pages"] = sum(set(r) == expected for r in received)
@@ -102,6 +114,9 @@ def main() -> None:
         print(f"  every step on {r['complete_pages']}/{args.pages} pages; delay p50 {r['p50_ms']:.0f} ms, "
               f"p99 {r['p99_ms']:.0f} ms; run {r['status']}")  # fmt: skip
     print(f"  training: {a:.0f} images/s with no page, {w:.0f} with {args.pages} pages: ratio {w / a:.2f}")
+    ca = statistics.median(r["server_ms_per_step"] for r in alone)
+    cw = statistics.median(r["server_ms_per_step"] for r in watched)
+    print(f"  server CPU: {ca:.1f} ms per step with no page, {cw:.1f} with {args.pages} pages (+{cw - ca:.1f} ms for the fan-out)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Time to first chart paint of a run page in Chromium: a 200,000-batch run against a 1,000-batch one.
 
-Both runs are written straight into the database of a real server; each page is opened several times, alternating,
+Both runs are written into the database of a real server (through the ORM); each page is opened several times, alternating,
 and the script prints the median milliseconds from navigation to the first chart paint, and the ratio.
 Run: `.venv/bin/python bench/first_paint.py [--rounds 5]` (needs /usr/bin/chromium).
 """
@@ -15,31 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.browser.conftest import ARGS, CHROMIUM  # noqa: E402
-from sqlalchemy import insert  # noqa: E402
-
-from app.db import Metric, Run, make_engine, make_sessionmaker  # noqa: E402
-from tests.harness import Server, scratch_server  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.protocol import Status  # noqa: E402
-
-
-def write_run(server: Server, batches: int) -> int:
-    """A finished run of `batches` steps, through the ORM, so a new column keeps this working."""
-    engine = make_engine(f"sqlite:///{server.runs_dir / 'ganboard.db'}")
-    with make_sessionmaker(engine).begin() as s:
-        run = Run(name=f"{batches} batches", status=Status.COMPLETED, config=TrainConfig().model_dump(), step=batches,
-                  epoch=1, total_steps=batches, total_epochs=1, attempt=1)  # fmt: skip
-        s.add(run)
-        s.flush()
-        rows = (
-            dict(run_id=run.id, step=i, epoch=1, batch=i, loss_d=1.0 + (i % 97) / 97, loss_d_real=0.5, loss_d_fake=0.5,
-                 loss_g=2.0 if i % 5 else None, d_x=0.7, d_g_z=0.3, time=0.0)
-            for i in range(1, batches + 1)
-        )  # fmt: skip
-        s.execute(insert(Metric), list(rows))
-        run_id = run.id
-    engine.dispose()
-    return run_id
+from tests.browser.runs_in_db import write_run  # noqa: E402
+from tests.harness import scratch_server  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +26,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     with scratch_server() as server:
-        cases = {"1,000 batches": write_run(server, 1_000), "200,000 batches": write_run(server, 200_000)}
+        cases = {"1,000 batches": write_run(server.runs_dir, 1_000), "200,000 batches": write_run(server.runs_dir, 200_000)}
         times: dict[str, list[float]] = {name: [] for name in cases}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

@@ -48,6 +48,32 @@ function humanSeconds(seconds) {
   return h ? `${h}h ${m}m` : m ? `${m}m ${s}s` : `${s}s`;
 }
 
+// Speed, ETA and time spent running, as the server measured them (images/s over recent steps, not the data loading);
+// null when there is nothing to measure, e.g. on a run that is not running. The run list and the run page both use these.
+const known = (v) => v !== null && v !== undefined;
+
+function imagesPerSecond(run) {
+  return run.status === "running" && known(run.images_per_s) ? run.images_per_s : null;
+}
+
+function etaSeconds(run) {
+  return run.status === "running" && known(run.eta_seconds) ? run.eta_seconds : null;
+}
+
+function speedText(run) {
+  const ips = imagesPerSecond(run), eta = etaSeconds(run);
+  return [ips === null ? "" : `${ips.toFixed(0)} images/s`, eta === null ? "" : `ETA ${humanSeconds(eta)}`].filter(Boolean).join(" · ");
+}
+
+// Time spent running (not the time a run sat cancelled before a resume), when the server counts it.
+function runDuration(run) {
+  return known(run.active_seconds) ? humanSeconds(run.active_seconds) : duration(run.started_at, run.finished_at);
+}
+
+function isResumable(run) {
+  return known(run.resumable) ? run.resumable : RESUMABLE.includes(run.status);
+}
+
 function humanSize(bytes) {
   if (bytes === null || bytes === undefined) return "";
   const units = ["B", "KB", "MB", "GB"];

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from app.store import downsample_indices
+from app.history import downsample_indices
 from tests.conftest import wait_for
 
 

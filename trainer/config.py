@@ -145,6 +145,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def form_fields() -> list[dict[str, Any]]:
     """The fields of TrainConfig as the dashboard form needs them: name, group, type, default, help, choices."""
     schema = TrainConfig.model_json_schema()
+    fixed = {"dataset": list(DATASETS), "image_size": list(IMAGE_SIZES), "channels": [1, 3]}  # as the validators allow
     out = []
     for name, info in TrainConfig.model_fields.items():
         prop = schema["properties"][name]
@@ -155,7 +156,7 @@ def form_fields() -> list[dict[str, Any]]:
                 "group": (info.json_schema_extra or {}).get("group", "data"),
                 "default": info.default,
                 "help": info.description or "",
-                "choices": list(DATASETS) if name == "dataset" else choices,
+                "choices": fixed.get(name, choices),
                 "type": info.annotation.__name__ if isinstance(info.annotation, type) else str(info.annotation),
             }
         )

@@ -1,0 +1,175 @@
+// Page `/runs/{id}`: a snapshot from WS /ws/runs/{id}, then live messages. Incoming metric rows are buffered and
+// merged once per animation frame, with one setData per chart per frame, so a fast run never floods the page.
+// The series and charts come from protocol.METRICS, which the server puts into the page as JSON.
+import { makeCharts } from "./charts.js";
+import { showCheckpoints } from "./checkpoints.js";
+import { renderHeader, showRun } from "./header.js";
+import { SamplePlayer } from "./samples.js";
+import { addBuckets, addRows, emptyHistory, lastStep, rowCount } from "./series.js";
+import { RunSocket } from "./socket.js";
+
+const $ = (id) => document.getElementById(id);
+const runId = Number($("run").dataset.runId);
+const METRICS = JSON.parse($("metric-spec").textContent);  // [{name, label, chart, optional}]
+const names = METRICS.map((m) => m.name);
+
+const charts = makeCharts(METRICS, `run-${runId}`);
+const samples = new SamplePlayer();
+let history = emptyHistory(names);
+let run = null;
+let pending = [];   // [kind, metrics] received since the last frame: kind "buckets" (a snapshot) or "rows" (live)
+let frame = 0;
+let redrawWanted = false;
+let nextDrawAt = 0;
+
+new ResizeObserver(() => Object.values(charts).forEach((c) => c.fit())).observe(document.querySelector("main"));
+
+function schedule() {
+  if (!frame) frame = requestAnimationFrame(flush);
+}
+
+function showChartNote() {  // over the empty loss chart: what comes next
+  const note = $("chart-empty");
+  note.hidden = history.step.length > 0 || pending.length > 0;
+  if (note.hidden || !run) return;
+  note.textContent = run.status === "queued" ? "Waiting for a free worker: the loss curves start with the first batches."
+    : run.status === "running" ? "The first batches are on their way (the data set loads first)."
+    : "No batches were recorded for this run.";
+}
+
+function draw() {
+  showChartNote();
+  for (const chart of Object.values(charts)) chart.draw(history);
+  if (history.step.length && !performance.getEntriesByName("first-chart-paint").length) {
+    performance.mark("first-chart-paint");  // read by bench/first_paint.py
+  }
+}
+
+// Frames are drawn at most once per animation frame, and never more than a fifth of the time: when a draw took
+// 20 ms, the next waits 80 ms (rows keep being merged meanwhile), so the page always answers.
+function flush(now) {
+  frame = 0;
+  const batch = pending;
+  pending = [];
+  for (const [kind, metrics] of batch) {
+    const fits = kind === "buckets" ? addBuckets(history, metrics) : addRows(history, metrics);
+    if (!fits) { resync(); return; }  // other bucket widths, or steps going back: start again from the whole history
+  }
+  if (!batch.length && !redrawWanted) return;
+  if (now < nextDrawAt) { redrawWanted = true; schedule(); return; }
+  redrawWanted = false;
+  const t0 = performance.now();
+  draw();
+  // uPlot renders in a microtask queued by setData: this one runs after it
+  queueMicrotask(() => { nextDrawAt = t0 + 4 * (performance.now() - t0); });
+}
+
+function receive(kind, metrics) {
+  if (metrics && metrics.step && metrics.step.length) {
+    pending.push([kind, metrics]);
+    schedule();
+  }
+}
+
+for (const chart of Object.values(charts)) {
+  chart.slider.addEventListener("input", () => {
+    $(`${chart.slider.id}-value`).textContent = chart.weight().toFixed(2);
+    redrawWanted = true;
+    schedule();
+  });
+}
+
+// ---- the run ---------------------------------------------------------------------------------------------------------
+
+function onRun(next) {
+  const previous = run;
+  run = next;
+  showRun(run, previous);
+  samples.totalEpochs = run.total_epochs ?? run.config.epochs;
+  showChartNote();
+  const rewound = previous && previous.status !== "running" && run.status === "running" && history.step.length;
+  const replanned = (run.total_steps ?? null) !== history.totalSteps;  // e.g. a queued run that starts
+  if (rewound || replanned) resync();  // resumed from its checkpoint, or buckets made for another number of steps
+}
+setInterval(() => renderHeader(run), 1000);  // the running time ticks between messages
+
+async function action(name, button, busyText) {
+  button.disabled = true;
+  button.textContent = busyText;
+  try {
+    onRun(await fetchJSON(`/api/runs/${runId}/${name}`, { method: "POST" }));
+  } catch (error) {
+    const box = $("error");
+    box.textContent = `${name} failed: ${error.message}`;
+    box.hidden = false;
+    button.disabled = false;
+    button.textContent = name === "cancel" ? "Cancel" : "Resume";
+  }
+}
+$("cancel-button").addEventListener("click", (e) => action("cancel", e.currentTarget, "Cancelling…"));
+$("resume-button").addEventListener("click", (e) => action("resume", e.currentTarget, "Resuming…"));
+
+// ---- live messages ---------------------------------------------------------------------------------------------------
+
+function onMessage(msg) {
+  if (msg.type === "snapshot") {
+    if (!history.step.length && msg.metrics && !pending.length) {
+      history = emptyHistory(names, msg.metrics.width, msg.metrics.total_steps ?? null);
+    }
+    receive("buckets", msg.metrics);
+    onRun(msg.run);
+    samples.add(msg.samples);
+    showCheckpoints(msg.checkpoints);
+  } else if (msg.type === "batch") {
+    receive("rows", msg.rows);
+  } else if (msg.type === "epoch") {
+    samples.add([msg.sample]);
+    showCheckpoints(msg.checkpoints);
+  } else if (msg.type === "checkpoints") {  // written when a run stopped mid-epoch: the whole list
+    showCheckpoints(msg.checkpoints);
+  } else if (msg.type === "run") {
+    onRun(msg.run);
+  }
+}
+
+function setConnection(state, text = state) {
+  const conn = $("conn");
+  conn.textContent = text;
+  conn.className = `conn ${state}`;
+}
+
+// The newest step held or on its way: a reconnect asks for what came after it.
+function heldStep() {
+  const queued = pending.length ? pending[pending.length - 1][1].step : [];
+  return Math.max(lastStep(history), queued.length ? queued[queued.length - 1] : 0);
+}
+
+const socket = new RunSocket(runId, { after: heldStep, onMessage, onState: setConnection });
+
+// Forget the history and ask for all of it again.
+function resync() {
+  pending = [];
+  history = emptyHistory(names);
+  samples.clear();
+  redrawWanted = true;
+  schedule();
+  socket.reconnectNow();
+}
+
+// For the browser tests and anyone curious in the console.
+window.ganboard = {
+  pointCount: () => history.step.length,
+  rowCount: () => rowCount(history),
+  lastStep: () => lastStep(history),
+  steps: () => history.step.slice(),
+  bucketWidth: () => history.width,
+  smoothed: (name) => charts[METRICS.find((m) => m.name === name).chart].smoothed(history, name),
+  sampleCount: () => samples.count,
+  status: () => (run ? run.status : null),
+  dropConnection: () => socket.drop(),
+  socket,
+  feed: onMessage,  // a message as if the server sent it
+  charts: Object.fromEntries(Object.entries(charts).map(([k, c]) => [k === "d" ? "dgz" : k, c.uplot])),
+};
+
+socket.open();

@@ -1,0 +1,36 @@
+"""The live hub encodes each message once: every page queue holds the very same text."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from app.hub import QUEUE_SIZE, RESYNC, Hub
+
+
+def test_every_page_gets_the_same_encoded_text():
+    async def main():
+        hub = Hub()
+        pages = [hub.subscribe(7) for _ in range(3)]
+        other = hub.subscribe(8)
+        messages = [{"type": "batch", "rows": {"step": [4, 5], "loss_d": [1.0, None]}}, {"type": "run", "run": {"id": 7}}]
+        hub.publish(7, messages)
+        got = [[p.queue.get_nowait() for _ in messages] for p in pages]
+        for a, b in zip(got[0], got[1]):
+            assert a is b  # one object, encoded once, shared by every page
+        assert [json.loads(m.text) for m in got[2]] == messages
+        assert [m.last_step for m in got[0]] == [5, None]
+        assert other.queue.empty()
+
+    asyncio.run(main())
+
+
+def test_a_page_that_falls_behind_gets_a_resync_not_the_backlog():
+    async def main():
+        hub = Hub()
+        slow = hub.subscribe(1)
+        for step in range(1, QUEUE_SIZE + 2):
+            hub.publish(1, [{"type": "batch", "rows": {"step": [step]}}])
+        assert slow.stale and slow.queue.qsize() == 1 and slow.queue.get_nowait() is RESYNC
+
+    asyncio.run(main())
