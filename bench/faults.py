@@ -148,8 +148,6 @@ def log_of(runs: Path, port: int) -> str:
 
 
 def steps_of_db(runs: Path, run_id: int) -> list[int]:
-    import sqlite3
-
     db = sqlite3.connect(runs / "ganboard.db")
     try:
         return [s for (s,) in db.execute("SELECT step FROM metrics WHERE run_id = ?", (run_id,))]
