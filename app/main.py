@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import api, auth, live, pages
+from app import api, auth, export, live, pages
 from app.auth import TokenMiddleware, is_loopback
 from app.db import make_engine, make_sessionmaker
 from app.hub import Hub
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(TokenMiddleware, token=settings.token)
     app.include_router(auth.router)
     app.include_router(api.router)
+    app.include_router(export.router)
     app.include_router(live.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.ROOT / "static"), name="static")
