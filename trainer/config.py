@@ -57,6 +57,10 @@ class TrainConfig(BaseModel):
     g_every: int = _field(1, "schedule", "Train G on every g_every-th batch (the article: 5).", ge=1, le=1000)
     save_every: int = _field(10, "schedule", "Write checkpoints every save_every epochs (and always at the end).", ge=1)
     max_steps: int | None = _field(None, "schedule", "Stop after this many batches in all (for quick checks).", ge=1)
+    eval_every: int | None = _field(
+        None, "schedule", "Score FID and KID every eval_every epochs; empty = as often as 10% of the training time allows.",
+        ge=1,
+    )
     seed: int = _field(0, "schedule", "Random seed: same seed, same run on CPU.", ge=0, le=2**32 - 1)
     # hardware
     device: str = _field("auto", "hardware", "auto (first GPU, else CPU), cpu, cuda or cuda:N.")

@@ -1,0 +1,198 @@
+"""A run's data in the formats other tools read: metrics as CSV and JSON, sample grids as a zip or an animation, and a
+TensorBoard event file.
+
+Metrics are streamed from the database in chunks at full resolution, so a run of millions of steps never sits in
+memory; the TensorBoard file is written with TensorBoard's own `EventFileWriter` and summary protos (the server still
+never imports torch, which tensorboardX would).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi import Path as PathParam
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import Metric, Run, Sample
+from trainer.protocol import METRICS, ROW_COLUMNS, SAMPLES_DIR
+
+router = APIRouter(prefix="/api/runs/{run_id}/export", tags=["export"])
+RunId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="the run's id")]
+CHUNK = 5000  # rows per database fetch and per streamed piece
+
+
+def _run_name(request: Request, run_id: int) -> str:
+    with request.app.state.sessions() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise HTTPException(404, f"run {run_id} not found")
+        return run.name
+
+
+def _attachment(filename: str) -> dict[str, str]:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in filename)
+    return {"Content-Disposition": f'attachment; filename="{safe}"'}
+
+
+def _rows(sessions: sessionmaker, run_id: int) -> Iterator[list[tuple]]:
+    """Every metric row of the run in step order, CHUNK at a time, from a session of its own."""
+    with sessions() as s:
+        query = select(*(getattr(Metric, c) for c in ROW_COLUMNS)).where(Metric.run_id == run_id).order_by(Metric.step)
+        yield from s.execute(query.execution_options(yield_per=CHUNK)).partitions()
+
+
+def _csv(sessions: sessionmaker, run_id: int) -> Iterator[str]:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(ROW_COLUMNS)
+    for chunk in _rows(sessions, run_id):
+        writer.writerows(chunk)
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+    yield out.getvalue()
+
+
+def _json(sessions: sessionmaker, run_id: int) -> Iterator[str]:
+    yield '{"columns": ' + json.dumps(ROW_COLUMNS) + ', "rows": ['
+    first = True
+    for chunk in _rows(sessions, run_id):
+        yield ("" if first else ",") + ",".join(json.dumps(list(row)) for row in chunk)
+        first = False
+    yield "]}"
+
+
+@router.get("/metrics.csv", response_class=StreamingResponse, responses={200: {"content": {"text/csv": {}}}})
+def metrics_csv(run_id: RunId, request: Request):
+    """Every per-batch row, one line each, with a header of the column names."""
+    name = _run_name(request, run_id)
+    body = _csv(request.app.state.sessions, run_id)
+    return StreamingResponse(body, media_type="text/csv", headers=_attachment(f"{name}-metrics.csv"))
+
+
+@router.get("/metrics.json", response_class=StreamingResponse)
+def metrics_json(run_id: RunId, request: Request):
+    """Every per-batch row: `{"columns": [...], "rows": [[...], ...]}`."""
+    name = _run_name(request, run_id)
+    body = _json(request.app.state.sessions, run_id)
+    return StreamingResponse(body, media_type="application/json", headers=_attachment(f"{name}-metrics.json"))
+
+
+def _sample_files(request: Request, run_id: int) -> list[tuple[int, Path]]:
+    folder = request.app.state.settings.runs_dir / str(run_id) / SAMPLES_DIR
+    with request.app.state.sessions() as s:
+        rows = s.execute(select(Sample.epoch, Sample.name).where(Sample.run_id == run_id).order_by(Sample.epoch)).all()
+    files = [(epoch, folder / name) for epoch, name in rows if (folder / name).is_file()]
+    if not files:
+        raise HTTPException(404, f"run {run_id} has no sample grids yet")
+    return files
+
+
+class _Chunks(io.RawIOBase):
+    """A write-only stream that hands back what was written since the last `take()`: zipfile writes, we stream."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.parts.append(bytes(b))
+        return len(b)
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def _zip(files: list[tuple[str, Path]]) -> Iterator[bytes]:
+    out = _Chunks()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:  # PNGs and event files are compressed already
+        for arcname, path in files:
+            z.write(path, arcname)
+            yield out.take()
+    yield out.take()
+
+
+@router.get("/samples.zip", response_class=StreamingResponse)
+def samples_zip(run_id: RunId, request: Request):
+    """Every epoch's sample grid, as the PNGs the worker wrote."""
+    name = _run_name(request, run_id)
+    files = [(path.name, path) for _, path in _sample_files(request, run_id)]
+    return StreamingResponse(_zip(files), media_type="application/zip", headers=_attachment(f"{name}-samples.zip"))
+
+
+@router.get("/samples.{fmt}", response_class=Response, responses={200: {"content": {"image/gif": {}, "image/webp": {}}}})
+def samples_animation(run_id: RunId, fmt: Literal["gif", "webp"], request: Request, ms_per_epoch: int = 200):
+    """The grids of every epoch as one animation, the last frame held a little longer."""
+    from PIL import Image
+
+    name = _run_name(request, run_id)
+    frames = [Image.open(path).convert("RGB") for _, path in _sample_files(request, run_id)]
+    durations = [max(20, min(ms_per_epoch, 5000))] * len(frames)
+    durations[-1] = max(durations[-1], 1500)
+    out = io.BytesIO()
+    frames[0].save(out, format=fmt.upper(), save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    return Response(out.getvalue(), media_type=f"image/{fmt}", headers=_attachment(f"{name}-samples.{fmt}"))
+
+
+def _write_events(folder: Path, session: Session, sessions: sessionmaker, run_id: int, samples: list[tuple[int, Path]]):
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    tags = {m.name: f"{m.chart}/{m.label}" for m in METRICS}
+    at = {c: i for i, c in enumerate(ROW_COLUMNS)}
+    writer = EventFileWriter(str(folder))
+    for chunk in _rows(sessions, run_id):
+        for row in chunk:
+            values = [Summary.Value(tag=tags[m], simple_value=row[at[m]]) for m in tags if row[at[m]] is not None]
+            writer.add_event(Event(wall_time=row[at["time"]], step=row[at["step"]], summary=Summary(value=values)))
+    last_steps = dict(
+        session.execute(select(Metric.epoch, func.max(Metric.step)).where(Metric.run_id == run_id).group_by(Metric.epoch))
+        .tuples().all()
+    )
+    for epoch, path in samples:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            width, height = im.size
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=path.read_bytes())
+        step = last_steps.get(epoch, epoch)
+        writer.add_event(Event(wall_time=path.stat().st_mtime, step=step,
+                               summary=Summary(value=[Summary.Value(tag="samples", image=image)])))  # fmt: skip
+    writer.close()
+
+
+@router.get("/tensorboard.zip", response_class=StreamingResponse)
+def tensorboard_events(run_id: RunId, request: Request):
+    """A TensorBoard log folder: every metric as a scalar by step, every grid as an image. Unzip it and run
+    `tensorboard --logdir` on the folder."""
+    name = _run_name(request, run_id)
+    sessions = request.app.state.sessions
+    try:
+        samples = _sample_files(request, run_id)
+    except HTTPException:
+        samples = []
+    tmp = tempfile.TemporaryDirectory(prefix="ganboard-tb-")
+    folder = Path(tmp.name) / name
+    with sessions() as s:
+        _write_events(folder, s, sessions, run_id, samples)
+    files = [(f"{name}/{p.name}", p) for p in sorted(folder.iterdir())]
+
+    def body() -> Iterator[bytes]:
+        with tmp:
+            yield from _zip(files)
+
+    return StreamingResponse(body(), media_type="application/zip", headers=_attachment(f"{name}-tensorboard.zip"))

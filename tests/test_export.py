@@ -1,0 +1,67 @@
+"""Exports of a finished run, each opened by its own reader: csv, json, zipfile, PIL and TensorBoard's event reader."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+
+import pytest
+from PIL import Image
+
+from trainer.protocol import ROW_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def finished(server):
+    run = server.create(epochs=2)
+    return server.wait_status(run["id"], "completed")
+
+
+def test_metrics_csv_and_json_hold_every_step_once(server, finished):
+    r = server.client.get(f"/api/runs/{finished['id']}/export/metrics.csv")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert "attachment" in r.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert [int(row["step"]) for row in rows] == list(range(1, finished["step"] + 1))
+    assert set(rows[0]) == set(ROW_COLUMNS) and float(rows[0]["loss_d"]) > 0
+
+    data = server.client.get(f"/api/runs/{finished['id']}/export/metrics.json").json()
+    assert data["columns"] == list(ROW_COLUMNS)
+    steps = [row[data["columns"].index("step")] for row in data["rows"]]
+    assert steps == list(range(1, finished["step"] + 1))
+
+
+def test_grids_as_zip_and_animation(server, finished):
+    r = server.client.get(f"/api/runs/{finished['id']}/export/samples.zip")
+    names = zipfile.ZipFile(io.BytesIO(r.content)).namelist()
+    assert names == ["epoch_0001.png", "epoch_0002.png"]
+    for fmt in ("gif", "webp"):
+        r = server.client.get(f"/api/runs/{finished['id']}/export/samples.{fmt}")
+        assert r.status_code == 200 and r.headers["content-type"] == f"image/{fmt}"
+        with Image.open(io.BytesIO(r.content)) as im:
+            assert im.format == fmt.upper() and im.n_frames == 2
+
+
+def test_tensorboard_reads_the_event_file(server, finished, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    r = server.client.get(f"/api/runs/{finished['id']}/export/tensorboard.zip")
+    assert r.status_code == 200
+    zipfile.ZipFile(io.BytesIO(r.content)).extractall(tmp_path)
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    loss_d = events.Scalars("loss/loss_D")
+    assert [e.step for e in loss_d] == list(range(1, finished["step"] + 1))
+    assert len(events.Images("samples")) == 2
+
+
+def test_export_errors_name_the_problem(server):
+    assert server.client.get("/api/runs/999999/export/metrics.csv").status_code == 404
+    run = server.create(epochs=1000)
+    server.client.post(f"/api/runs/{run['id']}/cancel")
+    r = server.client.get(f"/api/runs/{run['id']}/export/samples.gif")
+    assert r.status_code == 404 and "no sample grids" in r.json()["detail"]
+    assert server.client.get(f"/api/runs/{run['id']}/export/samples.bmp").status_code == 422
