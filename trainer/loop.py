@@ -105,7 +105,8 @@ def _train(cfg: TrainConfig, run_dir: Path, sink: Sink, resume: bool, stop: thre
             if halted:
                 writer.flush()
                 status = "cancelled" if stop.is_set() else "completed"
-                sink.on_status(status, step=st.step, epoch=st.epoch, checkpoints=checkpoint_names(copies) if copies else [])
+                saved = checkpoint_names(copies) if copies else []
+                sink.on_status(status, step=st.step, epoch=st.epoch, checkpoints=saved)
                 return status
     sink.on_status("completed", step=st.step, epoch=cfg.epochs, checkpoints=[])
     return "completed"
