@@ -1,7 +1,7 @@
 """Checkpoint files of a run: plain state_dicts for G and D (loadable into the article's classes) and resume.pt.
 
 Every file is written to a temporary name and renamed into place, so a worker killed mid-write never leaves a
-truncated checkpoint behind.
+truncated checkpoint behind. The training thread takes host copies (`host_copy`); the writer thread saves them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+
+from trainer.protocol import LATEST, RESUME, is_snapshot
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -20,24 +21,38 @@ def atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def plain_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
-    """A CPU, contiguous state_dict: loads anywhere, whatever memory format or device trained it."""
-    return {k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in net.state_dict().items()}
+def host_copy(obj: Any, pinned: bool = False) -> Any:
+    """`obj` (tensors in dicts, lists and tuples) with every tensor copied to contiguous CPU memory, so that training can
+    go on changing the originals and the copies load anywhere, whatever memory format or device trained them.
+
+    `pinned`: copy into pinned memory without waiting for the GPU; the copies are ready once the current stream has run
+    past this point (record an event after the call and synchronise on it before reading them)."""
+    if isinstance(obj, torch.Tensor):
+        return torch.empty(obj.shape, dtype=obj.dtype, pin_memory=pinned).copy_(obj.detach(), non_blocking=pinned)
+    if isinstance(obj, dict):
+        return {k: host_copy(v, pinned) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(host_copy(v, pinned) for v in obj)
+    return obj
 
 
-def save_checkpoint(ckpt_dir: Path, epoch: int, netg: nn.Module, netd: nn.Module, resume_state: dict) -> list[str]:
-    """Write netg.pth, netd.pth, their copies for `epoch` and resume.pt; return the file names written."""
+def checkpoint_names(copies: tuple[str, str]) -> list[str]:
+    """The files a checkpoint writes, in order: the latest G and D, their `copies`, resume.pt."""
+    return [*LATEST, *copies, RESUME]
+
+
+def save_checkpoint(ckpt_dir: Path, copies: tuple[str, str], resume_state: dict) -> list[str]:
+    """Write netg.pth and netd.pth, G's and D's `copies` (an epoch's or a snapshot's names) and resume.pt, from a host
+    copy of the resume state; return the file names written. A new snapshot replaces the older one."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    g, d = plain_state_dict(netg), plain_state_dict(netd)
-    files = {
-        "netg.pth": g,
-        "netd.pth": d,
-        f"netg_{epoch:04d}.pth": g,
-        f"netd_{epoch:04d}.pth": d,
-        "resume.pt": resume_state,
-    }
+    g, d = resume_state["netg"], resume_state["netd"]
+    files = dict(zip(checkpoint_names(copies), (g, d, g, d, resume_state)))
     for name, obj in files.items():
         atomic_save(obj, ckpt_dir / name)
+    if is_snapshot(copies[0]):
+        for old in ckpt_dir.iterdir():
+            if is_snapshot(old.name) and old.name not in copies:
+                old.unlink(missing_ok=True)
     return list(files)
 
 

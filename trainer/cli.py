@@ -68,7 +68,8 @@ class TqdmSink:
 
         if status == "running":
             self.bar = tqdm(total=info["total_steps"], initial=info["step"], unit="step", dynamic_ncols=True)
-            self.bar.write(f"training on {info['device']}: {info['batches_per_epoch']} batches per epoch")
+            precision = "bf16" if info.get("bf16") else "fp32"
+            self.bar.write(f"training on {info['device']} ({precision}): {info['batches_per_epoch']} batches per epoch")
         elif self.bar is not None:
             self.bar.close()
         if status == "failed":

@@ -11,7 +11,7 @@ import os
 import struct
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -277,3 +277,77 @@ def _load_torchvision(cfg: TrainConfig) -> torch.Tensor:
         ) from e
     data = torch.as_tensor(np.asarray(ds.data))
     return data.unsqueeze(1) if data.dim() == 3 else data.permute(0, 3, 1, 2)  # MNIST: N,H,W; CIFAR-10: N,H,W,C
+
+
+# --- batches ----------------------------------------------------------------------------------------------------------
+
+DEVICE_SHARE = 0.25  # a dataset up to this share of the GPU's free memory is kept on the GPU
+
+
+class Batches:
+    """An epoch's batches of a uint8 dataset, on the training device, in the order of a permutation drawn on the CPU (so
+    that a seed gives the same order on every device). This one, for the CPU, indexes the tensor in place."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device):
+        self.images, self.batch_size, self.device = images, batch_size, device
+        self.count = len(images) // batch_size  # batches per epoch; the remainder is left out
+
+    def epoch(self, perm: torch.Tensor, start: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+        """(i, batch i) for each batch from `start` on."""
+        for i in range(start, self.count):
+            yield i, self.images[self._indices(perm, i)]
+
+    def _indices(self, perm: torch.Tensor, i: int) -> torch.Tensor:
+        return perm[i * self.batch_size : (i + 1) * self.batch_size]
+
+
+class DeviceBatches(Batches):
+    """The dataset on the GPU as uint8: shuffled, gathered (and, in the step, normalised) there; no host copy per batch."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device):
+        super().__init__(images.to(device), batch_size, device)
+
+    def epoch(self, perm: torch.Tensor, start: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+        yield from super().epoch(perm.to(self.device), start)
+
+
+class PinnedBatches(Batches):
+    """The dataset in pinned host memory; each batch is gathered on the host and copied on a side stream while the
+    step before it runs. Two host buffers take turns: one is refilled only once its copy has finished."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device):
+        super().__init__(images.pin_memory(), batch_size, device)
+        self.stream = torch.cuda.Stream(device)
+        shape = (batch_size, *images.shape[1:])
+        self.buffers = [torch.empty(shape, dtype=torch.uint8, pin_memory=True) for _ in range(2)]
+        self.copied = [torch.cuda.Event(), torch.cuda.Event()]
+
+    def epoch(self, perm: torch.Tensor, start: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+        upcoming = self._copy(perm, start) if start < self.count else None
+        for i in range(start, self.count):
+            batch = upcoming
+            torch.cuda.current_stream().wait_stream(self.stream)
+            batch.record_stream(torch.cuda.current_stream())  # its memory is reused only after the step read it
+            upcoming = self._copy(perm, i + 1) if i + 1 < self.count else None
+            yield i, batch
+
+    def _copy(self, perm: torch.Tensor, i: int) -> torch.Tensor:
+        buffer, copied = self.buffers[i % 2], self.copied[i % 2]
+        copied.synchronize()  # the copy out of this buffer two batches ago is done
+        torch.index_select(self.images, 0, self._indices(perm, i), out=buffer)
+        with torch.cuda.stream(self.stream):
+            batch = buffer.to(self.device, non_blocking=True)
+            copied.record()
+        return batch
+
+
+def batches_for(images: torch.Tensor, batch_size: int, device: torch.device, log: Callable[[str], None]) -> Batches:
+    """The CPU indexes in place; a GPU holds the dataset when it fits comfortably, else streams it from pinned memory."""
+    if device.type != "cuda":
+        return Batches(images, batch_size, device)
+    free, _total = torch.cuda.mem_get_info(device)
+    if images.nbytes <= DEVICE_SHARE * free:
+        return DeviceBatches(images, batch_size, device)
+    log(f"data: {images.nbytes / 2**30:.1f} GiB of images is over {DEVICE_SHARE:.0%} of the GPU's free memory; "
+        "streaming batches from pinned host memory")  # fmt: skip
+    return PinnedBatches(images, batch_size, device)
