@@ -121,8 +121,8 @@ def _epoch(session: Session, run: Run, run_dir: Path, msg: EpochMessage, digests
     size = sample_path.stat().st_size if sample_path.is_file() else None
     session.merge(Sample(run_id=run.id, epoch=msg.epoch, name=msg.sample, size=size))
     registered = _register_checkpoints(session, run, digests, msg.epoch, msg.step)
-    if current:
-        run.epoch, run.step, run.latest_sample = msg.epoch, msg.step, msg.sample
+    if current:  # the writer reports an epoch after later batches may have arrived: never move the run back
+        run.epoch, run.step, run.latest_sample = max(run.epoch, msg.epoch), max(run.step, msg.step), msg.sample
     return {
         "type": "epoch", "epoch": msg.epoch, "images_per_s": msg.images_per_s, "seconds": msg.seconds,
         "sample": {"epoch": msg.epoch, "name": msg.sample, "url": sample_url(run.id, msg.sample)},
