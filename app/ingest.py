@@ -119,13 +119,19 @@ def _epoch(session: Session, run: Run, run_dir: Path, msg: EpochMessage, digests
         raise ValueError(f"sample: {msg.sample!r} is not a plain file name")
     sample_path = run_dir / SAMPLES_DIR / msg.sample
     size = sample_path.stat().st_size if sample_path.is_file() else None
-    session.merge(Sample(run_id=run.id, epoch=msg.epoch, name=msg.sample, size=size))
+    session.merge(Sample(run_id=run.id, epoch=msg.epoch, name=msg.sample, size=size, swd=msg.swd, fid=msg.fid, kid=msg.kid))
     registered = _register_checkpoints(session, run, digests, msg.epoch, msg.step)
     if current:  # the writer reports an epoch after later batches may have arrived: never move the run back
         run.epoch, run.step, run.latest_sample = max(run.epoch, msg.epoch), max(run.step, msg.step), msg.sample
+        for score in ("swd", "fid"):
+            if (value := getattr(msg, score)) is not None:
+                best = getattr(run, f"best_{score}")
+                setattr(run, score, value)
+                setattr(run, f"best_{score}", value if best is None else min(best, value))
     return {
         "type": "epoch", "epoch": msg.epoch, "images_per_s": msg.images_per_s, "seconds": msg.seconds,
-        "sample": {"epoch": msg.epoch, "name": msg.sample, "url": sample_url(run.id, msg.sample)},
+        "sample": {"epoch": msg.epoch, "name": msg.sample, "url": sample_url(run.id, msg.sample),
+                   "swd": msg.swd, "fid": msg.fid, "kid": msg.kid},
         "checkpoints": checkpoints_json(session, run.id) if registered else None,
     }  # fmt: skip
 

@@ -50,6 +50,10 @@ class RunOut(BaseModel):
     loss_g: float | None
     d_x: float | None
     d_g_z: float | None
+    swd: float | None = Field(description="sliced Wasserstein distance x1e3 of the latest epoch's samples (lower: better)")
+    best_swd: float | None
+    fid: float | None = Field(description="the latest FID (at the resolution docs/quality.md gives)")
+    best_fid: float | None
     latest_sample: str | None = Field(validation_alias=AliasChoices("latest_sample_url", "latest_sample"), description="URL")
     error: str | None
     attempt: int = Field(description="how many times a worker was started for it")
@@ -66,7 +70,11 @@ def run_json(run: Run) -> dict[str, Any]:
 
 def samples_json(session: Session, run_id: int) -> list[dict]:
     rows = session.scalars(select(Sample).where(Sample.run_id == run_id).order_by(Sample.epoch))
-    return [{"epoch": s.epoch, "name": s.name, "size": s.size, "url": sample_url(run_id, s.name)} for s in rows]
+    return [
+        {"epoch": s.epoch, "name": s.name, "size": s.size, "url": sample_url(run_id, s.name), "swd": s.swd, "fid": s.fid,
+         "kid": s.kid}
+        for s in rows
+    ]  # fmt: skip
 
 
 def checkpoints_json(session: Session, run_id: int) -> list[dict]:

@@ -75,3 +75,13 @@ def test_fid_of_two_halves_is_far_below_fid_against_noise(faces):
     against_noise = frechet_distance(*statistics(a), *statistics(noise))
     assert halves < against_noise / 3  # 128 images a side: FID is biased upwards at this count, KID is not
     assert kernel_inception_distance(a, b) < kernel_inception_distance(a, noise) / 5
+
+
+def test_every_epoch_reaches_the_server_with_its_score(server):
+    run = server.create(epochs=2)
+    done = server.wait_status(run["id"], "completed")
+    samples = server.client.get(f"/api/runs/{run['id']}/samples").json()
+    swd = [s["swd"] for s in samples]
+    assert len(swd) == 2 and all(isinstance(v, float) and v > 0 for v in swd)
+    assert done["swd"] == swd[-1] and done["best_swd"] == min(swd)
+    assert done["fid"] is None  # a run of seconds stays inside its evaluation budget: no FID

@@ -157,7 +157,10 @@ def test_it_learns(tmp_path):
 
     torch.manual_seed(cfg.seed)
     before = distances(build_generator(cfg))
-    train(cfg, tmp_path, ListSink())
+    sink = ListSink()
+    train(cfg, tmp_path, sink)
+    swd = [e["swd"] for e in sink.epochs]  # the run's own quality score, every epoch
+    assert len(swd) >= 4 and swd[-1] < 0.85 * swd[0], swd
     netg = build_generator(cfg)
     netg.load_state_dict(torch.load(tmp_path / "checkpoints" / "netg.pth", weights_only=True))
     after = distances(netg)

@@ -91,8 +91,9 @@ class TqdmSink:
         )  # fmt: skip
 
     def on_epoch(self, info: dict) -> None:
+        scores = "".join(f", {k.upper()} {info[k]:.3g}" for k in ("swd", "fid", "kid") if info.get(k) is not None)
         self.bar.write(
-            f"epoch {info['epoch']}: {info['images_per_s']:.0f} images/s, {info['seconds']:.1f} s, "
+            f"epoch {info['epoch']}: {info['images_per_s']:.0f} images/s, {info['seconds']:.1f} s{scores}, "
             f"samples/{info['sample']}" + (f", saved {len(info['checkpoints'])} checkpoint files" if info["checkpoints"] else "")
         )
 

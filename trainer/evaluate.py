@@ -2,8 +2,8 @@
 
 SWD (trainer/quality.py) is cheap and needs nothing installed, so every epoch has it. FID and KID need Inception
 features of generated and real images, which cost seconds on a CPU: by default they run only while evaluation stays
-within `BUDGET` of the training time so far (so every epoch on a GPU, every few epochs on a CPU, and always on the last
-epoch); `eval_every` in the config fixes the period instead. The real images' features are computed once per dataset,
+within `BUDGET` of the training time so far (so every epoch or few on a GPU, every few dozen epochs on a CPU, and never
+in a run of seconds); `eval_every` in the config fixes the period instead (and adds the last epoch). The real images' features are computed once per dataset,
 size and feature resolution, and cached beside the datasets.
 
 Generated images come from a noise batch of their own generator, so scoring never touches the training RNG.
@@ -51,8 +51,6 @@ class Evaluator:
             return False
         if self.cfg.eval_every:
             return epoch % self.cfg.eval_every == 0 or epoch == self.cfg.epochs
-        if epoch == self.cfg.epochs:
-            return True
         cost = self.last_cost if self.last_cost is not None else self.fid_count * 0.03  # a CPU guess until measured
         return self.spent + cost <= BUDGET * train_seconds
 

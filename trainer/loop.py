@@ -23,6 +23,7 @@ from PIL import Image
 from trainer.checkpoint import checkpoint_names, host_copy, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import batches_for, load_images
+from trainer.evaluate import Evaluator
 from trainer.hardware import configure, resolve_device, uses_bf16
 from trainer.protocol import (
     CHECKPOINTS_DIR, RESUME, SAMPLES_DIR, STATS, epoch_checkpoint_names, sample_name, snapshot_checkpoint_names,
@@ -78,6 +79,7 @@ def _train(cfg: TrainConfig, run_dir: Path, sink: Sink, resume: bool, stop: thre
         batches_per_epoch=data.count, device=str(device), bf16=bf16,
     )  # fmt: skip
     recorder, files = _Recorder(sink), _EpochFiles(run_dir, sink, device, amp)
+    evaluator, training_started = Evaluator(cfg, images, device), time.perf_counter()
     st.netg.train()
     st.netd.train()
 
@@ -98,7 +100,8 @@ def _train(cfg: TrainConfig, run_dir: Path, sink: Sink, resume: bool, stop: thre
                 st.epoch, st.batch, st.perm = st.epoch + 1, 0, None
                 if st.epoch % cfg.save_every == 0 or st.epoch == cfg.epochs or halted:
                     copies = epoch_checkpoint_names(st.epoch)
-                writer.submit(files.epoch_job(st, copies, (data.count - first) * cfg.batch_size, started))
+                scores = evaluator(st.netg, st.epoch, time.perf_counter() - training_started - evaluator.spent)
+                writer.submit(files.epoch_job(st, copies, (data.count - first) * cfg.batch_size, started, scores))
             elif halted:  # stopped inside an epoch: a snapshot, named for where
                 copies = snapshot_checkpoint_names(st.epoch + 1, st.step)
                 writer.submit(files.checkpoint_job(st, copies))
@@ -175,9 +178,11 @@ class _EpochFiles:
 
         return job
 
-    def epoch_job(self, st: TrainState, copies: tuple[str, str] | None, images: int, started: tuple) -> Callable[[], None]:
+    def epoch_job(self, st: TrainState, copies: tuple[str, str] | None, images: int, started: tuple,
+                  scores: dict[str, float]) -> Callable[[], None]:  # fmt: skip
         """The grid of the fixed noise (G in training mode, as the article draws it), the checkpoint if `copies` names
-        one, then on_epoch with the epoch's speed: `images` trained since the marks `started` (device, wall clock)."""
+        one, then on_epoch with the epoch's speed (`images` trained since the marks `started`: device, wall clock)
+        and its quality `scores`."""
         trained = _mark(self.device)
         with torch.no_grad(), self.amp:
             grid = host_copy(grid_image(st.netg(st.fixed_noise).float()), self.pinned)
@@ -192,7 +197,8 @@ class _EpochFiles:
             saved = save_checkpoint(self.checkpoints, copies, state) if copies else []
             self.sink.on_epoch(
                 dict(epoch=epoch, step=step, sample=name, checkpoints=saved,
-                     images_per_s=images / _seconds(started[0], trained), seconds=time.perf_counter() - started[1])
+                     images_per_s=images / _seconds(started[0], trained), seconds=time.perf_counter() - started[1],
+                     **scores)
             )  # fmt: skip
 
         return job

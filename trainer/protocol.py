@@ -173,6 +173,10 @@ class EpochMessage(_Message):
     checkpoints: list[FileName] = []
     images_per_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
     seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    # Sample quality (trainer/evaluate.py), lower is better: SWD every epoch, FID and KID when their budget allows.
+    swd: Finite | None = None
+    fid: Finite | None = None
+    kid: Finite | None = None
 
 
 class StatusMessage(_Message):
