@@ -15,7 +15,6 @@ from app.api import RunId
 from app.db import Run, hash_token
 from app.ingest import checkpoint_digests, ingest
 from trainer import protocol
-from app.hub import RESYNC
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -115,7 +114,7 @@ async def page_socket(ws: WebSocket, run_id: RunId) -> None:
                 getter.cancel()
                 break
             msg = getter.result()
-            if page.stale or msg is RESYNC:  # it fell behind: a fresh snapshot replaces the backlog
+            if page.stale or msg.type == "resync":  # it fell behind, or a replay stored what it missed: a fresh snapshot
                 page.stale = False
                 snap = await run_in_threadpool(make_snapshot, last_step)
                 if snap is None:

@@ -170,7 +170,7 @@ def test_a_page_that_falls_behind_is_resynced_and_never_blocks_publishing():
             if not quick.queue.empty():
                 quick.queue.get_nowait()
         assert slow.stale and slow.queue.qsize() <= QUEUE_SIZE
-        assert slow.queue.get_nowait()["type"] == "resync"  # the sender turns this into a fresh snapshot
+        assert slow.queue.get_nowait().type == "resync"  # the sender turns this into a fresh snapshot
         assert not quick.stale
         hub.unsubscribe(slow)
         hub.unsubscribe(quick)

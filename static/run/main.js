@@ -4,6 +4,7 @@
 import { makeCharts } from "./charts.js";
 import { showCheckpoints } from "./checkpoints.js";
 import { renderHeader, showRun } from "./header.js";
+import { QualityChart } from "./quality.js";
 import { SamplePlayer } from "./samples.js";
 import { addBuckets, addRows, emptyHistory, lastStep, rowCount } from "./series.js";
 import { RunSocket } from "./socket.js";
@@ -15,6 +16,7 @@ const names = METRICS.map((m) => m.name);
 
 const charts = makeCharts(METRICS, `run-${runId}`);
 const samples = new SamplePlayer();
+const quality = new QualityChart($("quality-chart"));
 let history = emptyHistory(names);
 let run = null;
 let pending = [];   // [kind, metrics] received since the last frame: kind "buckets" (a snapshot) or "rows" (live)
@@ -22,7 +24,7 @@ let frame = 0;
 let redrawWanted = false;
 let nextDrawAt = 0;
 
-new ResizeObserver(() => Object.values(charts).forEach((c) => c.fit())).observe(document.querySelector("main"));
+new ResizeObserver(() => [...Object.values(charts), quality].forEach((c) => c.fit())).observe(document.querySelector("main"));
 
 function schedule() {
   if (!frame) frame = requestAnimationFrame(flush);
@@ -119,11 +121,13 @@ function onMessage(msg) {
     receive("buckets", msg.metrics);
     onRun(msg.run);
     samples.add(msg.samples);
+    quality.add(msg.samples);
     showCheckpoints(msg.checkpoints);
   } else if (msg.type === "batch") {
     receive("rows", msg.rows);
   } else if (msg.type === "epoch") {
     samples.add([msg.sample]);
+    quality.add([msg.sample]);
     showCheckpoints(msg.checkpoints);
   } else if (msg.type === "checkpoints") {  // written when a run stopped mid-epoch: the whole list
     showCheckpoints(msg.checkpoints);
@@ -151,6 +155,7 @@ function resync() {
   pending = [];
   history = emptyHistory(names);
   samples.clear();
+  quality.clear();
   redrawWanted = true;
   schedule();
   socket.reconnectNow();
@@ -165,6 +170,7 @@ window.ganboard = {
   bucketWidth: () => history.width,
   smoothed: (name) => charts[METRICS.find((m) => m.name === name).chart].smoothed(history, name),
   sampleCount: () => samples.count,
+  qualityEpochs: () => quality.byEpoch.size,
   status: () => (run ? run.status : null),
   dropConnection: () => socket.drop(),
   socket,

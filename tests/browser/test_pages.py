@@ -39,6 +39,7 @@ def test_start_a_run_from_the_form_and_watch_it_finish(server, page):
     page.wait_for_selector("#status.completed")
     assert page.text_content("#run-name") == "from-the-browser"
     assert page.evaluate("window.ganboard.sampleCount()") == 3
+    page.wait_for_function("window.ganboard.qualityEpochs() === 3")  # every epoch's SWD, live
 
     slider = page.locator("#epoch-slider")
     slider.fill("1")  # the slider switches grids
