@@ -121,7 +121,7 @@ async def _run_sampler(cmd: list[str], gpu: str) -> None:
     except asyncio.TimeoutError:
         raise HTTPException(500, f"the sampler took over {TIMEOUT_SECONDS:.0f} s and was stopped") from None
     finally:
-        if proc.returncode is None:  # timed out, or the request was cancelled: no process outlives its request
+        if proc.returncode is None:  # timed out, or the server is stopping: no sampler is left behind
             proc.kill()
             await proc.wait()
     lines = err.decode("utf-8", "replace").strip().splitlines()

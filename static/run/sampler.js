@@ -35,7 +35,8 @@ export class Sampler {
     const chosen = this.select.value;
     const netgs = generators(list);
     if (!netgs.length) return;
-    this.select.replaceChildren(...netgs.map((c) => el("option", { value: c.name, text: `${c.name} (${c.label || "latest"})` })));
+    const option = (c) => el("option", { value: c.name, text: `${c.name} (${c.label || "latest"})` });
+    this.select.replaceChildren(...netgs.map(option));
     if (netgs.some((c) => c.name === chosen)) this.select.value = chosen;
     this.select.disabled = false;
     if (!this.busy) this.button.disabled = false;
@@ -69,7 +70,8 @@ export class Sampler {
     this.setBusy(true, "running the sampler…");
     const started = performance.now();
     try {
-      const out = await fetchJSON(`/api/runs/${this.runId}/samples/generate`, { method: "POST", body: JSON.stringify(this.body()) });
+      const url = `/api/runs/${this.runId}/samples/generate`;
+      const out = await fetchJSON(url, { method: "POST", body: JSON.stringify(this.body()) });
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       $("sampler-img").src = out.url;
       const anim = $("sampler-anim");
