@@ -7,7 +7,8 @@ const $ = (id) => document.getElementById(id);
 // netg.pth (the latest) first, then the saved copies, newest first.
 function generators(list) {
   const when = (c) => (c.name === "netg.pth" ? Infinity : c.step ?? c.epoch ?? 0);
-  return list.filter((c) => c.name.startsWith("netg")).sort((a, b) => when(b) - when(a) || b.name.localeCompare(a.name));
+  const newestFirst = (a, b) => when(b) - when(a) || b.name.localeCompare(a.name);
+  return list.filter((c) => c.name.startsWith("netg")).sort(newestFirst);
 }
 
 function reason(error) {

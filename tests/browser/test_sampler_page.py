@@ -26,7 +26,8 @@ def test_generate_a_grid_from_the_page(server, page):
     page.fill("#sampler-seed", "42")
     page.click("#sampler-button")
     page.wait_for_function("(img => img.complete && img.naturalWidth > 0)(document.getElementById('sampler-img'))")
-    width, height = page.evaluate("(img => [img.naturalWidth, img.naturalHeight])(document.getElementById('sampler-img'))")
+    size = "(img => [img.naturalWidth, img.naturalHeight])(document.getElementById('sampler-img'))"
+    width, height = page.evaluate(size)
     assert (width, height) == (8 * 34 + 2, 2 * 34 + 2)  # 16 images of 32 px, 8 a row
     assert page.is_hidden("#sampler-error")
     assert "made on cpu" in page.text_content("#sampler-status")
