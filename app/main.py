@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import api, auth, export, journal, live, pages
+from app import api, auth, export, journal, live, pages, sampling
 from app.auth import TokenMiddleware, is_loopback, redact_token_logs
 from app.db import make_engine, make_sessionmaker
 from app.guard import GuardMiddleware
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(api.router)
     app.include_router(export.router)
+    app.include_router(sampling.router)
     app.include_router(live.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.ROOT / "static"), name="static")

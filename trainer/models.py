@@ -83,3 +83,13 @@ def generator_from_state_dict(state: dict[str, torch.Tensor]) -> NetG:
     net = NetG(image_size, nz, ngf, channels)
     net.load_state_dict(state)
     return net
+
+
+def discriminator_from_state_dict(state: dict[str, torch.Tensor]) -> NetD:
+    """Rebuild a discriminator from its checkpoint alone: the first conv gives ndf and channels, the depth the size."""
+    convs = [v for k, v in state.items() if k.endswith(".weight") and v.dim() == 4]
+    ndf, channels = convs[0].shape[0], convs[0].shape[1]
+    image_size = 96 if convs[0].shape[-1] == 5 else 4 * 2 ** (len(convs) - 1)
+    net = NetD(image_size, ndf, channels)
+    net.load_state_dict(state)
+    return net

@@ -6,6 +6,7 @@ import { showCheckpoints } from "./checkpoints.js";
 import { renderHeader, showRun } from "./header.js";
 import { QualityChart } from "./quality.js";
 import { SamplePlayer } from "./samples.js";
+import { Sampler } from "./sampler.js";
 import { addBuckets, addRows, emptyHistory, lastStep, rowCount } from "./series.js";
 import { RunSocket } from "./socket.js";
 
@@ -17,6 +18,7 @@ const names = METRICS.map((m) => m.name);
 const charts = makeCharts(METRICS, `run-${runId}`);
 const samples = new SamplePlayer();
 const quality = new QualityChart($("quality-chart"));
+const sampler = new Sampler(runId);
 let history = emptyHistory(names);
 let run = null;
 let pending = [];   // [kind, metrics] received since the last frame: kind "buckets" (a snapshot) or "rows" (live)
@@ -123,14 +125,17 @@ function onMessage(msg) {
     samples.add(msg.samples);
     quality.add(msg.samples);
     showCheckpoints(msg.checkpoints);
+    sampler.setCheckpoints(msg.checkpoints);
   } else if (msg.type === "batch") {
     receive("rows", msg.rows);
   } else if (msg.type === "epoch") {
     samples.add([msg.sample]);
     quality.add([msg.sample]);
     showCheckpoints(msg.checkpoints);
+    sampler.setCheckpoints(msg.checkpoints);
   } else if (msg.type === "checkpoints") {  // written when a run stopped mid-epoch: the whole list
     showCheckpoints(msg.checkpoints);
+    sampler.setCheckpoints(msg.checkpoints);
   } else if (msg.type === "run") {
     onRun(msg.run);
   }
