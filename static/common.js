@@ -172,6 +172,7 @@ function toggleShortcutHelp(show) {
 }
 
 document.getElementById("shortcuts-close").addEventListener("click", () => toggleShortcutHelp(false));
+document.getElementById("shortcuts-button").addEventListener("click", () => toggleShortcutHelp());
 
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape") { toggleShortcutHelp(false); return; }
