@@ -149,7 +149,7 @@ matchMedia("(prefers-color-scheme: dark)").addEventListener("change", (e) => {
 
 // ---- keyboard shortcuts ----------------------------------------------------------------------------------------------
 // Each page adds its own with addShortcuts([{keys: ["g", "l"], help, run}]); a key sequence is pressed one key after the
-// other. "?" lists them in an overlay; Escape closes it. Keys typed into a field are the field's.
+// other. "?" lists them in an overlay; Escape closes it. Keys typed into a field (or moving a slider) are the field's.
 
 const shortcuts = [{ keys: ["?"], help: "show this list", run: () => toggleShortcutHelp() }];
 let pressed = [];
@@ -177,7 +177,8 @@ document.getElementById("shortcuts-button").addEventListener("click", () => togg
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape") { toggleShortcutHelp(false); return; }
   const target = event.target;
-  if (event.ctrlKey || event.metaKey || event.altKey || target.closest("input, textarea, select, [contenteditable], dialog")) return;
+  const typing = "textarea, select, [contenteditable], dialog, input:not([type=checkbox]):not([type=radio]):not([type=button])";
+  if (event.ctrlKey || event.metaKey || event.altKey || target.closest(typing)) return;
   pressed = [...pressed, event.key].slice(-2);
   for (const s of shortcuts) {
     const tail = pressed.slice(-s.keys.length);

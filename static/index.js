@@ -193,7 +193,7 @@ function showTable(runs) {
   table.dataset.shown = text;
   table.tBodies[0].replaceChildren(...runs.map((run) => el("tr", { "data-run-id": run.id }, ...COLUMNS.map(([key]) => {
     const column = COLUMN[key];
-    const cell = el("td", { class: `${key}${column.kind && column.kind !== "text" ? " num" : ""}`, text: key === "name" ? "" : cellText(column, run) });
+    const cell = el("td", { class: `col-${key}${column.kind && column.kind !== "text" ? " num" : ""}`, text: key === "name" ? "" : cellText(column, run) });
     if (key === "name") cell.append(el("a", { href: `/runs/${run.id}`, text: run.name }));
     if (key === "status") cell.replaceChildren(el("span", { class: `badge ${run.status}`, text: run.status }));
     return cell;
