@@ -1,4 +1,5 @@
-"""The JSON API: runs (create, list, get, cancel, resume, delete), their metrics, sample grids and checkpoints."""
+"""The JSON API: runs (create, list and filter, get, edit, cancel, resume, delete), their metrics, sample grids and
+checkpoints."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -23,7 +24,7 @@ from app.settings import visible_gpus
 from app.store import RunOut
 from app.supervisor import TransitionError
 from trainer.config import PRESETS, TrainConfig, form_fields
-from trainer.protocol import ACTIVE
+from trainer.protocol import ACTIVE, Status
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
@@ -42,6 +43,26 @@ class RunCreate(BaseModel):
 
     name: str | None = Field(None, max_length=100, description="defaults to the dataset and run id")
     config: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields; missing ones take defaults")
+
+
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=r"^[^,]*$")]
+
+
+class RunEdit(BaseModel):
+    """What people may change about a run; only the fields sent change. Never its status: that is the supervisor's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # No `| None` on name, tags and archived: an explicit null is a 422, not a silent no-op.
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] = None
+    tags: list[Tag] = Field(None, max_length=20, description="at most 20, each 1..32 characters without commas")
+    note: str | None = Field(None, max_length=10_000, description="free text; null or empty clears it")
+    archived: bool = Field(None, description="hide the run from the run list's default view")
+
+    @field_validator("tags")
+    @classmethod
+    def _once_each(cls, tags: list[str]) -> list[str]:
+        return list(dict.fromkeys(tags))
 
 
 class FileOut(BaseModel):
@@ -107,13 +128,40 @@ def create_run(body: RunCreate, request: Request, session: SessionDep) -> dict:
 
 
 @router.get("/runs", response_model=list[RunOut])
-def list_runs(session: SessionDep) -> list[dict]:
-    return [store.run_json(r) for r in session.scalars(select(Run).order_by(Run.id.desc()))]
+def list_runs(
+    session: SessionDep,
+    q: Annotated[str | None, Query(max_length=200, description="in the name, a tag or the note (any case)")] = None,
+    status: Annotated[Status | None, Query()] = None,
+    tag: Annotated[str | None, Query(max_length=32, description="runs with this tag")] = None,
+    archived: Annotated[bool | None, Query(description="true: only archived runs; false: only the others; unset: all")] = None,
+) -> list[dict]:
+    """Newest first. The pages filter on their own (the list is small); these are for scripts."""
+    query = select(Run).order_by(Run.id.desc())
+    if status is not None:
+        query = query.where(Run.status == status)
+    if archived is not None:
+        query = query.where(Run.archived == archived)
+    runs = session.scalars(query)
+    if tag:  # tags are a JSON list: matched here rather than in SQL
+        runs = (r for r in runs if tag in (r.tags or []))
+    if q and (needle := q.strip().lower()):
+        runs = (r for r in runs if needle in " ".join([r.name, *(r.tags or []), r.note or ""]).lower())
+    return [store.run_json(r) for r in runs]
 
 
 @router.get("/runs/{run_id}", response_model=RunOut)
 def get_run(run_id: RunId, session: SessionDep) -> dict:
     return store.run_json(_run(session, run_id))
+
+
+@router.patch("/runs/{run_id}", response_model=RunOut)
+def edit_run(run_id: RunId, body: RunEdit, session: SessionDep) -> dict:
+    """Rename, tag, annotate, archive or unarchive; any status, even while it runs."""
+    run = _run(session, run_id)
+    for field, value in body.model_dump(exclude_unset=True).items():
+        setattr(run, field, (value or None) if field == "note" else value)
+    session.commit()
+    return store.run_json(run)
 
 
 def _act(action: Callable[[int], Run], run_id: int) -> dict:

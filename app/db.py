@@ -64,6 +64,10 @@ class Run(Base):
     token: Mapped[str | None]  # sha256 of the current worker's token (hash_token); kept so a restarted server accepts it
     error: Mapped[str | None]
     journal_offset: Mapped[int | None]  # bytes of runs/<id>/journal.jsonl already replayed (app/journal.py)
+    # What people write about a run (PATCH /api/runs/{id}); never touched by the supervisor or a worker.
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
+    note: Mapped[str | None]
+    archived: Mapped[bool] = mapped_column(default=False)  # hidden from the run list's default view, not deleted
 
     @property
     def active_seconds(self) -> float:

@@ -11,7 +11,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.api import RunId
 from app.db import Run
-from trainer.protocol import METRICS
+from trainer.protocol import METRICS, Status
 
 ROOT = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=ROOT / "templates")
@@ -20,7 +20,8 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, clone: int | None = None):
-    return templates.TemplateResponse(request, "index.html", {"clone_id": clone})
+    statuses = [s.value for s in Status]  # the run list's status filter
+    return templates.TemplateResponse(request, "index.html", {"clone_id": clone, "statuses": statuses})
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)

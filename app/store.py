@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -62,6 +62,9 @@ class RunOut(BaseModel):
     exit_code: int | None
     device: str | None = Field(description="what the worker trains on, as it reported")
     bf16: bool | None = Field(description="whether the worker trains with bfloat16 autocast, as it reported")
+    tags: Annotated[list[str], BeforeValidator(lambda v: v or [])] = Field(description="short labels people gave the run")
+    note: str | None = Field(description="free text people wrote about the run")
+    archived: bool = Field(description="hidden from the run list's default view")
 
 
 def run_json(run: Run) -> dict[str, Any]:

@@ -113,3 +113,80 @@ function el(tag, attrs = {}, ...children) {
   node.append(...children);
   return node;
 }
+
+// ---- theme -----------------------------------------------------------------------------------------------------------
+// Light or dark as the system prefers, unless the person chose one with the toggle (kept in localStorage). base.html
+// sets data-theme before the first paint; style.css holds both palettes. Charts read their colours from CSS variables
+// and redraw on "themechange".
+
+const THEME_KEY = "ganboard-theme";
+
+function currentTheme() {
+  return document.documentElement.dataset.theme;
+}
+
+function cssVar(name) {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+}
+
+function setTheme(theme) {
+  localStorage.setItem(THEME_KEY, theme);
+  document.documentElement.dataset.theme = theme;
+  const button = document.getElementById("theme-toggle");
+  button.setAttribute("aria-pressed", String(theme === "dark"));
+  button.title = theme === "dark" ? "switch to the light theme" : "switch to the dark theme";
+  window.dispatchEvent(new Event("themechange"));
+}
+
+document.getElementById("theme-toggle").addEventListener("click", () => setTheme(currentTheme() === "dark" ? "light" : "dark"));
+document.getElementById("theme-toggle").setAttribute("aria-pressed", String(currentTheme() === "dark"));
+matchMedia("(prefers-color-scheme: dark)").addEventListener("change", (e) => {
+  if (!localStorage.getItem(THEME_KEY)) {
+    document.documentElement.dataset.theme = e.matches ? "dark" : "light";
+    window.dispatchEvent(new Event("themechange"));
+  }
+});
+
+// ---- keyboard shortcuts ----------------------------------------------------------------------------------------------
+// Each page adds its own with addShortcuts([{keys: ["g", "l"], help, run}]); a key sequence is pressed one key after the
+// other. "?" lists them in an overlay; Escape closes it. Keys typed into a field (or moving a slider) are the field's.
+
+const shortcuts = [{ keys: ["?"], help: "show this list", run: () => toggleShortcutHelp() }];
+let pressed = [];
+
+function addShortcuts(list) {
+  shortcuts.push(...list);
+}
+
+function toggleShortcutHelp(show) {
+  const box = document.getElementById("shortcuts");
+  const open = show ?? box.hidden;
+  if (open) {
+    const label = { ArrowLeft: "←", ArrowRight: "→" };
+    box.querySelector("dl").replaceChildren(...shortcuts.flatMap((s) => [
+      el("dt", {}, ...s.keys.flatMap((k, i) => [i ? " then " : "", el("kbd", { text: label[k] || k })])),
+      el("dd", { text: s.help }),
+    ]));
+  }
+  box.hidden = !open;
+}
+
+document.getElementById("shortcuts-close").addEventListener("click", () => toggleShortcutHelp(false));
+document.getElementById("shortcuts-button").addEventListener("click", () => toggleShortcutHelp());
+
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") { toggleShortcutHelp(false); return; }
+  const target = event.target;
+  const typing = "textarea, select, [contenteditable], dialog, input:not([type=checkbox]):not([type=radio]):not([type=button])";
+  if (event.ctrlKey || event.metaKey || event.altKey || target.closest(typing)) return;
+  pressed = [...pressed, event.key].slice(-2);
+  for (const s of shortcuts) {
+    const tail = pressed.slice(-s.keys.length);
+    if (tail.length === s.keys.length && tail.every((k, i) => k === s.keys[i])) {
+      event.preventDefault();
+      pressed = [];
+      s.run();
+      return;
+    }
+  }
+});

@@ -1,4 +1,5 @@
-// Page `/`: the run list (polled every 2 s, rows updated in place by run id) and the new-run form built from
+// Page `/`: the run list (polled every 2 s, rows updated in place by run id; searched, filtered and sorted; or as a
+// table of configs and final figures) and the new-run form built from
 // GET /api/form. Submitting POSTs /api/runs and opens the new run; a 422 puts each message beside its field.
 "use strict";
 
@@ -8,12 +9,106 @@ const form = document.getElementById("run-form");
 let formInfo = null;
 
 // ---- run list --------------------------------------------------------------------------------------------------------
+// Filtered and sorted here (the list is small); the filters, the sort and the view live in the URL query, so a reload or
+// a shared link shows the same list.
+
+const $ = (id) => document.getElementById(id);
+let allRuns = [];
+
+// Mean images/s over the time the run ran, or the live figure while it runs: what the table compares.
+function throughput(run) {
+  const live = imagesPerSecond(run);
+  if (live !== null) return live;
+  return run.active_seconds > 0 && run.step ? (run.step * run.config.batch_size) / run.active_seconds : null;
+}
+
+const cfg = (key) => (run) => run.config[key];
+const field = (key) => (run) => run[key];
+// The table's columns, in order: [key, heading, value, kind]; every key is also a sort key of both views.
+const COLUMNS = [
+  ["name", "Run", (r) => r.name.toLowerCase(), "text"],
+  ["status", "Status", field("status"), "text"],
+  ["tags", "Tags", (r) => r.tags.join(", "), "text"],
+  ["dataset", "dataset", cfg("dataset"), "text"],
+  ["image_size", "image_size", cfg("image_size")],
+  ["batch_size", "batch_size", cfg("batch_size")],
+  ["nz", "nz", cfg("nz")],
+  ["ngf", "ngf", cfg("ngf")],
+  ["ndf", "ndf", cfg("ndf")],
+  ["lr_g", "lr_g", cfg("lr_g"), "sci"],
+  ["lr_d", "lr_d", cfg("lr_d"), "sci"],
+  ["beta1", "beta1", cfg("beta1")],
+  ["d_every", "d_every", cfg("d_every")],
+  ["g_every", "g_every", cfg("g_every")],
+  ["epochs", "epochs", cfg("epochs")],
+  ["bf16", "bf16", (r) => r.bf16 ?? r.config.bf16, "text"],
+  ["device", "device", (r) => r.device ?? r.config.device, "text"],
+  ["progress", "progress", progressFraction, "percent"],
+  ["step", "step", field("step")],
+  ["loss_d", "loss D", field("loss_d"), "fixed"],
+  ["loss_g", "loss G", field("loss_g"), "fixed"],
+  ["d_x", "D(x)", field("d_x"), "fixed"],
+  ["d_g_z", "D(G(z))", field("d_g_z"), "fixed"],
+  ["swd", "SWD", field("swd"), "fixed"],
+  ["best_swd", "best SWD", field("best_swd"), "fixed"],
+  ["fid", "FID", field("fid"), "fixed"],
+  ["best_fid", "best FID", field("best_fid"), "fixed"],
+  ["ips", "images/s", throughput, "int"],
+  ["created", "created", field("created_at"), "time"],
+];
+const COLUMN = Object.fromEntries(COLUMNS.map(([key, label, value, kind]) => [key, { key, label, value, kind }]));
+const LIST_SORTS = ["created", "name", "status", "progress", "loss_d", "loss_g", "ips"];  // the list view's columns
+
+// The state, as the URL query holds it; defaults are left out of the URL.
+const DEFAULTS = { q: "", status: "", dataset: "", tag: "", archived: "", sort: "created", dir: "desc", view: "list" };
+const state = { ...DEFAULTS };
+
+function readURL() {
+  const params = new URLSearchParams(location.search);
+  for (const key of Object.keys(DEFAULTS)) state[key] = params.get(key) ?? DEFAULTS[key];
+  if (!COLUMN[state.sort]) state.sort = DEFAULTS.sort;
+  if (!["asc", "desc"].includes(state.dir)) state.dir = DEFAULTS.dir;
+  if (!["list", "table"].includes(state.view)) state.view = DEFAULTS.view;
+}
+
+function writeURL() {
+  const params = new URLSearchParams(location.search);  // other parameters (e.g. ?clone=) stay
+  for (const [key, value] of Object.entries(state)) {
+    if (value === DEFAULTS[key]) params.delete(key); else params.set(key, value);
+  }
+  const query = params.toString();
+  history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
+}
+
+function matches(run) {
+  if (state.archived === "" && run.archived) return false;
+  if (state.archived === "only" && !run.archived) return false;
+  if (state.status && run.status !== state.status) return false;
+  if (state.dataset && run.config.dataset !== state.dataset) return false;
+  if (state.tag && !run.tags.includes(state.tag)) return false;
+  const needle = state.q.trim().toLowerCase();
+  return !needle || [run.name, ...run.tags, run.note || ""].join("\n").toLowerCase().includes(needle);
+}
+
+// Missing values sort last whichever the direction; ties keep the newest first.
+function compareRuns(a, b) {
+  const value = COLUMN[state.sort].value;
+  const va = value(a), vb = value(b);
+  const missingA = va === null || va === undefined, missingB = vb === null || vb === undefined;
+  if (missingA || missingB) return missingA && missingB ? b.id - a.id : missingA ? 1 : -1;
+  const order = typeof va === "number" && typeof vb === "number" ? va - vb : String(va).localeCompare(String(vb));
+  return (state.dir === "asc" ? order : -order) || b.id - a.id;
+}
+
+function shownRuns() {
+  return allRuns.filter(matches).sort(compareRuns);
+}
 
 function runRow(run) {
   const row = el("tr", { "data-run-id": run.id });
   row.innerHTML = `
     <td class="thumb"><a tabindex="-1"><img alt="" width="48" height="48" hidden><span class="thumb-empty"></span></a></td>
-    <td class="name"><a class="run-link"></a><div class="muted small run-config"></div></td>
+    <td class="name"><a class="run-link"></a><div class="muted small run-config"></div><div class="tags"></div></td>
     <td class="status"><span class="badge"></span></td>
     <td class="progress-cell"><div class="progress small" role="progressbar" aria-valuemin="0" aria-valuemax="100"><div class="bar"></div></div>
       <div class="small muted progress-text"></div></td>
@@ -28,6 +123,14 @@ function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;  // untouched nodes keep the page from repainting
 }
 
+function showTags(box, run) {
+  const text = JSON.stringify([run.tags, run.archived]);
+  if (box.dataset.shown === text) return;
+  box.dataset.shown = text;
+  box.replaceChildren(...run.tags.map((tag) => el("span", { class: "tag", text: tag })),
+    ...(run.archived ? [el("span", { class: "tag archived", text: "archived" })] : []));
+}
+
 function updateRow(row, run) {
   const href = `/runs/${run.id}`;
   const link = row.querySelector(".run-link");
@@ -36,6 +139,7 @@ function updateRow(row, run) {
   setText(link, run.name);
   const c = run.config;
   setText(row.querySelector(".run-config"), `${c.dataset} · ${c.image_size}px · batch ${c.batch_size}${run.device ? ` · ${run.device}` : ""}`);
+  showTags(row.querySelector(".tags"), run);
   const badge = row.querySelector(".badge");
   if (badge.textContent !== run.status) setBadge(badge, run.status);
   const percent = progressFraction(run) * 100;
@@ -57,27 +161,128 @@ function updateRow(row, run) {
   row.querySelector(".thumb-empty").hidden = Boolean(run.latest_sample);
 }
 
-async function refreshRuns() {
-  let runs;
-  try {
-    runs = await fetchJSON("/api/runs");
-    document.getElementById("runs-offline").hidden = true;
-  } catch {
-    document.getElementById("runs-offline").hidden = false;
-    return;
-  }
+function showList(runs) {
   const body = document.querySelector("#runs-table tbody");
   const existing = new Map([...body.rows].map((row) => [row.dataset.runId, row]));
-  runs.forEach((run, i) => {  // newest first, as the API sends them
+  runs.forEach((run, i) => {  // rows are updated in place, and moved only when the order changed
     const row = existing.get(String(run.id)) || runRow(run);
     updateRow(row, run);
     if (body.rows[i] !== row) body.insertBefore(row, body.rows[i] || null);
     existing.delete(String(run.id));
   });
   existing.forEach((row) => row.remove());
-  document.getElementById("runs-loading").hidden = true;
-  document.getElementById("runs-empty").hidden = runs.length > 0;
-  document.getElementById("runs-table").hidden = runs.length === 0;
+}
+
+function cellText(column, run) {
+  const v = column.value(run);
+  if (v === null || v === undefined || v === "") return "–";
+  switch (column.kind) {
+    case "fixed": return fmt(v);
+    case "sci": return Number(v).toExponential(1);
+    case "int": return v.toFixed(0);
+    case "percent": return `${(v * 100).toFixed(0)}%`;
+    case "time": return localTime(v);
+    default: return typeof v === "number" ? v.toLocaleString() : String(v);
+  }
+}
+
+function showTable(runs) {
+  const table = $("compare-table");
+  const text = JSON.stringify(runs.map((run) => COLUMNS.map(([key]) => cellText(COLUMN[key], run)).concat(run.id)));
+  if (table.dataset.shown === text) return;  // redrawn only when a figure changed: a hover or a selection survives
+  table.dataset.shown = text;
+  table.tBodies[0].replaceChildren(...runs.map((run) => el("tr", { "data-run-id": run.id }, ...COLUMNS.map(([key]) => {
+    const column = COLUMN[key];
+    const cell = el("td", { class: `col-${key}${column.kind && column.kind !== "text" ? " num" : ""}`, text: key === "name" ? "" : cellText(column, run) });
+    if (key === "name") cell.append(el("a", { href: `/runs/${run.id}`, text: run.name }));
+    if (key === "status") cell.replaceChildren(el("span", { class: `badge ${run.status}`, text: run.status }));
+    return cell;
+  }))));
+}
+
+function showSortMarks() {
+  for (const th of document.querySelectorAll("#runs th[data-sort]")) {
+    const on = th.dataset.sort === state.sort;
+    th.setAttribute("aria-sort", on ? (state.dir === "asc" ? "ascending" : "descending") : "none");
+  }
+  $("run-sort").value = LIST_SORTS.includes(state.sort) ? state.sort : "";
+  $("sort-dir").textContent = state.dir === "asc" ? "↑ ascending" : "↓ descending";
+  for (const button of document.querySelectorAll("#view-toggle button")) button.setAttribute("aria-pressed", String(button.dataset.view === state.view));
+}
+
+// The options of a filter from the values the runs have; the chosen one stays, even when no run has it any more.
+function fillOptions(select, values, anyLabel) {
+  const chosen = state[select.id.replace("filter-", "")];
+  const wanted = [...new Set([...values, chosen].filter(Boolean))].sort();
+  const text = JSON.stringify(wanted);
+  if (select.dataset.shown !== text) {
+    select.dataset.shown = text;
+    select.replaceChildren(el("option", { value: "", text: anyLabel }), ...wanted.map((v) => el("option", { value: v, text: v })));
+  }
+  select.value = chosen;
+}
+
+function render() {
+  const runs = shownRuns();
+  const any = allRuns.length > 0;
+  fillOptions($("filter-dataset"), allRuns.map((r) => r.config.dataset), "any dataset");
+  fillOptions($("filter-tag"), allRuns.flatMap((r) => r.tags), "any tag");
+  if ($("run-search").value !== state.q) $("run-search").value = state.q;
+  $("filter-status").value = state.status;
+  $("filter-archived").value = state.archived;
+  showSortMarks();
+  if (state.view === "list") showList(runs); else showTable(runs);
+  $("runs-table").hidden = !any || state.view !== "list" || runs.length === 0;
+  $("compare-table").hidden = !any || state.view !== "table" || runs.length === 0;
+  $("run-filters").hidden = $("view-toggle").hidden = !any;
+  $("runs-none-match").hidden = !any || runs.length > 0;
+  $("runs-count").textContent = any && runs.length !== allRuns.length ? `${runs.length} of ${allRuns.length}` : "";
+  $("runs-empty").hidden = any;
+}
+
+function setState(changes) {
+  Object.assign(state, changes);
+  writeURL();
+  render();
+}
+
+function buildListControls() {
+  $("run-sort").replaceChildren(el("option", { value: "", text: "(a table column)", hidden: "" }),
+    ...LIST_SORTS.map((key) => el("option", { value: key, text: COLUMN[key].label === "Run" ? "name" : COLUMN[key].label })));
+  $("compare-table").tHead.rows[0].replaceChildren(...COLUMNS.map(([key, label, , kind]) =>
+    el("th", { "data-sort": key, class: kind && kind !== "text" ? "num" : "" }, el("button", { type: "button", class: "th-sort", text: label }))));
+  for (const th of document.querySelectorAll("#runs-table th[data-sort]")) {
+    th.replaceChildren(el("button", { type: "button", class: "th-sort", text: th.textContent }));
+  }
+  $("runs").addEventListener("click", (event) => {  // a heading sorts by its column; again, the other way
+    const th = event.target.closest("th[data-sort]");
+    if (!th) return;
+    const key = th.dataset.sort;
+    setState(key === state.sort ? { dir: state.dir === "asc" ? "desc" : "asc" } : { sort: key, dir: COLUMN[key].kind === "text" ? "asc" : "desc" });
+  });
+  $("run-sort").addEventListener("change", (e) => setState({ sort: e.target.value }));
+  $("sort-dir").addEventListener("click", () => setState({ dir: state.dir === "asc" ? "desc" : "asc" }));
+  $("run-search").addEventListener("input", (e) => setState({ q: e.target.value }));
+  for (const name of ["status", "dataset", "tag", "archived"]) {
+    $(`filter-${name}`).addEventListener("change", (e) => setState({ [name]: e.target.value }));
+  }
+  $("view-toggle").addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-view]");
+    if (button) setState({ view: button.dataset.view });
+  });
+  addShortcuts([{ keys: ["/"], help: "search the runs", run: () => $("run-search").focus() }]);
+}
+
+async function refreshRuns() {
+  try {
+    allRuns = await fetchJSON("/api/runs");
+    $("runs-offline").hidden = true;
+  } catch {
+    $("runs-offline").hidden = false;
+    return;
+  }
+  render();
+  $("runs-loading").hidden = true;
 }
 
 async function pollRuns() {
@@ -262,6 +467,8 @@ async function loadForm() {
 }
 
 async function start() {
+  readURL();
+  buildListControls();
   const firstRuns = refreshRuns();
   await Promise.allSettled([firstRuns, loadForm()]);
   document.getElementById("index").classList.remove("settling");

@@ -41,6 +41,24 @@ function autoRange(u, min, max) {
   return uPlot.rangeNum(min, max, 0.1, true);
 }
 
+function logRange(u, min, max) {  // log scale: only values above 0 are drawn (the others are left out of the data)
+  if (!(min > 0) || !(max > 0) || !Number.isFinite(max)) return [0.1, 10];
+  return uPlot.rangeLog(min, max, 10, true);
+}
+
+const positive = (values) => values.map((v) => (v > 0 ? v : null));
+
+// Axis text and grid lines in the theme's colours (style.css), read when the theme changes, not on every draw.
+const ink = {};
+function readInk() {
+  ink.axis = cssVar("--chart-axis");
+  ink.grid = cssVar("--chart-grid");
+}
+readInk();
+window.addEventListener("themechange", readInk);
+export const themedAxis = (axis) => ({ stroke: () => ink.axis, grid: { stroke: () => ink.grid, width: 1 },
+  ticks: { stroke: () => ink.grid, width: 1 }, ...axis });
+
 function guideAt(value) {  // a dashed line across the chart, e.g. 0.5 where D cannot tell real from generated
   return (u) => {
     const y = Math.round(u.valToPos(value, "y", true)) + 0.5;
@@ -69,9 +87,20 @@ export class Chart {
     this.means = {};
     this.width = 1;
     this.zoomed = false;
+    this.log = false;
+    this.syncKey = syncKey;
+    this.spec = spec;
+    this.points = 0;
+    this.uplot = new uPlot(this.options(), placeholder(3 * metrics.length), this.box);
+    this.decorateLegend();
+  }
+
+  // The uPlot options; made again (and the chart with them) when the y axis turns logarithmic or back.
+  options() {
+    const spec = this.spec;
     let shown = 0, optional = 2;
     const series = [], bands = [];
-    metrics.forEach((m, k) => {
+    this.metrics.forEach((m, k) => {
       const [solid, faint] = PALETTE[m.optional ? optional++ : shown++] || PALETTE[PALETTE.length - 1];
       const show = !m.optional;
       series.push(
@@ -81,17 +110,17 @@ export class Chart {
       );
       bands.push({ series: [3 * k + 2, 3 * k + 1], fill: faint });
     });
-    const opts = {
+    return {
       width: this.box.clientWidth,
       height: chartHeight(),
-      scales: { x: { time: false }, y: { range: spec.range || autoRange } },
+      scales: { x: { time: false }, y: this.log ? { distr: 3, log: 10, range: logRange } : { range: spec.range || autoRange } },
       axes: [
-        { label: "step", labelSize: 18, size: 34, incrs: STEP_INCRS, values: (u, ticks) => ticks.map(stepLabel) },
-        { label: spec.yLabel, labelSize: 18, size: 46 },
+        themedAxis({ label: "step", labelSize: 18, size: 34, incrs: STEP_INCRS, values: (u, ticks) => ticks.map(stepLabel) }),
+        themedAxis({ label: this.log ? `${spec.yLabel} (log)` : spec.yLabel, labelSize: 18, size: 46 }),
       ],
       legend: { live: true },
       cursor: {
-        sync: { key: syncKey },             // hover one chart, see the same step on the other
+        sync: { key: this.syncKey },             // hover one chart, see the same step on the other
         drag: { x: true, y: false },         // drag to zoom into steps, double-click to zoom out
         hover: { skip: [null] },             // a step where a series has no value shows its nearest value
         points: { size: 7 },
@@ -112,12 +141,25 @@ export class Chart {
         draw: spec.guide === undefined ? [] : [guideAt(spec.guide)],
       },
     };
-    this.points = 0;
-    this.uplot = new uPlot(opts, placeholder(series.length), this.box);
+  }
+
+  decorateLegend() {
     this.uplot.root.querySelectorAll(".u-legend .u-series").forEach((row, i) => {
       if (i > 0 && i % 3 !== 0) row.hidden = true;
       else if (i > 0) row.title = "click to show or hide";
     });
+  }
+
+  setLog(on) {
+    this.log = on;
+    this.zoomed = false;
+    this.uplot.destroy();
+    this.uplot = new uPlot(this.options(), placeholder(3 * this.metrics.length), this.box);
+    this.decorateLegend();
+  }
+
+  recolour() {
+    this.uplot.redraw(false);
   }
 
   weight() {
@@ -149,7 +191,8 @@ export class Chart {
     for (const m of this.metrics) {
       const s = h.series[m.name];
       this.means[m.name] = means(h, m.name);
-      data.push(s.min, s.max, smooth(this.means[m.name], this.weight()));
+      const lines = [s.min, s.max, smooth(this.means[m.name], this.weight())];
+      data.push(...(this.log ? lines.map(positive) : lines));
     }
     u.setData(data, !this.zoomed);
     showLatestInLegend(u);

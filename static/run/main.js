@@ -3,6 +3,7 @@
 // The series and charts come from protocol.METRICS, which the server puts into the page as JSON.
 import { makeCharts } from "./charts.js";
 import { showCheckpoints } from "./checkpoints.js";
+import { setupOrganise, showOrganise } from "./organise.js";
 import { renderHeader, showRun } from "./header.js";
 import { QualityChart } from "./quality.js";
 import { SamplePlayer } from "./samples.js";
@@ -75,13 +76,36 @@ function receive(kind, metrics) {
   }
 }
 
+function redraw() {
+  redrawWanted = true;
+  schedule();
+}
+
 for (const chart of Object.values(charts)) {
   chart.slider.addEventListener("input", () => {
     $(`${chart.slider.id}-value`).textContent = chart.weight().toFixed(2);
-    redrawWanted = true;
-    schedule();
+    redraw();
   });
 }
+$("log-y").addEventListener("change", (e) => { charts.loss.setLog(e.target.checked); draw(); });
+window.addEventListener("themechange", () => [...Object.values(charts), quality].forEach((c) => c.recolour()));
+
+// Smoothing off on every chart, or back to the values it had.
+function toggleSmoothing() {
+  const on = Object.values(charts).some((c) => c.weight() > 0);
+  for (const { slider } of Object.values(charts)) {
+    if (on) slider.dataset.last = slider.value;
+    slider.value = on ? "0" : slider.dataset.last || slider.defaultValue;
+    slider.dispatchEvent(new Event("input"));
+  }
+}
+
+addShortcuts([
+  { keys: ["ArrowLeft"], help: "previous sample grid", run: () => samples.step(-1) },
+  { keys: ["ArrowRight"], help: "next sample grid", run: () => samples.step(1) },
+  { keys: ["s"], help: "smoothing off, or back on", run: toggleSmoothing },
+  { keys: ["g", "l"], help: "go to the run list", run: () => { window.location.href = "/"; } },
+]);
 
 // ---- the run ---------------------------------------------------------------------------------------------------------
 
@@ -89,6 +113,7 @@ function onRun(next) {
   const previous = run;
   run = next;
   showRun(run, previous);
+  showOrganise(run);
   samples.totalEpochs = run.total_epochs ?? run.config.epochs;
   showChartNote();
   const rewound = previous && previous.status !== "running" && run.status === "running" && history.step.length;
@@ -112,6 +137,7 @@ async function action(name, button, busyText) {
 }
 $("cancel-button").addEventListener("click", (e) => action("cancel", e.currentTarget, "Cancelling…"));
 $("resume-button").addEventListener("click", (e) => action("resume", e.currentTarget, "Resuming…"));
+setupOrganise(runId, () => run, onRun);
 
 // ---- live messages ---------------------------------------------------------------------------------------------------
 
@@ -180,7 +206,9 @@ window.ganboard = {
   dropConnection: () => socket.drop(),
   socket,
   feed: onMessage,  // a message as if the server sent it
-  charts: Object.fromEntries(Object.entries(charts).map(([k, c]) => [k === "d" ? "dgz" : k, c.uplot])),
+  get charts() {  // read each time: the log-scale toggle makes the loss chart anew
+    return Object.fromEntries(Object.entries(charts).map(([k, c]) => [k === "d" ? "dgz" : k, c.uplot]));
+  },
 };
 
 socket.open();

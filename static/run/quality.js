@@ -1,6 +1,6 @@
 // The sample-quality chart: per epoch, the sliced Wasserstein distance (every epoch) and FID (when its time budget
 // allowed one), lower is better. Two y axes: SWD on the left, FID on the right; KID is in the legend of each point.
-import { showLatestInLegend } from "./charts.js";
+import { showLatestInLegend, themedAxis } from "./charts.js";
 
 const SWD = "#0d9488", FID = "#9333ea";
 
@@ -14,9 +14,9 @@ export class QualityChart {
       scales: { x: { time: false }, swd: { range: (u, lo, hi) => uPlot.rangeNum(lo ?? 0, hi ?? 1, 0.1, true) },
                 fid: { range: (u, lo, hi) => uPlot.rangeNum(lo ?? 0, hi ?? 1, 0.1, true) } },
       axes: [
-        { label: "epoch", labelSize: 18, size: 34, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] },
-        { scale: "swd", label: "SWD", labelSize: 18, size: 46, stroke: SWD },
-        { scale: "fid", label: "FID", labelSize: 18, size: 46, side: 1, grid: { show: false }, stroke: FID },
+        themedAxis({ label: "epoch", labelSize: 18, size: 34, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }),
+        themedAxis({ scale: "swd", label: "SWD", labelSize: 18, size: 46, stroke: SWD }),
+        themedAxis({ scale: "fid", label: "FID", labelSize: 18, size: 46, side: 1, grid: { show: false }, stroke: FID }),
       ],
       cursor: { drag: { x: false, y: false }, points: { size: 7 } },
       legend: { live: true },
@@ -49,6 +49,10 @@ export class QualityChart {
   clear() {
     this.byEpoch.clear();
     this.uplot.setData([[0, 1], [null, null], [null, null]]);
+  }
+
+  recolour() {
+    this.uplot.redraw(false);
   }
 
   fit() {

@@ -39,6 +39,15 @@ export class SamplePlayer {
     this.slider.setAttribute("aria-valuetext", `epoch ${sample.epoch}`);
   }
 
+  // The grid `delta` epochs away from the one shown (the arrow keys); the newest one follows new grids again.
+  step(delta) {
+    if (!this.samples.length) return;
+    this.stop();
+    const index = Math.min(this.samples.length - 1, Math.max(0, Number(this.slider.value) - 1 + delta));
+    this.following = index === this.samples.length - 1;
+    this.show(index);
+  }
+
   add(list) {
     for (const sample of list || []) {
       if (!sample) continue;
