@@ -7,7 +7,9 @@ import { means, smooth } from "./series.js";
 const KINDS = {
   loss: { box: "loss-chart", smoothing: "smoothing", yLabel: "loss" },
   d: { box: "dgz-chart", smoothing: "smoothing-d", yLabel: "D output", range: [0, 1], guide: 0.5 },
+  grad: { box: "grad-chart", smoothing: "smoothing-grad", yLabel: "gradient L2 norm" },
 };
+const ALERT_COLOR = "#dc2626";
 // The always-shown series of a chart take D's blue and then G's orange (in protocol order: D's series come first);
 // optional ones the colours after.
 const PALETTE = [[COLORS.d, COLORS.dRaw], [COLORS.g, COLORS.gRaw], ["#0d9488", "rgba(13, 148, 136, 0.25)"],
@@ -57,6 +59,24 @@ function guideAt(value) {  // a dashed line across the chart, e.g. 0.5 where D c
   };
 }
 
+function alertMarks(chart) {  // a red vertical line at the step of each health alert of the run
+  return (u) => {
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.strokeStyle = ALERT_COLOR;
+    ctx.lineWidth = 2 * devicePixelRatio;
+    for (const alert of chart.alerts) {
+      const x = Math.round(u.valToPos(alert.step, "x", true)) + 0.5;
+      if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+      ctx.beginPath();
+      ctx.moveTo(x, u.bbox.top);
+      ctx.lineTo(x, u.bbox.top + u.bbox.height);
+      ctx.stroke();
+    }
+    ctx.restore();
+  };
+}
+
 // One chart: `metrics` are the protocol's entries for it ({name, label, chart, optional}). uPlot series 3k+1 and 3k+2
 // are metric k's bucket min and max (a band between them), 3k+3 its smoothed means (the one in the legend).
 export class Chart {
@@ -69,6 +89,7 @@ export class Chart {
     this.means = {};
     this.width = 1;
     this.zoomed = false;
+    this.alerts = [];  // [{step, kind, ...}]: marked on the chart
     let shown = 0, optional = 2;
     const series = [], bands = [];
     metrics.forEach((m, k) => {
@@ -109,7 +130,7 @@ export class Chart {
           if (i === null || i % 3 !== 0 || opts.show === undefined) return;
           for (const j of [i - 2, i - 1]) if (u.series[j].show !== opts.show) u.setSeries(j, { show: opts.show });
         }],
-        draw: spec.guide === undefined ? [] : [guideAt(spec.guide)],
+        draw: [...(spec.guide === undefined ? [] : [guideAt(spec.guide)]), alertMarks(this)],
       },
     };
     this.points = 0;
@@ -153,6 +174,13 @@ export class Chart {
     }
     u.setData(data, !this.zoomed);
     showLatestInLegend(u);
+  }
+
+  setAlerts(alerts) {
+    const steps = (list) => list.map((a) => a.step).join();
+    if (steps(alerts) === steps(this.alerts)) return;
+    this.alerts = alerts;
+    this.uplot.redraw(false);
   }
 
   fit() {
