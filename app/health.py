@@ -1,7 +1,7 @@
 """Health alerts: what is going wrong with a run, in plain words and with what to try, found from what ingest stored.
 
 Ingest calls `after_batch`, `after_epoch` and `after_status` in its transaction; each looks at a window of recent rows
-(at most `OSCILLATION_WINDOW` metric rows, or the last two samples), never the whole history. A kind has at most one
+(at most `OSCILLATION_WINDOW` metric rows, or the last two samples and the best before them), never the whole history. A kind has at most one
 open alert per run: it is raised when its rule holds, cleared (`cleared_step`) when the rule no longer holds, and
 raised again only after that. The rules and their thresholds are in docs/health.md; the rules themselves are plain
 functions of rows, so tests feed them synthetic ones.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db import Alert, Metric, Run, Sample
@@ -21,6 +21,7 @@ D_WINDOW = 200  # steps D's outputs are averaged over
 D_FAKE_MAX, D_REAL_MIN = 0.05, 0.95
 OSCILLATION_WINDOW = 1000  # steps looked at for spikes
 SPIKE_FACTOR = 3.0  # a spike: a loss above this many times the window's median
+SPIKE_MIN = 0.5  # and above the median by this much (a loss near 0, as when D wins, has "spikes" of 0.001)
 MIN_SPIKES = 3
 SPIKE_MERGE = 10  # spike rows closer than this many steps are one spike
 REGULARITY = 2.0  # every gap between spikes within this factor of their median gap
@@ -62,11 +63,13 @@ def d_wins(d_x: Sequence[float | None], d_g_z: Sequence[float | None]) -> str | 
 
 
 def spikes(steps: Sequence[int], values: Sequence[float | None]) -> list[int]:
-    """The steps where a spike starts: a value above SPIKE_FACTOR x the median of `values`, rows of one spike merged."""
+    """The steps where a spike starts: a value above SPIKE_FACTOR x the median of `values` and above it by SPIKE_MIN;
+    the rows of one spike merged."""
     present = [(s, v) for s, v in zip(steps, values) if v is not None]
     if len(present) < 20:
         return []
-    threshold = SPIKE_FACTOR * statistics.median(v for _, v in present)
+    median = statistics.median(v for _, v in present)
+    threshold = max(SPIKE_FACTOR * median, median + SPIKE_MIN)
     starts: list[int] = []
     last = None
     for s, v in present:
@@ -90,11 +93,14 @@ def oscillation(steps: Sequence[int], values: Sequence[float | None]) -> str | N
 
 
 def mode_collapse(diversity: Sequence[float]) -> str | None:
-    """The last COLLAPSE_EPOCHS epochs' diversity (generated / real) all below COLLAPSE_RATIO; newest last."""
-    if len(diversity) < COLLAPSE_EPOCHS or any(d >= COLLAPSE_RATIO for d in diversity[-COLLAPSE_EPOCHS:]):
+    """Diversity (generated / real, one per epoch, newest last) that fell: below COLLAPSE_RATIO in the last
+    COLLAPSE_EPOCHS epochs after reaching it before. An untrained G scores ~0.03 (it draws one blur for every noise),
+    so a run that never got there is still learning, or has another alert (D wins) that says why."""
+    recent, before = diversity[-COLLAPSE_EPOCHS:], diversity[:-COLLAPSE_EPOCHS]
+    if len(recent) < COLLAPSE_EPOCHS or any(d >= COLLAPSE_RATIO for d in recent) or max(before, default=0) < COLLAPSE_RATIO:
         return None
-    shown = ", ".join(f"{d:.2f}" for d in diversity[-COLLAPSE_EPOCHS:])
-    return f"the samples' diversity was {shown} of the data's in the last {COLLAPSE_EPOCHS} epochs"
+    shown = ", ".join(f"{d:.2f}" for d in recent)
+    return f"the samples' diversity fell from {max(before):.2f} to {shown} of the data's in the last {COLLAPSE_EPOCHS} epochs"
 
 
 # -- applied to what ingest stored ------------------------------------------------------------------------------------
@@ -117,11 +123,16 @@ def after_batch(session: Session, run: Run) -> list[Alert]:
 
 
 def after_epoch(session: Session, run: Run) -> list[Alert]:
-    latest = session.scalars(
-        select(Sample.diversity).where(Sample.run_id == run.id, Sample.diversity.is_not(None))
-        .order_by(Sample.epoch.desc()).limit(COLLAPSE_EPOCHS)
-    ).all()[::-1]  # fmt: skip
-    return _apply(session, run, {"mode_collapse": mode_collapse(latest)}) if latest else []
+    """The last COLLAPSE_EPOCHS samples' diversity, and the best before them (one aggregate, not the history)."""
+    scored = (Sample.run_id == run.id, Sample.diversity.is_not(None))
+    latest = session.execute(
+        select(Sample.epoch, Sample.diversity).where(*scored).order_by(Sample.epoch.desc()).limit(COLLAPSE_EPOCHS)
+    ).all()[::-1]
+    if not latest:
+        return []
+    best = session.scalar(select(func.max(Sample.diversity)).where(*scored, Sample.epoch < latest[0].epoch))
+    series = ([best] if best is not None else []) + [d for _, d in latest]
+    return _apply(session, run, {"mode_collapse": mode_collapse(series)})
 
 
 def after_status(session: Session, run: Run, status: str, error: str | None) -> list[Alert]:
