@@ -69,13 +69,19 @@ class FileOut(BaseModel):
     name: str
     url: str
     epoch: int
-    label: str | None = Field(None, description='checkpoints: what it holds, e.g. "after epoch 10", "epoch 29, step 812"')
-    step: int | None = Field(None, description="checkpoints: the step it was saved after")
     size: int | None = None
-    sha256: str | None = Field(None, description="checkpoints: SHA-256 of the file as the worker reported it")
-    swd: float | None = Field(None, description="samples: sliced Wasserstein distance x1e3 to the data (lower: better)")
-    fid: float | None = Field(None, description="samples: FID, when that epoch was scored (docs/quality.md)")
-    kid: float | None = Field(None, description="samples: KID, when that epoch was scored")
+
+
+class SampleOut(FileOut):
+    swd: float | None = Field(None, description="sliced Wasserstein distance x1e3 to the data (lower: better)")
+    fid: float | None = Field(None, description="FID, when that epoch was scored (docs/quality.md)")
+    kid: float | None = Field(None, description="KID, when that epoch was scored")
+
+
+class CheckpointOut(FileOut):
+    label: str = Field(description='what it holds, e.g. "after epoch 10", "epoch 29, step 812"')
+    step: int | None = Field(None, description="the step it was saved after")
+    sha256: str | None = Field(None, description="SHA-256 of the file as the worker reported it")
 
 
 def _run(session: Session, run_id: int) -> Run:
@@ -209,13 +215,13 @@ def get_metrics(
     return history.metrics(session, run_id, after, max_points)
 
 
-@router.get("/runs/{run_id}/samples", response_model=list[FileOut])
+@router.get("/runs/{run_id}/samples", response_model=list[SampleOut])
 def list_samples(run_id: RunId, session: SessionDep) -> list[dict]:
     _run(session, run_id)
     return store.samples_json(session, run_id)
 
 
-@router.get("/runs/{run_id}/checkpoints", response_model=list[FileOut])
+@router.get("/runs/{run_id}/checkpoints", response_model=list[CheckpointOut])
 def list_checkpoints(run_id: RunId, session: SessionDep) -> list[dict]:
     _run(session, run_id)
     return store.checkpoints_json(session, run_id)

@@ -1,4 +1,5 @@
-"""The database: runs, their per-batch metrics, sample grids, checkpoints, and the worker messages already stored.
+"""The database: runs, their per-batch metrics, sample grids, checkpoints, health alerts, and the worker messages
+already stored.
 
 SQLite in WAL mode: readers never wait for the writer, and `busy_timeout` makes writers queue instead of failing with
 "database is locked" when several runs report at once.
@@ -12,7 +13,7 @@ from datetime import datetime, timezone
 from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.schema import CreateIndex, CreateTable
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 from trainer.protocol import RESUMABLE, ROW_COLUMNS, Status
 
@@ -68,6 +69,11 @@ class Run(Base):
     tags: Mapped[list[str] | None] = mapped_column(JSON)
     note: Mapped[str | None]
     archived: Mapped[bool] = mapped_column(default=False)  # hidden from the run list's default view, not deleted
+    alerts: Mapped[list[Alert]] = relationship(lazy="selectin", cascade="all, delete-orphan", passive_deletes=True)
+
+    @property
+    def alerts_newest_first(self) -> list[Alert]:
+        return sorted(self.alerts, key=lambda a: a.id or 0, reverse=True)
 
     @property
     def active_seconds(self) -> float:
@@ -108,6 +114,8 @@ class Metric(Base):
     loss_g: Mapped[float | None]
     d_x: Mapped[float | None]
     d_g_z: Mapped[float | None]
+    grad_d: Mapped[float | None]
+    grad_g: Mapped[float | None]
     time: Mapped[float]
 
 
@@ -121,6 +129,22 @@ class Sample(Base):
     swd: Mapped[float | None]
     fid: Mapped[float | None]
     kid: Mapped[float | None]
+    diversity: Mapped[float | None]
+
+
+class Alert(Base):
+    """Something app.health found wrong with a run, in words. Open until `cleared_step`; one open alert per kind."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str]
+    step: Mapped[int]
+    epoch: Mapped[int]
+    message: Mapped[str]
+    advice: Mapped[str]
+    cleared_step: Mapped[int | None]
 
 
 class Checkpoint(Base):

@@ -18,8 +18,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from app import health
 from app.db import Checkpoint, Metric, Received, Run, Sample, sample_url
-from app.store import checkpoints_json, run_json
+from app.store import alert_json, checkpoints_json, run_json
 from app.supervisor import TransitionError, transition
 from trainer.protocol import CHECKPOINTS_DIR, SAMPLES_DIR, STATS, BatchMessage, EpochMessage, Status, StatusMessage
 from trainer.protocol import WorkerMessage, is_plain_name, is_snapshot
@@ -81,6 +82,8 @@ def ingest(session: Session, run: Run, run_dir: Path, msg: WorkerMessage, digest
         out.append({"type": "checkpoints", "checkpoints": checkpoints_json(session, run.id)})
     if isinstance(msg, StatusMessage) and current and run.status == Status.RUNNING:
         _status(session, run, msg)
+    if current:  # health alerts, from what was just stored (app/health.py)
+        out.extend({"type": "alert", "alert": alert_json(a)} for a in _check_health(session, run, msg))
     session.flush()
     out.append({"type": "run", "run": run_json(run)})
     return out
@@ -101,6 +104,14 @@ def _batch(session: Session, run: Run, msg: BatchMessage, current: bool) -> dict
     return {"type": "batch", "rows": {c: getattr(rows, c) for c in ("step", "epoch", *STATS)}}
 
 
+def _check_health(session: Session, run: Run, msg: WorkerMessage) -> list:
+    if isinstance(msg, BatchMessage):
+        return health.after_batch(session, run) if msg.rows.step else []
+    if isinstance(msg, EpochMessage):
+        return health.after_epoch(session, run)
+    return health.after_status(session, run, msg.status, msg.error)
+
+
 def _images_per_s(session: Session, run: Run, step: int, at: float) -> float | None:
     """Training speed over the last RATE_WINDOW seconds of this attempt: between two batch rows, so the time spent
     loading data before the first batch never counts."""
@@ -119,7 +130,8 @@ def _epoch(session: Session, run: Run, run_dir: Path, msg: EpochMessage, digests
         raise ValueError(f"sample: {msg.sample!r} is not a plain file name")
     sample_path = run_dir / SAMPLES_DIR / msg.sample
     size = sample_path.stat().st_size if sample_path.is_file() else None
-    session.merge(Sample(run_id=run.id, epoch=msg.epoch, name=msg.sample, size=size, swd=msg.swd, fid=msg.fid, kid=msg.kid))
+    session.merge(Sample(run_id=run.id, epoch=msg.epoch, name=msg.sample, size=size, swd=msg.swd, fid=msg.fid, kid=msg.kid,
+                         diversity=msg.diversity))
     registered = _register_checkpoints(session, run, digests, msg.epoch, msg.step)
     if current:  # the writer reports an epoch after later batches may have arrived: never move the run back
         run.epoch, run.step, run.latest_sample = max(run.epoch, msg.epoch), max(run.step, msg.step), msg.sample
@@ -131,7 +143,7 @@ def _epoch(session: Session, run: Run, run_dir: Path, msg: EpochMessage, digests
     return {
         "type": "epoch", "epoch": msg.epoch, "images_per_s": msg.images_per_s, "seconds": msg.seconds,
         "sample": {"epoch": msg.epoch, "name": msg.sample, "url": sample_url(run.id, msg.sample),
-                   "swd": msg.swd, "fid": msg.fid, "kid": msg.kid},
+                   "swd": msg.swd, "fid": msg.fid, "kid": msg.kid, "diversity": msg.diversity},
         "checkpoints": checkpoints_json(session, run.id) if registered else None,
     }  # fmt: skip
 

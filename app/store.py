@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import history
-from app.db import Checkpoint, Run, Sample, sample_url
+from app.db import Alert, Checkpoint, Run, Sample, sample_url
 from trainer.protocol import Status, checkpoint_label
 
 
@@ -25,6 +25,23 @@ def _utc(t: datetime) -> str:
 
 
 UtcTime = Annotated[datetime, PlainSerializer(_utc, return_type=str)]
+
+
+class AlertOut(BaseModel):
+    """A health alert (app/health.py): what is wrong in words, and what to try."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: str
+    step: int
+    epoch: int
+    message: str
+    advice: str
+    cleared_step: int | None = Field(description="the step where its rule stopped holding; null while open")
+
+
+def alert_json(alert: Alert) -> dict[str, Any]:
+    return AlertOut.model_validate(alert).model_dump(mode="json")
 
 
 class RunOut(BaseModel):
@@ -65,6 +82,7 @@ class RunOut(BaseModel):
     tags: Annotated[list[str], BeforeValidator(lambda v: v or [])] = Field(description="short labels people gave the run")
     note: str | None = Field(description="free text people wrote about the run")
     archived: bool = Field(description="hidden from the run list's default view")
+    alerts: list[AlertOut] = Field(validation_alias=AliasChoices("alerts_newest_first", "alerts"), description="newest first")
 
 
 def run_json(run: Run) -> dict[str, Any]:
@@ -75,7 +93,7 @@ def samples_json(session: Session, run_id: int) -> list[dict]:
     rows = session.scalars(select(Sample).where(Sample.run_id == run_id).order_by(Sample.epoch))
     return [
         {"epoch": s.epoch, "name": s.name, "size": s.size, "url": sample_url(run_id, s.name), "swd": s.swd, "fid": s.fid,
-         "kid": s.kid}
+         "kid": s.kid, "diversity": s.diversity}
         for s in rows
     ]  # fmt: skip
 

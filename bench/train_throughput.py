@@ -15,7 +15,6 @@ CUDA graphs, data on the GPU, on an H100; the quick preset's on an H200) and the
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile

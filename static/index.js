@@ -109,7 +109,7 @@ function runRow(run) {
   row.innerHTML = `
     <td class="thumb"><a tabindex="-1"><img alt="" width="48" height="48" hidden><span class="thumb-empty"></span></a></td>
     <td class="name"><a class="run-link"></a><div class="muted small run-config"></div><div class="tags"></div></td>
-    <td class="status"><span class="badge"></span></td>
+    <td class="status"><span class="badge"></span> <span class="badge alert-badge" hidden></span></td>
     <td class="progress-cell"><div class="progress small" role="progressbar" aria-valuemin="0" aria-valuemax="100"><div class="bar"></div></div>
       <div class="small muted progress-text"></div></td>
     <td class="num ips" data-label="images/s"></td>
@@ -142,6 +142,11 @@ function updateRow(row, run) {
   showTags(row.querySelector(".tags"), run);
   const badge = row.querySelector(".badge");
   if (badge.textContent !== run.status) setBadge(badge, run.status);
+  const open = (run.alerts || []).filter((a) => a.cleared_step === null);  // health alerts still holding
+  const alertBadge = row.querySelector(".alert-badge");
+  alertBadge.hidden = open.length === 0;
+  setText(alertBadge, open.map((a) => `⚠ ${a.kind.replace("_", " ")}`).join(" "));
+  alertBadge.title = open.map((a) => `${a.message} Try: ${a.advice}`).join("\n");
   const percent = progressFraction(run) * 100;
   row.querySelector(".bar").style.width = `${percent.toFixed(1)}%`;
   row.querySelector(".progress").setAttribute("aria-valuenow", percent.toFixed(0));

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 from app.hub import QUEUE_SIZE, RESYNC, Hub
 
@@ -22,7 +23,7 @@ def test_every_page_gets_the_same_encoded_text():
         assert [m.last_step for m in got[0]] == [5, None]
         assert other.queue.empty()
 
-    asyncio.run(main())
+    run_in_own_thread(main())
 
 
 def test_a_page_that_falls_behind_gets_a_resync_not_the_backlog():
@@ -33,4 +34,10 @@ def test_a_page_that_falls_behind_gets_a_resync_not_the_backlog():
             hub.publish(1, [{"type": "batch", "rows": {"step": [step]}}])
         assert slow.stale and slow.queue.qsize() == 1 and slow.queue.get_nowait() is RESYNC
 
-    asyncio.run(main())
+    run_in_own_thread(main())
+
+
+def run_in_own_thread(coro) -> None:
+    """Playwright's session-wide browser keeps an event loop running in the main thread: asyncio.run needs another."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coro).result()

@@ -6,6 +6,12 @@ within `BUDGET` of the training time so far (so every epoch or few on a GPU, eve
 in a run of seconds); `eval_every` in the config fixes the period instead (and adds the last epoch). The real images' features are computed once per dataset,
 size and feature resolution, and cached beside the datasets.
 
+Diversity is the mean pairwise distance of the generated images divided by the same of as many real ones, both
+average-pooled to 8x8 pixels: at that size what is left is an image's layout and colours, the thing a collapsed G
+repeats, while the high-frequency noise an untrained or broken G adds (which would pass for variety in full pixels)
+is averaged away. It costs one small matrix of distances, so every epoch has it: about 1 for a healthy G, near 0
+when G draws one image for every noise.
+
 Generated images come from a noise batch of their own generator, so scoring never touches the training RNG.
 """
 
@@ -33,6 +39,8 @@ class Evaluator:
     def __init__(self, cfg: TrainConfig, images: torch.Tensor, device: torch.device):
         self.cfg, self.images, self.device = cfg, images, device
         self.swd = SlicedWasserstein(images, seed=cfg.seed)
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed))[: self.swd.count]
+        self.real_spread = spread(images[pick].float().div(127.5).sub(1))
         self.fid_size, self.fid_count = FID_SETTINGS["cuda" if device.type == "cuda" else "cpu"]
         self.noise = torch.randn(max(self.swd.count, self.fid_count), cfg.nz, 1, 1,
                                  generator=torch.Generator().manual_seed(cfg.seed + 1))  # fmt: skip
@@ -57,7 +65,8 @@ class Evaluator:
     @torch.no_grad()
     def __call__(self, netg: torch.nn.Module, epoch: int, train_seconds: float) -> dict[str, float]:
         """Scores of `netg` now: always `swd`; `fid` and `kid` when due. `train_seconds`: training time so far."""
-        scores = {"swd": self.swd(self._generate(netg, self.swd.count))}
+        fake = self._generate(netg, self.swd.count)
+        scores = {"swd": self.swd(fake), "diversity": spread(fake) / max(self.real_spread, 1e-8)}
         if self.fid_due(epoch, train_seconds):
             t0 = time.perf_counter()
             try:
@@ -107,3 +116,10 @@ class Evaluator:
         except OSError as e:
             log.warning("could not cache the real images' features in %s: %s", path.parent, e)
         return real
+
+
+def spread(images: torch.Tensor) -> float:
+    """Mean pairwise L2 distance of images in [-1, 1], average-pooled to 8x8 (see the module's docstring)."""
+    x = torch.nn.functional.adaptive_avg_pool2d(images.float(), 8).flatten(1)
+    n = len(x)
+    return float(torch.cdist(x, x).sum() / (n * (n - 1)))

@@ -8,6 +8,7 @@ trainer/state.py; epoch-end files are written by a background `Writer`, so the t
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -29,7 +30,7 @@ from trainer.protocol import (
     CHECKPOINTS_DIR, RESUME, SAMPLES_DIR, STATS, epoch_checkpoint_names, sample_name, snapshot_checkpoint_names,
 )  # fmt: skip
 from trainer.state import TrainState
-from trainer.steps import make_step
+from trainer.steps import D_STATS, G_STATS, make_step
 from trainer.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def _train(cfg: TrainConfig, run_dir: Path, sink: Sink, resume: bool, stop: thre
         "running", step=st.step, epoch=st.epoch, total_steps=total_steps, total_epochs=cfg.epochs,
         batches_per_epoch=data.count, device=str(device), bf16=bf16,
     )  # fmt: skip
-    recorder, files = _Recorder(sink), _EpochFiles(run_dir, sink, device, amp)
+    recorder, files = _Recorder(sink, cfg), _EpochFiles(run_dir, sink, device, amp)
     evaluator, training_started = Evaluator(cfg, images, device), time.perf_counter()
     st.netg.train()
     st.netd.train()
@@ -115,11 +116,19 @@ def _train(cfg: TrainConfig, run_dir: Path, sink: Sink, resume: bool, stop: thre
     return "completed"
 
 
-class _Recorder:
-    """Keeps per-batch stats on the device and hands them to the sink in columnar chunks."""
+class NonFinite(ValueError):
+    """A step produced NaN or inf: training stops there (its error is the run's error)."""
 
-    def __init__(self, sink: Sink):
-        self.sink, self.meta, self.stats, self.last = sink, [], [], time.monotonic()
+
+class _Recorder:
+    """Keeps per-batch stats on the device and hands them to the sink in columnar chunks.
+
+    Reading a chunk back is also where a NaN or inf is found, with no extra sync: the rows before it are sent, then
+    `NonFinite` is raised, before anything (a checkpoint included) is written of the broken state. A NaN is expected
+    only where a net did not step by the schedule (batch i: D when i % d_every == 0, G when i % g_every == 0)."""
+
+    def __init__(self, sink: Sink, cfg: TrainConfig):
+        self.sink, self.cfg, self.meta, self.stats, self.last = sink, cfg, [], [], time.monotonic()
 
     def add(self, step: int, epoch: int, batch: int, stats: torch.Tensor) -> None:
         self.meta.append((step, epoch, batch, time.time()))
@@ -132,11 +141,26 @@ class _Recorder:
         if not self.meta:
             return
         values = torch.stack(self.stats).tolist()  # the one host sync of this chunk
-        rows: dict[str, list] = {k: [m[i] for m in self.meta] for i, k in enumerate(("step", "epoch", "batch", "time"))}
+        meta, broken = self.meta, self._first_non_finite(values)
+        if broken is not None:
+            meta, values = meta[: broken[0]], values[: broken[0]]
+        rows: dict[str, list] = {k: [m[i] for m in meta] for i, k in enumerate(("step", "epoch", "batch", "time"))}
         for j, name in enumerate(STATS):
             rows[name] = [None if v[j] != v[j] else v[j] for v in values]  # NaN (did not step) -> None
         self.meta, self.stats = [], []
-        self.sink.on_batch(rows)
+        if meta:
+            self.sink.on_batch(rows)
+        if broken is not None:
+            raise NonFinite(f"non-finite {broken[1]} at step {broken[2]}")
+
+    def _first_non_finite(self, values: list[list[float]]) -> tuple[int, str, int] | None:
+        """(row index, stat name, step) of the first value the steps that ran should have made finite and did not."""
+        for k, ((step, _, batch, _), row) in enumerate(zip(self.meta, values)):
+            ran = (D_STATS if batch % self.cfg.d_every == 0 else ()) + (G_STATS if batch % self.cfg.g_every == 0 else ())
+            for name, v in zip(STATS, row):
+                if (name in ran and not math.isfinite(v)) or math.isinf(v):
+                    return k, name, step
+        return None
 
 
 def _mark(device: torch.device) -> float | torch.cuda.Event:

@@ -51,7 +51,7 @@ def can_move(current: str, new: str) -> bool:
 class Metric:
     name: str  # column name in messages, the database and the API
     label: str  # what the page and the CLI call it
-    chart: Literal["loss", "d"]  # the loss chart, or the D(x)/D(G(z)) chart
+    chart: Literal["loss", "d", "grad"]  # the loss chart, the D(x)/D(G(z)) chart, or the gradient-norm chart
     optional: bool = False  # plotted only when the user ticks it on
 
 
@@ -63,8 +63,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("loss_g", "loss_G", "loss"),
     Metric("d_x", "D(x)", "d"),
     Metric("d_g_z", "D(G(z))", "d"),
+    Metric("grad_d", "|grad D|", "grad"),  # L2 norm of all of D's parameter gradients, before its optimiser step
+    Metric("grad_g", "|grad G|", "grad"),
 )
 STATS: tuple[str, ...] = tuple(m.name for m in METRICS)
+ADDED_LATER = ("grad_d", "grad_g")  # rows without them are still accepted (all null)
 ROW_COLUMNS: tuple[str, ...] = ("step", "epoch", "batch", *STATS, "time")  # one batch row, as stored
 
 MAX_INT = 2**63 - 1  # SQLite integers are 64-bit
@@ -135,6 +138,14 @@ class _Rows(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _added_later(cls, data):
+        """A metric added since a worker (or its journal) was written is null in its rows, not a refused message."""
+        if isinstance(data, dict) and isinstance(data.get("step"), list):
+            data = {**{name: [None] * len(data["step"]) for name in ADDED_LATER}, **data}
+        return data
+
     @model_validator(mode="after")
     def _aligned(self) -> _Rows:
         if len({len(getattr(self, c)) for c in ROW_COLUMNS}) != 1:
@@ -177,6 +188,8 @@ class EpochMessage(_Message):
     swd: Finite | None = None
     fid: Finite | None = None
     kid: Finite | None = None
+    # Spread of the generated images against the real ones' (trainer/evaluate.py): near 0 when G collapsed to a mode.
+    diversity: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
 
 
 class StatusMessage(_Message):

@@ -26,14 +26,19 @@ from trainer.state import TrainState
 
 log = logging.getLogger(__name__)
 
-D_STATS = ("loss_d", "loss_d_real", "loss_d_fake", "d_x", "d_g_z")
-G_STATS = ("loss_g", "d_g_z")
+D_STATS = ("loss_d", "loss_d_real", "loss_d_fake", "d_x", "d_g_z", "grad_d")
+G_STATS = ("loss_g", "d_g_z", "grad_g")
 WARMUP = 3  # eager steps on a side stream before a capture (cuDNN autotuning, Adam's state, the allocator)
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1], channels_last."""
     return images.float().div_(127.5).sub_(1).contiguous(memory_format=torch.channels_last)
+
+
+def grad_norm(net: torch.nn.Module) -> torch.Tensor:
+    """The L2 norm of all of `net`'s parameter gradients together, on the device (no host sync)."""
+    return torch.nn.utils.get_total_norm([p.grad for p in net.parameters() if p.grad is not None]).float()
 
 
 def d_step(st: TrainState, real: torch.Tensor, nz: int, amp: AbstractContextManager) -> torch.Tensor:
@@ -47,9 +52,10 @@ def d_step(st: TrainState, real: torch.Tensor, nz: int, amp: AbstractContextMana
     loss_real = F.binary_cross_entropy_with_logits(out_real.float(), torch.ones_like(out_real, dtype=torch.float))
     loss_fake = F.binary_cross_entropy_with_logits(out_fake.float(), torch.zeros_like(out_fake, dtype=torch.float))
     (loss_real + loss_fake).backward()
+    grad = grad_norm(st.netd)
     st.opt_d.step()
     d_x, d_g_z = torch.sigmoid(out_real.float()).mean(), torch.sigmoid(out_fake.float()).mean()
-    return torch.stack([loss_real + loss_fake, loss_real, loss_fake, d_x, d_g_z]).detach()
+    return torch.stack([loss_real + loss_fake, loss_real, loss_fake, d_x, d_g_z, grad]).detach()
 
 
 def g_step(st: TrainState, batch_size: int, nz: int, amp: AbstractContextManager) -> torch.Tensor:
@@ -61,8 +67,9 @@ def g_step(st: TrainState, batch_size: int, nz: int, amp: AbstractContextManager
     loss_g = F.binary_cross_entropy_with_logits(out.float(), torch.ones_like(out, dtype=torch.float))
     loss_g.backward()
     st.netd.requires_grad_(True)
+    grad = grad_norm(st.netg)
     st.opt_g.step()
-    return torch.stack([loss_g, torch.sigmoid(out.float()).mean()]).detach()
+    return torch.stack([loss_g, torch.sigmoid(out.float()).mean(), grad]).detach()
 
 
 class Step:

@@ -7,7 +7,9 @@ import { means, smooth } from "./series.js";
 const KINDS = {
   loss: { box: "loss-chart", smoothing: "smoothing", yLabel: "loss" },
   d: { box: "dgz-chart", smoothing: "smoothing-d", yLabel: "D output", range: [0, 1], guide: 0.5 },
+  grad: { box: "grad-chart", smoothing: "smoothing-grad", yLabel: "gradient L2 norm" },
 };
+const ALERT_COLOR = "#dc2626";
 // The always-shown series of a chart take D's blue and then G's orange (in protocol order: D's series come first);
 // optional ones the colours after.
 const PALETTE = [[COLORS.d, COLORS.dRaw], [COLORS.g, COLORS.gRaw], ["#0d9488", "rgba(13, 148, 136, 0.25)"],
@@ -59,6 +61,24 @@ window.addEventListener("themechange", readInk);
 export const themedAxis = (axis) => ({ stroke: () => ink.axis, grid: { stroke: () => ink.grid, width: 1 },
   ticks: { stroke: () => ink.grid, width: 1 }, ...axis });
 
+function alertMarks(chart) {  // a red vertical line at the step of each health alert of the run
+  return (u) => {
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.strokeStyle = ALERT_COLOR;
+    ctx.lineWidth = 2 * devicePixelRatio;
+    for (const alert of chart.alerts) {
+      const x = Math.round(u.valToPos(alert.step, "x", true)) + 0.5;
+      if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+      ctx.beginPath();
+      ctx.moveTo(x, u.bbox.top);
+      ctx.lineTo(x, u.bbox.top + u.bbox.height);
+      ctx.stroke();
+    }
+    ctx.restore();
+  };
+}
+
 function guideAt(value) {  // a dashed line across the chart, e.g. 0.5 where D cannot tell real from generated
   return (u) => {
     const y = Math.round(u.valToPos(value, "y", true)) + 0.5;
@@ -88,6 +108,7 @@ export class Chart {
     this.width = 1;
     this.zoomed = false;
     this.log = false;
+    this.alerts = [];  // [{step, kind, ...}]: marked on the chart
     this.syncKey = syncKey;
     this.spec = spec;
     this.points = 0;
@@ -138,7 +159,7 @@ export class Chart {
           if (i === null || i % 3 !== 0 || opts.show === undefined) return;
           for (const j of [i - 2, i - 1]) if (u.series[j].show !== opts.show) u.setSeries(j, { show: opts.show });
         }],
-        draw: spec.guide === undefined ? [] : [guideAt(spec.guide)],
+        draw: [...(spec.guide === undefined ? [] : [guideAt(spec.guide)]), alertMarks(this)],
       },
     };
   }
@@ -196,6 +217,13 @@ export class Chart {
     }
     u.setData(data, !this.zoomed);
     showLatestInLegend(u);
+  }
+
+  setAlerts(alerts) {
+    const steps = (list) => list.map((a) => a.step).join();
+    if (steps(alerts) === steps(this.alerts)) return;
+    this.alerts = alerts;
+    this.uplot.redraw(false);
   }
 
   fit() {

@@ -2,6 +2,7 @@
 // merged once per animation frame, with one setData per chart per frame, so a fast run never floods the page.
 // The series and charts come from protocol.METRICS, which the server puts into the page as JSON.
 import { makeCharts } from "./charts.js";
+import { showAlerts } from "./alerts.js";
 import { showCheckpoints } from "./checkpoints.js";
 import { setupOrganise, showOrganise } from "./organise.js";
 import { renderHeader, showRun } from "./header.js";
@@ -114,6 +115,8 @@ function onRun(next) {
   run = next;
   showRun(run, previous);
   showOrganise(run);
+  showAlerts(run.alerts || []);
+  for (const chart of Object.values(charts)) chart.setAlerts(run.alerts || []);
   samples.totalEpochs = run.total_epochs ?? run.config.epochs;
   showChartNote();
   const rewound = previous && previous.status !== "running" && run.status === "running" && history.step.length;
@@ -162,6 +165,8 @@ function onMessage(msg) {
   } else if (msg.type === "checkpoints") {  // written when a run stopped mid-epoch: the whole list
     showCheckpoints(msg.checkpoints);
     sampler.setCheckpoints(msg.checkpoints);
+  } else if (msg.type === "alert" && run) {  // the run message that follows carries it too
+    onRun({ ...run, alerts: [msg.alert, ...(run.alerts || [])] });
   } else if (msg.type === "run") {
     onRun(msg.run);
   }
@@ -206,6 +211,7 @@ window.ganboard = {
   dropConnection: () => socket.drop(),
   socket,
   feed: onMessage,  // a message as if the server sent it
+  alertSteps: () => Object.fromEntries(Object.entries(charts).map(([k, c]) => [k, c.alerts.map((a) => a.step)])),
   get charts() {  // read each time: the log-scale toggle makes the loss chart anew
     return Object.fromEntries(Object.entries(charts).map(([k, c]) => [k === "d" ? "dgz" : k, c.uplot]));
   },
