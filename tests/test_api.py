@@ -9,6 +9,7 @@ import pytest
 
 from app.history import downsample_indices
 from tests.conftest import wait_for
+from trainer.protocol import ROW_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -126,15 +127,19 @@ def test_pages_and_docs(server, finished):
 
 
 def test_downsampling_keeps_spikes_first_and_last():
-    rows = [(i, 1, 0, 1.0, None, None, 2.0 if i % 2 else None, 0.5, 0.5, 0.0) for i in range(1, 200_001)]
-    rows[123_456] = (123_457, 1, 0, 99.0, None, None, 2.0, 0.5, 0.5, 0.0)  # a spike in loss_d
-    rows[7_777] = (7_778, 1, 0, 1.0, None, None, 2.0, 0.5, -5.0, 0.0)  # a dip in D(G(z))
+    def row(step: int, **values) -> tuple:  # in protocol.ROW_COLUMNS order, whatever metrics it holds
+        base = dict(step=step, epoch=1, batch=0, loss_d=1.0, loss_g=2.0 if step % 2 == 0 else None, d_x=0.5, d_g_z=0.5)
+        return tuple({**base, **values}.get(c) for c in ROW_COLUMNS)
+
+    rows = [row(i) for i in range(1, 200_001)]
+    rows[123_456] = row(123_457, loss_d=99.0)  # a spike in loss_d
+    rows[7_777] = row(7_778, d_g_z=-5.0)  # a dip in D(G(z))
     keep = downsample_indices(rows, 2000)
     assert len(keep) <= 2000
     assert {0, 123_456, 7_777, len(rows) - 1} <= set(keep)
     assert keep == sorted(keep)
     assert downsample_indices(rows[:50], 2000) == list(range(50))
-    assert not any(math.isnan(rows[i][3]) for i in keep)
+    assert not any(math.isnan(rows[i][ROW_COLUMNS.index("loss_d")]) for i in keep)
 
 
 def test_paths_outside_the_data_roots_are_refused(server, tmp_path):
