@@ -62,7 +62,7 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: int, genera
 class SlicedWasserstein:
     """SWD of generated batches against a fixed sample of the real images; build once per run, call every epoch."""
 
-    def __init__(self, real_uint8: torch.Tensor, count: int = 128, per_image: int = 32, directions: int = 128,
+    def __init__(self, real_uint8: torch.Tensor, count: int = 128, per_image: int = 32, directions: int = 64,
                  seed: int = 0):  # fmt: skip
         self.per_image, self.directions, self.seed = per_image, directions, seed
         gen = torch.Generator().manual_seed(seed)
