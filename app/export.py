@@ -15,19 +15,18 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi import Path as PathParam
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.api import RunId
 from app.db import Metric, Run, Sample
 from trainer.protocol import METRICS, ROW_COLUMNS, SAMPLES_DIR
 
 router = APIRouter(prefix="/api/runs/{run_id}/export", tags=["export"])
-RunId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="the run's id")]
 CHUNK = 5000  # rows per database fetch and per streamed piece
 
 

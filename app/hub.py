@@ -63,6 +63,11 @@ class Hub:
         if not self.pages[page.run_id]:
             del self.pages[page.run_id]
 
+    def resync(self, run_id: int) -> None:
+        """Every open page of the run fetches a fresh snapshot (a journal replay stored what it had not seen)."""
+        for page in list(self.pages.get(run_id, ())):
+            page.put(RESYNC)
+
     def publish(self, run_id: int, messages: list[dict]) -> None:
         pages = list(self.pages.get(run_id, ()))
         if not pages:

@@ -35,7 +35,6 @@ from trainer.protocol import JOURNAL, parse_message
 
 log = logging.getLogger(__name__)
 CHUNK = 200  # messages per transaction
-RESYNC = [{"type": "resync"}]  # for open pages after a replay stored something: they fetch a fresh snapshot
 
 _locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)  # one replay of a run at a time
 

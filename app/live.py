@@ -11,6 +11,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from app import journal, store
+from app.hub import RESYNC
 from app.api import RunId
 from app.db import Run, hash_token
 from app.ingest import checkpoint_digests, ingest
@@ -41,7 +42,7 @@ async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
         return
     run_dir = state.settings.runs_dir / str(run_id)
     if await run_in_threadpool(journal.replay, state.sessions, run_id, run_dir):  # what it journalled before connecting
-        state.hub.publish(run_id, journal.RESYNC)
+        state.hub.resync(run_id)
     await ws.accept()
 
     def store_message(msg: protocol.WorkerMessage) -> list[dict] | None:
@@ -114,7 +115,7 @@ async def page_socket(ws: WebSocket, run_id: RunId) -> None:
                 getter.cancel()
                 break
             msg = getter.result()
-            if page.stale or msg.type == "resync":  # it fell behind, or a replay stored what it missed: a fresh snapshot
+            if page.stale or msg is RESYNC:  # it fell behind, or a replay stored what it missed: a fresh snapshot
                 page.stale = False
                 snap = await run_in_threadpool(make_snapshot, last_step)
                 if snap is None:

@@ -253,7 +253,7 @@ class Supervisor:
             self.dbfile.check()
             for run_id in [r for r, w in self.workers.items() if w.exit_code() is not False]:  # before deciding its end
                 if journal.replay(self.sessions, run_id, self.run_dir(run_id)) and self.loop:
-                    self.loop.call_soon_threadsafe(self.hub.publish, run_id, journal.RESYNC)
+                    self.loop.call_soon_threadsafe(self.hub.resync, run_id)
             for run_id, worker in list(self.workers.items()):
                 code = worker.exit_code()
                 if code is False:

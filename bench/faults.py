@@ -45,14 +45,19 @@ def worker_killed(runs: Path) -> None:
         server.stop()
 
 
+def kill_server(server) -> int:
+    """kill -9 of the server process (no shutdown, no goodbye); returns its port, for the restart."""
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait()
+    return int(server.url.rsplit(":", 1)[1])
+
+
 def server_killed(runs: Path) -> None:
     server = start_server(runs)
     try:
         run = server.create(epochs=8)
         wait_for(lambda: server.run(run["id"])["step"] > 10)
-        port = int(server.url.rsplit(":", 1)[1])
-        server.proc.send_signal(signal.SIGKILL)
-        server.proc.wait()
+        port = kill_server(server)
         down = time.monotonic()
         before = len(steps_of_db(runs, run["id"]))
         server = start_server(runs, port=port)
@@ -75,11 +80,9 @@ def outage(runs: Path) -> None:
     run = server.create(epochs=4)
     wait_for(lambda: server.run(run["id"])["step"] >= 5)
     pid = server.run(run["id"])["pid"]
-    server.proc.send_signal(signal.SIGKILL)
-    server.proc.wait()
+    port = kill_server(server)
     before = len(steps_of_db(runs, run["id"]))
     wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], 600)
-    port = int(server.url.rsplit(":", 1)[1])
     started = time.monotonic()
     server = start_server(runs, port=port, **env)
     try:
