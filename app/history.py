@@ -1,13 +1,19 @@
 """A run's metric history as the pages and the API read it.
 
-Pages get buckets: the rows grouped in SQL into buckets of W steps (bucket `b` holds steps `b*W+1 .. (b+1)*W`), per
-series the mean, min, max and count of its values. W (`bucket_width`) is a power of two fixed by the run's planned
-steps, not by how many rows exist yet, so a page watching a run live puts every live row into the bucket the server
-would have: a page smooths the same per-bucket means live and after a reload, holds at most ~MAX_BUCKETS points however
-long the run, and the min/max envelope keeps spikes visible. A run of up to MAX_BUCKETS steps has W = 1: raw rows.
+Pages get buckets: the rows grouped into buckets of W steps (bucket `b` holds steps `b*W+1 .. (b+1)*W`), per series the
+mean, min, max and count of its values. W (`bucket_width`) is a power of two fixed by the run's planned steps, not by
+how many rows exist yet, so a page watching a run live puts every live row into the bucket the server would have: a
+page smooths the same per-bucket means live and after a reload, holds at most ~MAX_BUCKETS points however long the
+run, and the min/max envelope keeps spikes visible. A run of up to MAX_BUCKETS steps has W = 1: raw rows.
+
+The buckets are stored (`db.metric_buckets`): ingest calls `refresh` after it stores rows, so opening a run of 200,000
+steps reads ~1,600 stored buckets (~10 ms) instead of aggregating 200,000 rows (~300 ms). Stored buckets are exact for
+the steps they cover; `forget` drops the ones a change to the rows touches, and a reader aggregates what is not stored
+yet (the last, filling bucket and anything newer) from the rows, so what a page reads never depends on when the last
+refresh ran.
 
 The API's `metrics` returns whole rows instead, thinned by keeping each series' min and max per bucket.
-Every function here is synchronous and takes a Session; async callers run them in a thread.
+Every function here is synchronous; async callers run them in a thread.
 """
 
 from __future__ import annotations
@@ -15,15 +21,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, delete, func, insert, literal, select
+from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import METRIC_COLUMNS, Metric, Run
+from app.db import BUCKET_AGGREGATES, METRIC_COLUMNS, Metric, Run, metric_buckets
 from trainer.protocol import METRICS, STATS
 
 MAX_BUCKETS = 2000
 AGGREGATES = ("mean", "min", "max", "count")
 SHOWN = tuple(m.name for m in METRICS if not m.optional)  # the series a chart shows until someone ticks more
+STORED = ("bucket", "step", "epoch", "time", "rows", *(f"{n}_{a}" for n in STATS for a in BUCKET_AGGREGATES))
 
 
 def bucket_width(total_steps: int | None, last_step: int) -> int:
@@ -36,25 +43,72 @@ def bucket_width(total_steps: int | None, last_step: int) -> int:
     return width
 
 
+def _aggregate(run_id: int, width: int, after: int) -> Select:
+    """The rows after step `after` in buckets of `width`, as the columns of STORED."""
+    bucket = (Metric.step - 1) // width
+    columns = [bucket, func.max(Metric.step), func.max(Metric.epoch), func.max(Metric.time), func.count()]
+    for name in STATS:
+        value = getattr(Metric, name)
+        columns += [func.sum(value), func.min(value), func.max(value), func.count(value)]
+    return select(*columns).where(Metric.run_id == run_id, Metric.step > after).group_by(bucket).order_by(bucket)
+
+
+def forget(session: Session, run_id: int, after: int) -> None:
+    """Drop the stored buckets that hold any step after `after`: the rows there are about to change."""
+    t = metric_buckets
+    session.execute(delete(t).where(t.c.run_id == run_id, (t.c.bucket + 1) * t.c.width > after))
+
+
+def refresh(session: Session, run: Run) -> None:
+    """Store the buckets of the rows not yet stored (and the last stored one again: it may have been filling). Buckets
+    of another width (the run's plan changed) are dropped first."""
+    t = metric_buckets
+    width = bucket_width(run.total_steps, run.step)
+    session.execute(delete(t).where(t.c.run_id == run.id, t.c.width != width))
+    last = session.execute(
+        select(t.c.bucket, t.c.step).where(t.c.run_id == run.id).order_by(t.c.bucket.desc()).limit(1)
+    ).first()
+    newest = session.scalar(select(func.max(Metric.step)).where(Metric.run_id == run.id))
+    if newest is None or (last is not None and last.step >= newest):
+        return
+    start = last.bucket if last is not None else 0
+    session.execute(delete(t).where(t.c.run_id == run.id, t.c.bucket >= start))
+    rows = _aggregate(run.id, width, start * width).add_columns(literal(run.id), literal(width))
+    session.execute(insert(t).from_select([*STORED, "run_id", "width"], rows))
+
+
+def refresh_all(sessions: sessionmaker) -> None:
+    """Refresh every run's buckets, one transaction per run: at start-up, so a database from before buckets were stored
+    gains them once (later, each is a no-op of two index lookups)."""
+    with sessions() as s:
+        run_ids = s.scalars(select(Run.id)).all()
+    for run_id in run_ids:
+        with sessions.begin() as s:
+            if run := s.get(Run, run_id):
+                refresh(s, run)
+
+
 def buckets(session: Session, run: Run, after: int = 0) -> dict[str, Any]:
     """The history after step `after`, bucketed:
     `{"width": W, "total_steps": the total W was chosen for, "step": [last step of each bucket], "epoch": [...],
-    "rows": [rows in each bucket], "<series>": {"mean": [...], "min": [...], "max": [...], "count": [...]}, ...}`
-    (mean, min and max are null in a bucket where the series has no value; count counts its values)."""
+    "time": [...], "rows": [rows in each bucket], "<series>": {"mean": [...], "min": [...], "max": [...], "count": [...]},
+    ...}` (mean, min and max are null in a bucket where the series has no value; count counts its values)."""
     width = bucket_width(run.total_steps, run.step)
-    bucket = (Metric.step - 1) // width if width > 1 else Metric.step
-    columns = [func.max(Metric.step), func.max(Metric.epoch), func.count()]
-    for name in STATS:
-        value = getattr(Metric, name)
-        columns += [func.avg(value), func.min(value), func.max(value), func.count(value)]
-    rows = session.execute(
-        select(*columns).where(Metric.run_id == run.id, Metric.step > after).group_by(bucket).order_by(bucket)
-    ).all()
-    cols = list(zip(*rows)) if rows else [()] * len(columns)
-    out: dict[str, Any] = {"width": width, "total_steps": run.total_steps, "step": list(cols[0]),
-                           "epoch": list(cols[1]), "rows": list(cols[2])}  # fmt: skip
+    rows: list = []
+    if after == 0:  # the stored buckets but the last one (it may be filling), then the rest from the rows
+        t = metric_buckets
+        rows = session.execute(
+            select(*(t.c[c] for c in STORED)).where(t.c.run_id == run.id, t.c.width == width).order_by(t.c.bucket)
+        ).all()[:-1]
+        after = (rows[-1].bucket + 1) * width if rows else 0
+    rows += session.execute(_aggregate(run.id, width, after)).all()
+    cols = list(zip(*rows)) if rows else [()] * len(STORED)
+    out: dict[str, Any] = {"width": width, "total_steps": run.total_steps, "step": list(cols[1]),
+                           "epoch": list(cols[2]), "time": list(cols[3]), "rows": list(cols[4])}  # fmt: skip
     for i, name in enumerate(STATS):
-        out[name] = {agg: list(cols[3 + 4 * i + j]) for j, agg in enumerate(AGGREGATES)}
+        total, low, high, count = cols[5 + 4 * i : 9 + 4 * i]
+        mean = [None if n == 0 else s / n for s, n in zip(total, count)]
+        out[name] = {"mean": mean, "min": list(low), "max": list(high), "count": list(count)}
     return out
 
 

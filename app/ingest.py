@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from app import health
+from app import health, history
 from app.db import Checkpoint, Metric, Received, Run, Sample, sample_url
 from app.store import alert_json, checkpoints_json, run_json
 from app.supervisor import TransitionError, transition
@@ -101,6 +101,9 @@ def _batch(session: Session, run: Run, msg: BatchMessage, current: bool) -> dict
                 setattr(run, name, value)
         if run.status == Status.RUNNING:
             run.images_per_s = _images_per_s(session, run, rows.step[-1], rows.time[-1])
+    if rows.step:  # rows of an older attempt may fall inside stored buckets
+        history.forget(session, run.id, min(rows.step) - 1)
+        history.refresh(session, run)
     return {"type": "batch", "rows": {c: getattr(rows, c) for c in ("step", "epoch", *STATS)}}
 
 
@@ -156,6 +159,8 @@ def _status(session: Session, run: Run, msg: StatusMessage) -> None:
         session.execute(delete(Sample).where(Sample.run_id == run.id, Sample.epoch > msg.epoch))
         run.step, run.epoch, run.total_steps, run.total_epochs = msg.step, msg.epoch, msg.total_steps, msg.total_epochs
         run.device, run.bf16 = msg.device, msg.bf16
+        history.forget(session, run.id, msg.step)
+        history.refresh(session, run)  # and for the plan it now has
         run.latest_sample = session.scalars(
             select(Sample.name).where(Sample.run_id == run.id).order_by(Sample.epoch.desc()).limit(1)
         ).first()

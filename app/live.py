@@ -99,27 +99,14 @@ async def page_socket(ws: WebSocket, run_id: RunId) -> None:
             run = s.get(Run, run_id)
             return store.snapshot(s, run, after) if run else None
 
-    try:
-        snap = await run_in_threadpool(make_snapshot, after)
-        if snap is None:
-            await ws.close(code=1008, reason="unknown run")  # before accept: the page sees its handshake refused
-            return
-        await ws.accept()
-        await ws.send_text(json.dumps(snap))
-        last_step = newest(snap, after)
-        closed = asyncio.create_task(_until_closed(ws))
+    async def send_live(last_step: int) -> None:
         while True:
-            getter = asyncio.create_task(page.queue.get())
-            done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if closed in done:
-                getter.cancel()
-                break
-            msg = getter.result()
+            msg = await page.queue.get()
             if page.stale or msg is RESYNC:  # it fell behind, or a replay stored what it missed: a fresh snapshot
                 page.stale = False
                 snap = await run_in_threadpool(make_snapshot, last_step)
                 if snap is None:
-                    break
+                    return
                 await ws.send_text(json.dumps(snap))
                 last_step = newest(snap, last_step)
                 continue
@@ -128,6 +115,22 @@ async def page_socket(ws: WebSocket, run_id: RunId) -> None:
                     continue  # already in the snapshot
                 last_step = msg.last_step
             await ws.send_text(msg.text)
+
+    try:
+        snap = await run_in_threadpool(make_snapshot, after)
+        if snap is None:
+            await ws.close(code=1008, reason="unknown run")  # before accept: the page sees its handshake refused
+            return
+        await ws.accept()
+        await ws.send_text(json.dumps(snap))
+        # Two tasks for the connection's life (not one per message): whichever ends first, the page left or the run
+        # was deleted, ends the other.
+        tasks = {asyncio.create_task(send_live(newest(snap, after))), asyncio.create_task(_until_closed(ws))}
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            task.result()
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:

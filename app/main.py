@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import api, auth, export, journal, live, pages, sampling
+from app import api, auth, export, history, journal, live, pages, sampling
 from app.auth import TokenMiddleware, is_loopback, redact_token_logs
 from app.db import make_engine, make_sessionmaker
 from app.guard import GuardMiddleware
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.hub = Hub()
         app.state.supervisor = Supervisor(settings, app.state.sessions, app.state.hub)
         await run_in_threadpool(journal.replay_all, app.state.sessions, settings.runs_dir)  # what came while down
+        await run_in_threadpool(history.refresh_all, app.state.sessions)
         await app.state.supervisor.start()
         yield
         await app.state.supervisor.stop()

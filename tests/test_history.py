@@ -6,10 +6,12 @@ import math
 
 import pytest
 
+from sqlalchemy import delete, func, insert, select, update
+
 from app import history
-from app.db import Run, make_engine, make_sessionmaker
+from app.db import Metric, Run, make_engine, make_sessionmaker, metric_buckets
 from tests.browser.runs_in_db import row, write_run
-from trainer.protocol import STATS
+from trainer.protocol import ROW_COLUMNS, STATS
 
 
 @pytest.mark.parametrize(("total", "width"), [(1, 1), (2000, 1), (2001, 2), (16_000, 8), (200_000, 128), (10**9, 2**19)])
@@ -71,3 +73,60 @@ def test_a_run_of_up_to_max_buckets_steps_is_raw(tmp_path):
     assert b["width"] == 1 and b["step"] == list(range(1, 51)) and set(b["rows"]) == {1}
     assert b["loss_g"]["mean"][4] is None and b["loss_g"]["count"][4] == 0  # step 5: G did not step
     assert b["d_x"]["mean"] == b["d_x"]["min"] == b["d_x"]["max"] == [row(s)["d_x"] for s in range(1, 51)]
+
+
+def aggregated(s, run) -> dict:
+    """The buckets worked out from the rows alone, with nothing stored."""
+    s.execute(delete(metric_buckets).where(metric_buckets.c.run_id == run.id))
+    return history.buckets(s, run)
+
+
+def test_stored_buckets_read_as_the_rows_aggregated(tmp_path):
+    run_id = write_run(tmp_path, 5_003, total_steps=10_000)
+    engine = make_engine(f"sqlite:///{tmp_path / 'ganboard.db'}")
+    with make_sessionmaker(engine)() as s:
+        run = s.get(Run, run_id)
+        assert s.scalar(select(func.count()).select_from(metric_buckets)) == 626  # ceil(5,003 / 8)
+        stored = history.buckets(s, run)
+        s.execute(update(metric_buckets).where(metric_buckets.c.bucket == 3).values(loss_d_max=77.0))
+        assert max(history.buckets(s, run)["loss_d"]["max"]) == 77.0  # it is the store that is read
+        s.rollback()
+        assert stored == aggregated(s, run)
+    engine.dispose()
+
+
+def test_rows_after_the_last_refresh_are_read_from_the_rows(tmp_path):
+    run_id = write_run(tmp_path, 1_000, total_steps=10_000)
+    engine = make_engine(f"sqlite:///{tmp_path / 'ganboard.db'}")
+    with make_sessionmaker(engine)() as s:
+        run = s.get(Run, run_id)
+        s.execute(insert(Metric), [{c: r[c] for c in ROW_COLUMNS} | {"run_id": run_id} for r in map(row, range(1_001, 1_100))])
+        run.step = 1_099
+        b = history.buckets(s, run)
+        assert b["step"][-1] == 1_099 and sum(b["rows"]) == 1_099
+        history.refresh(s, run)
+        assert history.buckets(s, run) == b == aggregated(s, run)
+    engine.dispose()
+
+
+def test_a_resumed_attempt_replaces_the_rows_it_rewrote_and_a_new_plan_rebuckets(tmp_path):
+    """A resume deletes the rows after its checkpoint and logs them again with other values: no bucket keeps the old
+    ones. A changed plan (more epochs) makes buckets of another width."""
+    run_id = write_run(tmp_path, 3_000, total_steps=4_000)
+    engine = make_engine(f"sqlite:///{tmp_path / 'ganboard.db'}")
+    with make_sessionmaker(engine)() as s:
+        run = s.get(Run, run_id)
+        s.execute(delete(Metric).where(Metric.run_id == run_id, Metric.step > 2_500))
+        history.forget(s, run_id, 2_500)
+        again = [row(step) | {"loss_d": 5.0} for step in range(2_501, 3_001)]
+        s.execute(insert(Metric), [{c: r[c] for c in ROW_COLUMNS} | {"run_id": run_id} for r in again])
+        history.refresh(s, run)
+        b = history.buckets(s, run)
+        assert b == aggregated(s, run) and b["width"] == 2
+        assert b["loss_d"]["mean"][-250:] == [5.0] * 250 and sum(b["rows"]) == 3_000
+        history.refresh(s, run)
+        run.total_steps = 40_000
+        history.refresh(s, run)
+        assert set(s.scalars(select(metric_buckets.c.width))) == {32}
+        assert history.buckets(s, run) == aggregated(s, run)
+    engine.dispose()

@@ -120,6 +120,12 @@ def test_each_message_is_stored_once_and_acknowledged_again(server, fake_run):
     assert server.client.get(ckpt["url"]).content == b"weights"
 
 
+def page_history(server, run_id: int) -> dict:
+    """The bucketed history a page opened now reads."""
+    with connect(f"{server.ws_url}/ws/runs/{run_id}") as page:
+        return json.loads(page.recv(timeout=30))["metrics"]
+
+
 def test_a_new_attempt_forgets_what_the_last_one_logged_after_its_checkpoint(server, fake_run):
     for epoch in (1, 2):
         (server.runs_dir / str(fake_run) / "samples" / f"epoch_000{epoch}.png").write_bytes(b"png")
@@ -135,10 +141,14 @@ def test_a_new_attempt_forgets_what_the_last_one_logged_after_its_checkpoint(ser
         resumed = {**RUNNING, "step": 10, "epoch": 1, "total_steps": 20, "total_epochs": 2}
         assert send(ws, 1, "status", attempt=2, **resumed) == {"type": "ack", "seq": 1}
         assert steps_of(server, fake_run) == list(range(1, 11))
+        assert page_history(server, fake_run)["step"] == list(range(1, 11))
         assert [s["epoch"] for s in server.client.get(f"/api/runs/{fake_run}/samples").json()] == [1]
         assert server.run(fake_run)["latest_sample"].endswith("epoch_0001.png")
-        send(ws, 2, "batch", attempt=2, rows=rows(11, 20, epoch=2))
+        send(ws, 2, "batch", attempt=2, rows={**rows(11, 20, epoch=2), "loss_d": [3.0] * 10})
     assert steps_of(server, fake_run) == list(range(1, 21))
+    history = page_history(server, fake_run)  # the new attempt's values only
+    assert history["step"] == list(range(1, 21)) and history["rows"] == [1] * 20
+    assert history["loss_d"]["mean"] == [1.0] * 10 + [3.0] * 10
 
 
 def test_bad_messages_drop_the_connection_and_store_nothing(server, fake_run):

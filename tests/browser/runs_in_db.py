@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from app import history
 from app.db import Metric, Run, make_engine, make_sessionmaker
 from trainer.config import TrainConfig
 from trainer.protocol import ROW_COLUMNS, STATS
@@ -20,8 +21,10 @@ def row(step: int, epoch: int = 1) -> dict:
     return {"step": step, "epoch": epoch, "batch": step, "time": float(step), **values}
 
 
-def write_run(runs_dir: Path, batches: int, total_steps: int | None = None, spike: dict[int, float] | None = None) -> int:
-    """A completed run of `batches` rows (steps 1..batches) planned for `total_steps`; `spike` maps step -> loss_d."""
+def write_run(runs_dir: Path, batches: int, total_steps: int | None = None, spike: dict[int, float] | None = None,
+              store_buckets: bool = True) -> int:
+    """A completed run of `batches` rows (steps 1..batches) planned for `total_steps`; `spike` maps step -> loss_d;
+    its buckets stored as ingest stores them, unless `store_buckets` is False (a database from before they were)."""
     engine = make_engine(f"sqlite:///{runs_dir / 'ganboard.db'}")
     try:
         with make_sessionmaker(engine).begin() as s:
@@ -34,6 +37,8 @@ def write_run(runs_dir: Path, batches: int, total_steps: int | None = None, spik
                 for r in rows:
                     r["loss_d"] = (spike or {}).get(r["step"], r["loss_d"])
                 s.execute(insert(Metric), [{c: r[c] for c in ROW_COLUMNS} | {"run_id": run.id} for r in rows])
+            if store_buckets:
+                history.refresh(s, run)  # as ingest does after storing rows
             return run.id
     finally:
         engine.dispose()
