@@ -39,7 +39,8 @@ def bucket_width(total_steps: int | None, last_step: int) -> int:
 def buckets(session: Session, run: Run, after: int = 0) -> dict[str, Any]:
     """The history after step `after`, bucketed:
     `{"width": W, "total_steps": the total W was chosen for, "step": [last step of each bucket], "epoch": [...],
-    "rows": [rows in each bucket], "<series>": {"mean": [...], "min": [...], "max": [...], "count": [...]}, ...}`
+    "rows": [rows in each bucket], "time": [newest wall time in each bucket],
+    "<series>": {"mean": [...], "min": [...], "max": [...], "count": [...]}, ...}`
     (mean, min and max are null in a bucket where the series has no value; count counts its values)."""
     width = bucket_width(run.total_steps, run.step)
     bucket = (Metric.step - 1) // width if width > 1 else Metric.step
@@ -47,12 +48,13 @@ def buckets(session: Session, run: Run, after: int = 0) -> dict[str, Any]:
     for name in STATS:
         value = getattr(Metric, name)
         columns += [func.avg(value), func.min(value), func.max(value), func.count(value)]
+    columns.append(func.max(Metric.time))
     rows = session.execute(
         select(*columns).where(Metric.run_id == run.id, Metric.step > after).group_by(bucket).order_by(bucket)
     ).all()
     cols = list(zip(*rows)) if rows else [()] * len(columns)
     out: dict[str, Any] = {"width": width, "total_steps": run.total_steps, "step": list(cols[0]),
-                           "epoch": list(cols[1]), "rows": list(cols[2])}  # fmt: skip
+                           "epoch": list(cols[1]), "rows": list(cols[2]), "time": list(cols[-1])}  # fmt: skip
     for i, name in enumerate(STATS):
         out[name] = {agg: list(cols[3 + 4 * i + j]) for j, agg in enumerate(AGGREGATES)}
     return out

@@ -1,4 +1,4 @@
-"""The two pages. They render a shell; the page scripts fetch everything else from the API and the websocket."""
+"""The pages. They render a shell; the page scripts fetch everything else from the API and the websocket."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
 
 from app.api import RunId
 from app.db import Run
@@ -31,3 +32,39 @@ def run_page(request: Request, run_id: RunId):
             raise HTTPException(404, f"run {run_id} not found")
     metrics = [asdict(m) for m in METRICS]  # the page's charts follow the protocol's metric list
     return templates.TemplateResponse(request, "run.html", {"run_id": run_id, "metrics": metrics})
+
+
+MAX_COMPARED = 10  # one clearly different colour per run (static/compare/charts.js has ten); more is a sweep for the table
+
+
+def parse_run_ids(text: str | None) -> tuple[list[int], str | None]:
+    """`?runs=3,7,9` as run ids in the given order, without repeats, or the reason it cannot be read."""
+    parts = [p.strip() for p in (text or "").split(",") if p.strip()]
+    if not parts:
+        return [], "runs: choose runs to compare, e.g. /compare?runs=3,7 (the run list's checkboxes make this link)"
+    bad = [p for p in parts if not p.isdecimal() or int(p) < 1 or len(p) > 18]
+    if bad:
+        return [], f"runs: {', '.join(repr(p) for p in bad[:5])} not a run id (positive whole numbers, comma-separated)"
+    ids = list(dict.fromkeys(int(p) for p in parts))
+    if len(ids) > MAX_COMPARED:
+        return [], f"runs: {len(ids)} runs chosen; at most {MAX_COMPARED} can be compared at once (one colour each)"
+    return ids, None
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(request: Request, runs: str | None = None):
+    """The comparison page. A garbled list or too many runs answer 422, a list of only unknown runs 404; the page says
+    which and why, and shows the runs it knows."""
+    ids, error = parse_run_ids(runs)
+    unknown: list[int] = []
+    if ids:
+        with request.app.state.sessions() as s:
+            found = set(s.scalars(select(Run.id).where(Run.id.in_(ids))))
+        unknown = [i for i in ids if i not in found]
+        ids = [i for i in ids if i in found]
+        if not ids:
+            error = f"runs: no run with id {', '.join(map(str, unknown))}"
+    status = 404 if ids == [] and unknown else 422 if error else 200
+    context = {"run_ids": ids, "unknown": unknown, "error": error, "max_runs": MAX_COMPARED,
+               "metrics": [asdict(m) for m in METRICS]}  # fmt: skip
+    return templates.TemplateResponse(request, "compare.html", context, status_code=status)
