@@ -44,7 +44,7 @@ def parse_run_ids(text: str | None) -> tuple[list[int], str | None]:
         return [], "runs: choose runs to compare, e.g. /compare?runs=3,7 (the run list's checkboxes make this link)"
     bad = [p for p in parts if not p.isdecimal() or int(p) < 1 or len(p) > 18]
     if bad:
-        return [], f"runs: {', '.join(repr(p) for p in bad[:5])} not a run id (positive whole numbers, comma-separated)"
+        return [], f"runs: not a run id: {', '.join(bad[:5])} (give positive whole numbers, comma-separated)"
     ids = list(dict.fromkeys(int(p) for p in parts))
     if len(ids) > MAX_COMPARED:
         return [], f"runs: {len(ids)} runs chosen; at most {MAX_COMPARED} can be compared at once (one colour each)"
