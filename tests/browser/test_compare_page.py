@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image
 from sqlalchemy import insert, update
 
 from app.db import Run, Sample, make_engine, make_sessionmaker
@@ -12,6 +13,13 @@ from tests.browser.runs_in_db import write_run
 from tests.harness import TINY
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def write_grid(path: Path, seed: int) -> None:
+    """A stand-in sample grid: 8x8 tiles of one colour each, different per run and epoch."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tiles = Image.frombytes("RGB", (8, 8), bytes((seed * 37 + i * 11) % 256 for i in range(8 * 8 * 3)))
+    tiles.resize((64, 64), Image.NEAREST).save(path)
 
 
 def stored_runs(runs_dir: Path) -> list[int]:
@@ -26,6 +34,8 @@ def stored_runs(runs_dir: Path) -> list[int]:
             for run_id, change, epochs in zip(ids, changes, grids):
                 config = s.get(Run, run_id).config | change
                 s.execute(update(Run).where(Run.id == run_id).values(config=config, epoch=3, total_epochs=3))
+                for e in epochs:
+                    write_grid(runs_dir / str(run_id) / "samples" / f"epoch_{e:04d}.png", seed=run_id * 10 + e)
                 s.execute(insert(Sample), [{"run_id": run_id, "epoch": e, "name": f"epoch_{e:04d}.png", "size": 1,
                                             "swd": 10.0 / e} for e in epochs])  # fmt: skip
     finally:
