@@ -70,7 +70,7 @@ function showConfig() {
 }
 
 function onRun(r, next) {
-  const replanned = r.run && (r.run.total_steps ?? null) !== (next.total_steps ?? null);
+  const replanned = (next.total_steps ?? null) !== r.history.totalSteps;  // e.g. a queued run that starts
   const configChanged = !r.run || JSON.stringify(r.run.config) !== JSON.stringify(next.config) || r.run.name !== next.name;
   r.run = next;
   named[r.index].name = next.name;
@@ -93,12 +93,12 @@ function onMessage(r, msg) {
   let fits = true;
   if (msg.type === "snapshot") {
     if (!r.history.step.length && msg.metrics) r.history = emptyHistory(names, msg.metrics.width, msg.metrics.total_steps ?? null);
-    const named0 = named[r.index].name;
-    onRun(r, msg.run);
-    if (!named0) Object.values(charts).concat(quality).forEach((c) => c.make());  // the legend gets the run's name
+    const unnamed = !named[r.index].name;
     fits = addBuckets(r.history, msg.metrics);
     addSamples(r, msg.samples);
     r.snapshotted = true;
+    onRun(r, msg.run);  // after the buckets: a run planned anew starts again from a fresh snapshot
+    if (unnamed) Object.values(charts).concat(quality).forEach((c) => c.make());  // the legend gets the run's name
   } else if (msg.type === "batch") {
     fits = addRows(r.history, msg.rows);
   } else if (msg.type === "epoch") {
