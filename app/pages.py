@@ -34,7 +34,7 @@ def run_page(request: Request, run_id: RunId):
     return templates.TemplateResponse(request, "run.html", {"run_id": run_id, "metrics": metrics})
 
 
-MAX_COMPARED = 10  # one clearly different colour per run (static/compare/charts.js has ten); more is a sweep for the table
+MAX_COMPARED = 10  # one clearly different colour per run (static/compare/overlay.js has ten); more is the table's job
 
 
 def parse_run_ids(text: str | None) -> tuple[list[int], str | None]:

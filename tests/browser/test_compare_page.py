@@ -117,7 +117,7 @@ def test_compare_three_stored_runs_and_a_live_one(server, page):
     assert all(x[:50] != y[:50] for x, y in zip(raw, smoothed))
     assert page.text_content("#smoothing-value") == "0.90"
     page.select_option("#x-axis", "epoch")
-    page.wait_for_function("window.compare.series() && document.querySelector('#loss-chart .u-legend th')?.textContent.includes('epoch')")
+    page.wait_for_function("document.querySelector('#loss-chart .u-legend th')?.textContent.includes('epoch')")
     page.select_option("#x-axis", "time")
     page.wait_for_function("document.querySelector('#loss-chart .u-legend th')?.textContent.includes('seconds')")
 
@@ -142,3 +142,14 @@ def test_the_table_view_has_the_checkboxes_too(server, page):
         page.check(f"#compare-table input.pick-run[data-run-id='{run_id}']")
     href = page.get_attribute("#compare-link", "href")
     assert sorted(map(int, href.split("runs=")[1].split(","))) == ids
+
+
+def test_a_filter_then_select_shown(server, page):
+    """Only the runs the filter shows are ticked."""
+    ids = [write_run(server.runs_dir, n) for n in (21, 22, 23)]
+    page.goto(server.url + "/")
+    page.fill("#run-search", "2 batches")  # the name of the 22-batch run only
+    page.wait_for_function("document.querySelectorAll('#runs-table tbody tr').length === 1")
+    page.click("#pick-shown")
+    assert page.get_attribute("#compare-link", "href") == f"/compare?runs={ids[1]}"
+    assert page.text_content("#compare-link") == "Compare (1)"
