@@ -142,6 +142,7 @@ window.compare = {
   runIds: () => runs.map((r) => r.id),
   pointCount: (id) => runs.find((r) => r.id === id).history.step.length,
   lastStep: (id) => lastStep(runs.find((r) => r.id === id).history),
+  xs: () => charts.loss.uplot.data[0],
   series: () => Object.fromEntries(Object.entries({ ...charts, quality }).map(([k, c]) => [k, c.seriesLabels()])),
   drawnPoints: (chart) => (chart === "quality" ? quality : charts[chart]).uplot.data.slice(1).map((col) => col.filter((v) => v !== null && v !== undefined).length),
   smoothed: (id, name) => smooth(means(runs.find((r) => r.id === id).history, name), weight()),

@@ -118,8 +118,11 @@ def test_compare_three_stored_runs_and_a_live_one(server, page):
     assert page.text_content("#smoothing-value") == "0.90"
     page.select_option("#x-axis", "epoch")
     page.wait_for_function("document.querySelector('#loss-chart .u-legend th')?.textContent.includes('epoch')")
+    assert max(page.evaluate("window.compare.xs()")) == 3.0  # 3,000 steps of 3 epochs: step / 1,000
     page.select_option("#x-axis", "time")
     page.wait_for_function("document.querySelector('#loss-chart .u-legend th')?.textContent.includes('seconds')")
+    # rows written with time = step, no start time: seconds since its first bucket (steps 1-2, newest time 2)
+    assert max(page.evaluate("window.compare.xs()")) == 2_998
 
     # the live run's points grow on the page
     page.wait_for_function(f"window.compare.pointCount({live}) > 0")
