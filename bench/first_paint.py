@@ -1,7 +1,8 @@
-"""Time to first chart paint of a run page in Chromium: a 200,000-batch run against a 1,000-batch one.
+"""Time to first chart paint of a run page in Chromium: a 200,000-batch run against a 1,000-batch one, and of the
+comparison page of five 200,000-batch runs (until every run's curves are drawn: the `first-compare-paint` mark).
 
-Both runs are written into the database of a real server (through the ORM); each page is opened several times, alternating,
-and the script prints the median milliseconds from navigation to the first chart paint, and the ratio.
+The runs are written into the database of a real server (through the ORM); each page is opened several times,
+alternating, and the script prints the median milliseconds from navigation to the first paint, and the ratios.
 Run: `.venv/bin/python bench/first_paint.py [--rounds 5]` (needs /usr/bin/chromium).
 """
 
@@ -26,22 +27,29 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     with scratch_server() as server:
-        cases = {"1,000 batches": write_run(server.runs_dir, 1_000), "200,000 batches": write_run(server.runs_dir, 200_000)}
+        small, large = write_run(server.runs_dir, 1_000), write_run(server.runs_dir, 200_000)
+        five = [large, *(write_run(server.runs_dir, 200_000) for _ in range(4))]
+        cases = {  # name: (path, the mark that says it painted)
+            "1,000 batches": (f"/runs/{small}", "first-chart-paint"),
+            "200,000 batches": (f"/runs/{large}", "first-chart-paint"),
+            "compare 5 x 200,000 steps": (f"/compare?runs={','.join(map(str, five))}", "first-compare-paint"),
+        }
         times: dict[str, list[float]] = {name: [] for name in cases}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             for _ in range(args.rounds):
-                for name, run_id in cases.items():
+                for name, (path, mark) in cases.items():
                     page = browser.new_page(viewport={"width": 1280, "height": 800})
-                    page.goto(f"{server.url}/runs/{run_id}")
-                    page.wait_for_function("performance.getEntriesByName('first-chart-paint').length > 0", timeout=120_000)
-                    times[name].append(page.evaluate("performance.getEntriesByName('first-chart-paint')[0].startTime"))
+                    page.goto(server.url + path)
+                    page.wait_for_function(f"performance.getEntriesByName('{mark}').length > 0", timeout=120_000)
+                    times[name].append(page.evaluate(f"performance.getEntriesByName('{mark}')[0].startTime"))
                     page.close()
             browser.close()
-    small, large = (statistics.median(v) for v in times.values())
+    small, large, compare = (statistics.median(v) for v in times.values())
     print(f"time to first chart paint, median of {args.rounds} (Chromium {CHROMIUM}):")
-    print(f"  1,000 batches:   {small:7.0f} ms")
-    print(f"  200,000 batches: {large:7.0f} ms   ratio {large / small:.2f}")
+    print(f"  1,000 batches:             {small:7.0f} ms")
+    print(f"  200,000 batches:           {large:7.0f} ms   ratio {large / small:.2f}")
+    print(f"  compare 5 x 200,000 steps: {compare:7.0f} ms   ratio {compare / small:.2f} (to 1,000 batches)")
 
 
 if __name__ == "__main__":

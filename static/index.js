@@ -104,9 +104,30 @@ function shownRuns() {
   return allRuns.filter(matches).sort(compareRuns);
 }
 
+// The runs ticked for the comparison page, by id; both views' checkboxes show it, and "Compare (n)" links to it.
+const picked = new Set();
+const MAX_COMPARED = 10;  // as app/pages.py allows
+
+function pickBox(run) {
+  const box = el("input", { type: "checkbox", class: "pick-run", "data-run-id": run.id, "aria-label": `compare ${run.name}` });
+  box.checked = picked.has(run.id);
+  return box;
+}
+
+function showPicked() {
+  for (const box of document.querySelectorAll("input.pick-run")) box.checked = picked.has(Number(box.dataset.runId));
+  const link = $("compare-link");
+  const ids = allRuns.map((r) => r.id).filter((id) => picked.has(id));  // runs deleted meanwhile drop out
+  link.textContent = `Compare (${ids.length})`;
+  link.href = `/compare?runs=${ids.join(",")}`;
+  link.setAttribute("aria-disabled", String(ids.length < 2));
+  link.title = ids.length > MAX_COMPARED ? `at most ${MAX_COMPARED} runs at once` : ids.length < 2 ? "tick two or more runs to compare them" : "open the ticked runs side by side";
+}
+
 function runRow(run) {
   const row = el("tr", { "data-run-id": run.id });
   row.innerHTML = `
+    <td class="pick"></td>
     <td class="thumb"><a tabindex="-1"><img alt="" width="48" height="48" hidden><span class="thumb-empty"></span></a></td>
     <td class="name"><a class="run-link"></a><div class="muted small run-config"></div><div class="tags"></div></td>
     <td class="status"><span class="badge"></span> <span class="badge alert-badge" hidden></span></td>
@@ -116,6 +137,7 @@ function runRow(run) {
     <td class="num losses" data-label="loss D / G"><span class="d"></span> / <span class="g"></span></td>
     <td class="small started" data-label="started"></td>
     <td class="small duration" data-label="duration"></td>`;
+  row.querySelector(".pick").append(pickBox(run));
   return row;
 }
 
@@ -196,7 +218,7 @@ function showTable(runs) {
   const text = JSON.stringify(runs.map((run) => COLUMNS.map(([key]) => cellText(COLUMN[key], run)).concat(run.id)));
   if (table.dataset.shown === text) return;  // redrawn only when a figure changed: a hover or a selection survives
   table.dataset.shown = text;
-  table.tBodies[0].replaceChildren(...runs.map((run) => el("tr", { "data-run-id": run.id }, ...COLUMNS.map(([key]) => {
+  table.tBodies[0].replaceChildren(...runs.map((run) => el("tr", { "data-run-id": run.id }, el("td", { class: "pick" }, pickBox(run)), ...COLUMNS.map(([key]) => {
     const column = COLUMN[key];
     const cell = el("td", { class: `col-${key}${column.kind && column.kind !== "text" ? " num" : ""}`, text: key === "name" ? "" : cellText(column, run) });
     if (key === "name") cell.append(el("a", { href: `/runs/${run.id}`, text: run.name }));
@@ -237,6 +259,7 @@ function render() {
   $("filter-archived").value = state.archived;
   showSortMarks();
   if (state.view === "list") showList(runs); else showTable(runs);
+  showPicked();
   $("runs-table").hidden = !any || state.view !== "list" || runs.length === 0;
   $("compare-table").hidden = !any || state.view !== "table" || runs.length === 0;
   $("run-filters").hidden = $("view-toggle").hidden = !any;
@@ -254,7 +277,7 @@ function setState(changes) {
 function buildListControls() {
   $("run-sort").replaceChildren(el("option", { value: "", text: "(a table column)", hidden: "" }),
     ...LIST_SORTS.map((key) => el("option", { value: key, text: COLUMN[key].label === "Run" ? "name" : COLUMN[key].label })));
-  $("compare-table").tHead.rows[0].replaceChildren(...COLUMNS.map(([key, label, , kind]) =>
+  $("compare-table").tHead.rows[0].replaceChildren(el("th", { class: "pick" }, el("span", { class: "sr-only", text: "Compare" })), ...COLUMNS.map(([key, label, , kind]) =>
     el("th", { "data-sort": key, class: kind && kind !== "text" ? "num" : "" }, el("button", { type: "button", class: "th-sort", text: label }))));
   for (const th of document.querySelectorAll("#runs-table th[data-sort]")) {
     th.replaceChildren(el("button", { type: "button", class: "th-sort", text: th.textContent }));
@@ -274,6 +297,19 @@ function buildListControls() {
   $("view-toggle").addEventListener("click", (e) => {
     const button = e.target.closest("button[data-view]");
     if (button) setState({ view: button.dataset.view });
+  });
+  $("runs").addEventListener("change", (event) => {  // a run's checkbox, in either view
+    const box = event.target.closest("input.pick-run");
+    if (!box) return;
+    if (box.checked) picked.add(Number(box.dataset.runId)); else picked.delete(Number(box.dataset.runId));
+    showPicked();
+  });
+  $("pick-shown").addEventListener("click", () => {
+    shownRuns().forEach((run) => picked.add(run.id));
+    showPicked();
+  });
+  $("compare-link").addEventListener("click", (event) => {
+    if ($("compare-link").getAttribute("aria-disabled") === "true") event.preventDefault();
   });
   addShortcuts([{ keys: ["/"], help: "search the runs", run: () => $("run-search").focus() }]);
 }

@@ -14,7 +14,7 @@ const ALERT_COLOR = "#dc2626";
 // optional ones the colours after.
 const PALETTE = [[COLORS.d, COLORS.dRaw], [COLORS.g, COLORS.gRaw], ["#0d9488", "rgba(13, 148, 136, 0.25)"],
   ["#9333ea", "rgba(147, 51, 234, 0.25)"]];
-const STEP_INCRS = [];  // whole steps only on the x axis
+export const STEP_INCRS = [];  // whole steps only on the x axis
 for (let p = 1; p <= 1e9; p *= 10) STEP_INCRS.push(p, 2 * p, 5 * p);
 
 export const chartHeight = () => (window.innerWidth < 600 ? 190 : 230);
@@ -38,7 +38,7 @@ export function showLatestInLegend(u) {  // with the cursor off the chart, the l
 // Before the first point, charts draw their axes over steps 0..1, so nothing moves when the data arrives.
 const placeholder = (n) => [[0, 1], ...Array.from({ length: n }, () => [null, null])];
 
-function autoRange(u, min, max) {
+export function autoRange(u, min, max) {
   if (min === null || max === null || !Number.isFinite(min) || !Number.isFinite(max)) return [0, 2];
   return uPlot.rangeNum(min, max, 0.1, true);
 }
@@ -79,7 +79,7 @@ function alertMarks(chart) {  // a red vertical line at the step of each health 
   };
 }
 
-function guideAt(value) {  // a dashed line across the chart, e.g. 0.5 where D cannot tell real from generated
+export function guideAt(value) {  // a dashed line across the chart, e.g. 0.5 where D cannot tell real from generated
   return (u) => {
     const y = Math.round(u.valToPos(value, "y", true)) + 0.5;
     const ctx = u.ctx;

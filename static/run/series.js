@@ -7,11 +7,12 @@
 
 export const bucketOf = (step, width) => Math.floor((step - 1) / width);
 
-// {width, totalSteps, step: [], epoch: [], rows: [], series: {name: {sum: [], min: [], max: [], count: []}}}
+// {width, totalSteps, step: [], epoch: [], time: [], rows: [], series: {name: {sum: [], min: [], max: [], count: []}}}
+// time: the newest wall time (Unix seconds) in each bucket, for charts drawn over time (the comparison page).
 export function emptyHistory(names, width = 1, totalSteps = null) {
   const series = {};
   for (const name of names) series[name] = { sum: [], min: [], max: [], count: [] };
-  return { width, totalSteps, step: [], epoch: [], rows: [], series };
+  return { width, totalSteps, step: [], epoch: [], time: [], rows: [], series };
 }
 
 export const lastStep = (h) => (h.step.length ? h.step[h.step.length - 1] : 0);
@@ -20,11 +21,12 @@ export const rowCount = (h) => h.rows.reduce((a, b) => a + b, 0);
 const finite = (v) => v !== null && v !== undefined && Number.isFinite(v);
 
 // Adds one bucket's aggregates (sum, min, max, count per series) to `h`, into its newest bucket when they share one.
-function add(h, step, epoch, rows, values) {
+function add(h, step, epoch, time, rows, values) {
   const n = h.step.length;
   if (n && bucketOf(h.step[n - 1], h.width) === bucketOf(step, h.width)) {
     h.step[n - 1] = step;
     h.epoch[n - 1] = epoch;
+    h.time[n - 1] = time ?? h.time[n - 1];
     h.rows[n - 1] += rows;
     for (const [name, s] of Object.entries(h.series)) {
       const v = values(name);
@@ -38,6 +40,7 @@ function add(h, step, epoch, rows, values) {
   }
   h.step.push(step);
   h.epoch.push(epoch);
+  h.time.push(time ?? null);
   h.rows.push(rows);
   for (const [name, s] of Object.entries(h.series)) {
     const v = values(name);
@@ -57,7 +60,7 @@ export function addBuckets(h, m) {
   const last = lastStep(h);
   m.step.forEach((step, i) => {
     if (step <= last) return;
-    add(h, step, m.epoch[i], m.rows[i], (name) => {
+    add(h, step, m.epoch[i], m.time ? m.time[i] : null, m.rows[i], (name) => {
       const a = m[name];
       const count = a ? a.count[i] : 0;
       return count ? { sum: a.mean[i] * count, min: a.min[i], max: a.max[i], count } : { count: 0 };
@@ -72,7 +75,7 @@ export function addRows(h, rows) {
   if (!rows || !rows.step || !rows.step.length) return true;
   if (rows.step[0] <= lastStep(h)) return false;
   rows.step.forEach((step, i) => {
-    add(h, step, rows.epoch ? rows.epoch[i] : null, 1, (name) => {
+    add(h, step, rows.epoch ? rows.epoch[i] : null, rows.time ? rows.time[i] : null, 1, (name) => {
       const v = rows[name] ? rows[name][i] : null;
       return finite(v) ? { sum: v, min: v, max: v, count: 1 } : { count: 0 };
     });

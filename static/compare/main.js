@@ -1,0 +1,153 @@
+// Page `/compare?runs=3,7,9`: one WS /ws/runs/{id} per run (a snapshot, then live messages, as on the run page), each
+// run's history held in the run page's bucketed form (static/run/series.js), drawn overlaid, one colour per run. Rows
+// that arrive are merged and drawn once per animation frame.
+import { showConfigDiff } from "./config.js";
+import { GridRow } from "./grids.js";
+import { OverlayChart, runColor, xValues } from "./overlay.js";
+import { addBuckets, addRows, emptyHistory, lastStep, means, smooth } from "../run/series.js";
+import { RunSocket } from "../run/socket.js";
+
+const $ = (id) => document.getElementById(id);
+const METRICS = JSON.parse($("metric-spec").textContent);  // [{name, label, chart, optional}]
+const names = METRICS.map((m) => m.name);
+const metric = (name) => METRICS.find((m) => m.name === name);
+
+// Per run: {id, index (its colour), run (the run JSON, once known), history, samples, socket, state, snapshotted}
+const runs = $("compare").dataset.runIds.split(",").map((id, index) => ({
+  id: Number(id), index, run: null, history: emptyHistory(names), samples: [], socket: null, state: "connecting", snapshotted: false,
+}));
+const named = runs.map((r) => ({ id: r.id, name: "" }));  // the charts' legend names, filled in from the snapshots
+
+const charts = {
+  loss: new OverlayChart($("loss-chart"), [metric("loss_d"), metric("loss_g")], named, { yLabel: "loss" }),
+  d: new OverlayChart($("dgz-chart"), [metric("d_x"), metric("d_g_z")], named, { yLabel: "D output", range: [0, 1], guide: 0.5 }),
+};
+const quality = new OverlayChart($("quality-chart"), [{ name: "swd", label: "SWD ×1e3" }, { name: "fid", label: "FID" }], named, {
+  scaleOf: (m) => m.name, scales: { swd: { label: "SWD ×1e3" }, fid: { label: "FID", side: 1 } },
+});
+quality.setAxis("epoch");
+const grids = new GridRow($("grids"), $("grid-epoch"), $("grid-epoch-value"), runs);
+let frame = 0;
+
+new ResizeObserver(() => [...Object.values(charts), quality].forEach((c) => c.fit())).observe(document.querySelector("main"));
+window.addEventListener("themechange", () => [...Object.values(charts), quality].forEach((c) => c.recolour()));
+
+const weight = () => Number($("smoothing").value);
+
+function schedule() {
+  if (!frame) frame = requestAnimationFrame(draw);
+}
+
+function draw() {
+  frame = 0;
+  const axis = $("x-axis").value;
+  for (const chart of Object.values(charts)) {
+    chart.setAxis(axis);
+    chart.draw(runs.map((r) => [r.run ? xValues(r.history, r.run, axis) : [],
+      ...chart.metrics.map((m) => (r.run ? smooth(means(r.history, m.name), weight()) : []))]));
+  }
+  quality.draw(runs.map((r) => {
+    const scored = r.samples.filter((s) => s.swd !== undefined && s.swd !== null);
+    return [scored.map((s) => s.epoch), scored.map((s) => s.swd), scored.map((s) => s.fid ?? null)];
+  }));
+  if (runs.every((r) => r.snapshotted) && !performance.getEntriesByName("first-compare-paint").length) {
+    performance.mark("first-compare-paint");  // every run's snapshot drawn: read by bench/first_paint.py
+  }
+}
+
+// ---- the legend above the charts: each run's colour, name, status and connection ------------------------------------
+
+function showLegend() {
+  $("compare-legend").replaceChildren(...runs.map((r) => el("li", { "data-run-id": r.id },
+    el("span", { class: "swatch", style: `background: ${runColor(r.index)}` }),
+    el("a", { href: `/runs/${r.id}`, text: `#${r.id} ${r.run ? r.run.name : ""}` }),
+    el("span", { class: `badge ${r.run ? r.run.status : ""}`, text: r.run ? r.run.status : "loading" }),
+    el("span", { class: `conn ${r.state}`, text: r.state }))));
+}
+
+function showConfig() {
+  showConfigDiff($("config-diff"), $("config-same"), runs, $("config-all").checked);
+}
+
+function onRun(r, next) {
+  const replanned = (next.total_steps ?? null) !== r.history.totalSteps;  // e.g. a queued run that starts
+  const configChanged = !r.run || JSON.stringify(r.run.config) !== JSON.stringify(next.config) || r.run.name !== next.name;
+  r.run = next;
+  named[r.index].name = next.name;
+  showLegend();
+  if (configChanged) showConfig();
+  if (replanned) resync(r);  // buckets made for another number of steps
+}
+
+function addSamples(r, list) {
+  for (const s of list || []) {
+    if (!s) continue;
+    const i = r.samples.findIndex((x) => x.epoch === s.epoch);
+    if (i >= 0) r.samples[i] = s; else r.samples.push(s);
+  }
+  r.samples.sort((a, b) => a.epoch - b.epoch);
+  grids.update();
+}
+
+function onMessage(r, msg) {
+  let fits = true;
+  if (msg.type === "snapshot") {
+    if (!r.history.step.length && msg.metrics) r.history = emptyHistory(names, msg.metrics.width, msg.metrics.total_steps ?? null);
+    const unnamed = !named[r.index].name;
+    fits = addBuckets(r.history, msg.metrics);
+    addSamples(r, msg.samples);
+    r.snapshotted = true;
+    onRun(r, msg.run);  // after the buckets: a run planned anew starts again from a fresh snapshot
+    if (unnamed) Object.values(charts).concat(quality).forEach((c) => c.make());  // the legend gets the run's name
+  } else if (msg.type === "batch") {
+    fits = addRows(r.history, msg.rows);
+  } else if (msg.type === "epoch") {
+    addSamples(r, [msg.sample]);
+  } else if (msg.type === "run") {
+    onRun(r, msg.run);
+  }
+  if (!fits) { resync(r); return; }  // another bucket width, or steps going back (a resumed run)
+  schedule();
+}
+
+function resync(r) {
+  r.history = emptyHistory(names);
+  r.samples = [];
+  r.socket.reconnectNow();
+}
+
+function setState(r, state) {
+  r.state = state;
+  showLegend();
+}
+
+for (const r of runs) {
+  r.socket = new RunSocket(r.id, { after: () => lastStep(r.history), onMessage: (msg) => onMessage(r, msg), onState: (s) => setState(r, s) });
+}
+
+$("smoothing").addEventListener("input", () => {
+  $("smoothing-value").textContent = weight().toFixed(2);
+  schedule();
+});
+$("x-axis").addEventListener("change", schedule);
+$("config-all").addEventListener("change", showConfig);
+addShortcuts([
+  { keys: ["ArrowLeft"], help: "previous epoch's grids", run: () => { $("grid-epoch").stepDown(); $("grid-epoch").dispatchEvent(new Event("input")); } },
+  { keys: ["ArrowRight"], help: "next epoch's grids", run: () => { $("grid-epoch").stepUp(); $("grid-epoch").dispatchEvent(new Event("input")); } },
+  { keys: ["g", "l"], help: "go to the run list", run: () => { window.location.href = "/"; } },
+]);
+
+// For the browser tests and anyone curious in the console.
+window.compare = {
+  runIds: () => runs.map((r) => r.id),
+  pointCount: (id) => runs.find((r) => r.id === id).history.step.length,
+  lastStep: (id) => lastStep(runs.find((r) => r.id === id).history),
+  xs: () => charts.loss.uplot.data[0],
+  series: () => Object.fromEntries(Object.entries({ ...charts, quality }).map(([k, c]) => [k, c.seriesLabels()])),
+  drawnPoints: (chart) => (chart === "quality" ? quality : charts[chart]).uplot.data.slice(1).map((col) => col.filter((v) => v !== null && v !== undefined).length),
+  smoothed: (id, name) => smooth(means(runs.find((r) => r.id === id).history, name), weight()),
+  gridSrcs: () => [...document.querySelectorAll("#grids figure img")].map((img) => (img.hidden ? null : img.getAttribute("src"))),
+};
+
+showLegend();
+for (const r of runs) r.socket.open();
