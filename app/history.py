@@ -6,8 +6,8 @@ how many rows exist yet, so a page watching a run live puts every live row into 
 page smooths the same per-bucket means live and after a reload, holds at most ~MAX_BUCKETS points however long the
 run, and the min/max envelope keeps spikes visible. A run of up to MAX_BUCKETS steps has W = 1: raw rows.
 
-The buckets are stored (`db.metric_buckets`): ingest calls `refresh` after it stores rows, so opening a run of 200,000
-steps reads ~1,600 stored buckets (~10 ms) instead of aggregating 200,000 rows (~300 ms). Stored buckets are exact for
+The buckets are stored (`db.metric_buckets`): ingest calls `refresh` every REFRESH_EVERY steps, so opening a run of
+200,000 steps reads ~1,600 stored buckets (~10 ms) instead of aggregating 200,000 rows (~300 ms). Stored buckets are exact for
 the steps they cover; `forget` drops the ones a change to the rows touches, and a reader aggregates what is not stored
 yet (the last, filling bucket and anything newer) from the rows, so what a page reads never depends on when the last
 refresh ran.
@@ -51,6 +51,15 @@ def _aggregate(run_id: int, width: int, after: int) -> Select:
         value = getattr(Metric, name)
         columns += [func.sum(value), func.min(value), func.max(value), func.count(value)]
     return select(*columns).where(Metric.run_id == run_id, Metric.step > after).group_by(bucket).order_by(bucket)
+
+
+REFRESH_EVERY = 256  # ingest refreshes the stored buckets when a batch's rows reach a multiple of this many steps
+
+
+def refresh_due(first: int, last: int) -> bool:
+    """Whether rows of steps `first..last` reach a multiple of REFRESH_EVERY: refreshing that seldom keeps ingest cheap,
+    and leaves a reader at most REFRESH_EVERY + W rows to aggregate beyond the stored buckets."""
+    return (first - 1) // REFRESH_EVERY != last // REFRESH_EVERY
 
 
 def forget(session: Session, run_id: int, after: int) -> None:

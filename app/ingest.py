@@ -101,9 +101,11 @@ def _batch(session: Session, run: Run, msg: BatchMessage, current: bool) -> dict
                 setattr(run, name, value)
         if run.status == Status.RUNNING:
             run.images_per_s = _images_per_s(session, run, rows.step[-1], rows.time[-1])
-    if rows.step:  # rows of an older attempt may fall inside stored buckets
-        history.forget(session, run.id, min(rows.step) - 1)
-        history.refresh(session, run)
+    if rows.step:
+        if not current:  # an older attempt's late rows may fall inside stored buckets
+            history.forget(session, run.id, min(rows.step) - 1)
+        if history.refresh_due(min(rows.step), max(rows.step)):
+            history.refresh(session, run)
     return {"type": "batch", "rows": {c: getattr(rows, c) for c in ("step", "epoch", *STATS)}}
 
 

@@ -15,7 +15,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from app.db import Run, hash_token, make_engine, make_sessionmaker
+from sqlalchemy import func, select
+
+from app.db import Run, hash_token, make_engine, make_sessionmaker, metric_buckets
 from app.hub import QUEUE_SIZE, Hub
 from tests.conftest import TINY
 from trainer.config import TrainConfig
@@ -120,12 +122,6 @@ def test_each_message_is_stored_once_and_acknowledged_again(server, fake_run):
     assert server.client.get(ckpt["url"]).content == b"weights"
 
 
-def page_history(server, run_id: int) -> dict:
-    """The bucketed history a page opened now reads."""
-    with connect(f"{server.ws_url}/ws/runs/{run_id}") as page:
-        return json.loads(page.recv(timeout=30))["metrics"]
-
-
 def test_a_new_attempt_forgets_what_the_last_one_logged_after_its_checkpoint(server, fake_run):
     for epoch in (1, 2):
         (server.runs_dir / str(fake_run) / "samples" / f"epoch_000{epoch}.png").write_bytes(b"png")
@@ -141,14 +137,10 @@ def test_a_new_attempt_forgets_what_the_last_one_logged_after_its_checkpoint(ser
         resumed = {**RUNNING, "step": 10, "epoch": 1, "total_steps": 20, "total_epochs": 2}
         assert send(ws, 1, "status", attempt=2, **resumed) == {"type": "ack", "seq": 1}
         assert steps_of(server, fake_run) == list(range(1, 11))
-        assert page_history(server, fake_run)["step"] == list(range(1, 11))
         assert [s["epoch"] for s in server.client.get(f"/api/runs/{fake_run}/samples").json()] == [1]
         assert server.run(fake_run)["latest_sample"].endswith("epoch_0001.png")
-        send(ws, 2, "batch", attempt=2, rows={**rows(11, 20, epoch=2), "loss_d": [3.0] * 10})
+        send(ws, 2, "batch", attempt=2, rows=rows(11, 20, epoch=2))
     assert steps_of(server, fake_run) == list(range(1, 21))
-    history = page_history(server, fake_run)  # the new attempt's values only
-    assert history["step"] == list(range(1, 21)) and history["rows"] == [1] * 20
-    assert history["loss_d"]["mean"] == [1.0] * 10 + [3.0] * 10
 
 
 def test_bad_messages_drop_the_connection_and_store_nothing(server, fake_run):
@@ -301,3 +293,34 @@ def reopen_as_running(server, run_id: int) -> None:
     with make_sessionmaker(engine).begin() as s:
         s.get(Run, run_id).status = "running"
     engine.dispose()
+
+
+def page_history(server, run_id: int) -> dict:
+    """The bucketed history a page opened now reads."""
+    with connect(f"{server.ws_url}/ws/runs/{run_id}") as page:
+        return json.loads(page.recv(timeout=30))["metrics"]
+
+
+def stored_buckets(server, run_id: int) -> int:
+    engine = make_engine(f"sqlite:///{server.runs_dir / 'ganboard.db'}")
+    with make_sessionmaker(engine)() as s:
+        count = s.scalar(select(func.count()).select_from(metric_buckets).where(metric_buckets.c.run_id == run_id))
+    engine.dispose()
+    return count
+
+
+def test_a_page_reads_what_the_resumed_attempt_logged_not_what_it_replaced(server, fake_run):
+    """The buckets ingest stores (app/history.py) follow a resume: those past the checkpoint are dropped when the new
+    attempt starts, and rebuilt from its rows, so a page never mixes the two attempts' values."""
+    plan = {**RUNNING, "total_steps": 1_000, "total_epochs": 1, "batches_per_epoch": 1_000}
+    with worker_socket(server, fake_run) as ws:
+        send(ws, 1, "status", **plan)
+        send(ws, 2, "batch", rows=rows(1, 600))
+        assert stored_buckets(server, fake_run) == 600  # refreshed at step 512, and 1 step a bucket (1,000 planned)
+        set_attempt(server, fake_run, 2)
+        send(ws, 1, "status", attempt=2, **{**plan, "step": 300})
+        assert page_history(server, fake_run)["step"] == list(range(1, 301))
+        send(ws, 2, "batch", attempt=2, rows={**rows(301, 600), "loss_d": [3.0] * 300})
+    history = page_history(server, fake_run)
+    assert history["step"] == list(range(1, 601)) and history["rows"] == [1] * 600
+    assert history["loss_d"]["mean"] == [1.0] * 300 + [3.0] * 300
