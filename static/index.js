@@ -170,7 +170,7 @@ function updateRow(row, run) {
 
 // The latest and best sample quality (lower is better), the figures of the table view's SWD and FID columns.
 function qualityLine(run) {
-  const part = (name, latest, best) => (latest === null || latest === undefined ? "" : `${name} ${fmt(latest)} (best ${fmt(best)})`);
+  const part = (name, latest, best) => (latest === null || latest === undefined ? "" : `${name} ${fmt(latest, 1)} (best ${fmt(best, 1)})`);
   return [part("SWD", run.swd, run.best_swd), part("FID", run.fid, run.best_fid)].filter(Boolean).join(" · ");
 }
 
