@@ -106,8 +106,8 @@ def _train(cfg: TrainConfig, run_dir: Path, sink: Sink, resume: bool, stop: thre
                     st.best_fid = scores["fid"]
                 if st.epoch % cfg.save_every == 0 or st.epoch == cfg.epochs or halted or best:
                     copies = epoch_checkpoint_names(st.epoch)
-                images = (data.count - first) * cfg.batch_size
-                writer.submit(files.epoch_job(st, copies, best, images, started, scores))
+                trained = (data.count - first) * cfg.batch_size
+                writer.submit(files.epoch_job(st, copies, best, trained, started, scores))
             elif halted:  # stopped inside an epoch: a snapshot, named for where
                 copies = snapshot_checkpoint_names(st.epoch + 1, st.step)
                 writer.submit(files.checkpoint_job(st, copies))
