@@ -104,8 +104,8 @@ def checkpoints_json(session: Session, run_id: int) -> list[dict]:
     scored = select(Sample.epoch, Sample.fid).where(Sample.run_id == run_id, Sample.fid.is_not(None))
     fids = dict(session.execute(scored).all())  # epoch -> FID, for the best checkpoint's label
     return [
-        {"name": c.name, "label": checkpoint_label(c.name, epoch=c.epoch, fid=fids.get(c.epoch)), "size": c.size, "epoch": c.epoch, "step": c.step,
-         "sha256": c.sha256, "url": f"/api/runs/{run_id}/checkpoints/{c.name}"}
+        {"name": c.name, "label": checkpoint_label(c.name, epoch=c.epoch, fid=fids.get(c.epoch)), "size": c.size,
+         "epoch": c.epoch, "step": c.step, "sha256": c.sha256, "url": f"/api/runs/{run_id}/checkpoints/{c.name}"}
         for c in rows
     ]  # fmt: skip
 
