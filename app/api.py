@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
@@ -24,7 +24,7 @@ from app.settings import visible_gpus
 from app.store import RunOut
 from app.supervisor import TransitionError
 from trainer.config import PRESETS, TrainConfig, form_fields
-from trainer.protocol import ACTIVE, Status
+from trainer.protocol import ACTIVE, BEST, Status
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
@@ -239,6 +239,20 @@ def _registered_file(request: Request, run_id: int, folder: str, name: str, know
 def get_sample(run_id: RunId, name: str, request: Request, session: SessionDep):
     known = session.scalars(select(Sample).where(Sample.run_id == run_id, Sample.name == name)).first() is not None
     return FileResponse(_registered_file(request, run_id, "samples", name, known), media_type="image/png")
+
+
+@router.api_route("/runs/{run_id}/checkpoints/best", methods=["GET", "HEAD"], response_class=FileResponse)
+def get_best_checkpoint(
+    run_id: RunId, request: Request, session: SessionDep,
+    net: Annotated[Literal["g", "d"], Query(description="g: the generator (netg_best.pth), d: the discriminator")] = "g",
+):  # fmt: skip
+    """G (or D) at the epoch with the lowest FID so far."""
+    run = _run(session, run_id)
+    name = BEST[net == "d"]
+    if session.get(Checkpoint, {"run_id": run_id, "name": name}) is None:
+        raise HTTPException(404, f"run {run_id} has no best checkpoint yet: no epoch has an FID so far")
+    path = _registered_file(request, run_id, "checkpoints", name, True)
+    return FileResponse(path, media_type="application/octet-stream", filename=f"{run.name}-{name}")
 
 
 @router.api_route("/runs/{run_id}/checkpoints/{name}", methods=["GET", "HEAD"], response_class=FileResponse)

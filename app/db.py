@@ -53,6 +53,7 @@ class Run(Base):
     best_swd: Mapped[float | None]
     fid: Mapped[float | None]
     best_fid: Mapped[float | None]
+    fid_at: Mapped[str | None]  # what the worker computed FID at: "75 px, CPU" (a CPU's score is not a GPU's)
     device: Mapped[str | None]  # what the worker reported it trains on
     bf16: Mapped[bool | None]
     running_since: Mapped[datetime | None]  # start of the current attempt while it runs

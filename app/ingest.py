@@ -145,6 +145,7 @@ def _epoch(session: Session, run: Run, run_dir: Path, msg: EpochMessage, digests
                 best = getattr(run, f"best_{score}")
                 setattr(run, score, value)
                 setattr(run, f"best_{score}", value if best is None else min(best, value))
+        run.fid_at = msg.fid_at or run.fid_at
     return {
         "type": "epoch", "epoch": msg.epoch, "images_per_s": msg.images_per_s, "seconds": msg.seconds,
         "sample": {"epoch": msg.epoch, "name": msg.sample, "url": sample_url(run.id, msg.sample),

@@ -71,6 +71,7 @@ class RunOut(BaseModel):
     best_swd: float | None
     fid: float | None = Field(description="the latest FID (at the resolution docs/quality.md gives)")
     best_fid: float | None
+    fid_at: str | None = Field(description='what the latest FID was computed at, e.g. "75 px, CPU"')
     latest_sample: str | None = Field(validation_alias=AliasChoices("latest_sample_url", "latest_sample"), description="URL")
     error: str | None
     attempt: int = Field(description="how many times a worker was started for it")
@@ -100,9 +101,11 @@ def samples_json(session: Session, run_id: int) -> list[dict]:
 
 def checkpoints_json(session: Session, run_id: int) -> list[dict]:
     rows = session.scalars(select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.name))
+    scored = select(Sample.epoch, Sample.fid).where(Sample.run_id == run_id, Sample.fid.is_not(None))
+    fids = dict(session.execute(scored).all())  # epoch -> FID, for the best checkpoint's label
     return [
-        {"name": c.name, "label": checkpoint_label(c.name), "size": c.size, "epoch": c.epoch, "step": c.step,
-         "sha256": c.sha256, "url": f"/api/runs/{run_id}/checkpoints/{c.name}"}
+        {"name": c.name, "label": checkpoint_label(c.name, epoch=c.epoch, fid=fids.get(c.epoch)), "size": c.size,
+         "epoch": c.epoch, "step": c.step, "sha256": c.sha256, "url": f"/api/runs/{run_id}/checkpoints/{c.name}"}
         for c in rows
     ]  # fmt: skip
 

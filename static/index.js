@@ -134,7 +134,8 @@ function runRow(run) {
     <td class="progress-cell"><div class="progress small" role="progressbar" aria-valuemin="0" aria-valuemax="100"><div class="bar"></div></div>
       <div class="small muted progress-text"></div></td>
     <td class="num ips" data-label="images/s"></td>
-    <td class="num losses" data-label="loss D / G"><span class="d"></span> / <span class="g"></span></td>
+    <td class="num losses" data-label="loss D / G"><span class="d"></span> / <span class="g"></span>
+      <div class="small muted quality"></div></td>
     <td class="small started" data-label="started"></td>
     <td class="small duration" data-label="duration"></td>`;
   row.querySelector(".pick").append(pickBox(run));
@@ -178,6 +179,7 @@ function updateRow(row, run) {
   setText(row.querySelector(".ips"), ips === null ? "–" : ips.toFixed(0));
   setText(row.querySelector(".losses .d"), fmt(run.loss_d));
   setText(row.querySelector(".losses .g"), fmt(run.loss_g));
+  setText(row.querySelector(".quality"), qualityLine(run));
   const started = row.querySelector(".started");
   setText(started, localTime(run.started_at));
   started.title = run.started_at ? new Date(run.started_at).toString() : `created ${localTime(run.created_at)}`;
@@ -186,6 +188,12 @@ function updateRow(row, run) {
   if (run.latest_sample && img.getAttribute("src") !== run.latest_sample) img.src = run.latest_sample;
   img.hidden = !run.latest_sample;
   row.querySelector(".thumb-empty").hidden = Boolean(run.latest_sample);
+}
+
+// The latest and best sample quality (lower is better), the figures of the table view's SWD and FID columns.
+function qualityLine(run) {
+  const part = (name, latest, best) => (latest === null || latest === undefined ? "" : `${name} ${fmt(latest, 1)} (best ${fmt(best, 1)})`);
+  return [part("SWD", run.swd, run.best_swd), part("FID", run.fid, run.best_fid)].filter(Boolean).join(" · ");
 }
 
 function showList(runs) {

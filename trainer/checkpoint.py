@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from trainer.protocol import LATEST, RESUME, is_snapshot
+from trainer.protocol import BEST, LATEST, RESUME, is_snapshot
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -54,6 +54,15 @@ def save_checkpoint(ckpt_dir: Path, copies: tuple[str, str], resume_state: dict)
             if is_snapshot(old.name) and old.name not in copies:
                 old.unlink(missing_ok=True)
     return list(files)
+
+
+def save_best(ckpt_dir: Path, resume_state: dict) -> list[str]:
+    """Write G and D of a host copy of the resume state as the `BEST` pair (the epoch with the lowest FID so far),
+    replacing the previous best; return their names."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    for name, net in zip(BEST, ("netg", "netd")):
+        atomic_save(resume_state[net], ckpt_dir / name)
+    return list(BEST)
 
 
 def load_user_weights(path: str | Path) -> dict[str, torch.Tensor]:

@@ -54,6 +54,11 @@ class Evaluator:
     def label(self) -> str:
         return f"FID at {self.fid_size} px, {self.fid_count} images a side"
 
+    @property
+    def fid_at(self) -> str:
+        """What the page shows beside FID, since a CPU's 75 px score does not compare with a GPU's 299 px one."""
+        return f"{self.fid_size} px, {'GPU' if self.device.type == 'cuda' else 'CPU'}"
+
     def fid_due(self, epoch: int, train_seconds: float) -> bool:
         if self.unavailable:
             return False
@@ -63,8 +68,9 @@ class Evaluator:
         return self.spent + cost <= BUDGET * train_seconds
 
     @torch.no_grad()
-    def __call__(self, netg: torch.nn.Module, epoch: int, train_seconds: float) -> dict[str, float]:
-        """Scores of `netg` now: always `swd`; `fid` and `kid` when due. `train_seconds`: training time so far."""
+    def __call__(self, netg: torch.nn.Module, epoch: int, train_seconds: float) -> dict[str, float | str]:
+        """Scores of `netg` now: always `swd`; `fid`, `kid` and `fid_at` when due. `train_seconds`: training time so
+        far."""
         fake = self._generate(netg, self.swd.count)
         scores = {"swd": self.swd(fake), "diversity": spread(fake) / max(self.real_spread, 1e-8)}
         if self.fid_due(epoch, train_seconds):
@@ -83,7 +89,7 @@ class Evaluator:
         chunks = [netg(z.to(self.device)).float().cpu() for z in self.noise[:count].split(256)]
         return torch.cat(chunks).clamp(-1, 1)
 
-    def _fid(self, fake: torch.Tensor) -> dict[str, float]:
+    def _fid(self, fake: torch.Tensor) -> dict[str, float | str]:
         if self.features is None:
             self.features = InceptionFeatures(self.device, self.fid_size)
         if self.real is None:
@@ -94,6 +100,7 @@ class Evaluator:
         return {
             "fid": frechet_distance(mu, sigma, *statistics(feats)),
             "kid": kernel_inception_distance(real, feats, seed=self.cfg.seed),
+            "fid_at": self.fid_at,
         }
 
     def _real_features(self) -> torch.Tensor:

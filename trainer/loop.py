@@ -21,7 +21,7 @@ from typing import Protocol
 import torch
 from PIL import Image
 
-from trainer.checkpoint import checkpoint_names, host_copy, save_checkpoint
+from trainer.checkpoint import checkpoint_names, host_copy, save_best, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import batches_for, load_images
 from trainer.evaluate import Evaluator
@@ -99,10 +99,15 @@ def _train(cfg: TrainConfig, run_dir: Path, sink: Sink, resume: bool, stop: thre
             copies = None
             if st.batch == data.count:  # the epoch is complete: its grid, and a checkpoint every save_every epochs
                 st.epoch, st.batch, st.perm = st.epoch + 1, 0, None
-                if st.epoch % cfg.save_every == 0 or st.epoch == cfg.epochs or halted:
-                    copies = epoch_checkpoint_names(st.epoch)
                 scores = evaluator(st.netg, st.epoch, time.perf_counter() - training_started - evaluator.spent)
-                writer.submit(files.epoch_job(st, copies, (data.count - first) * cfg.batch_size, started, scores))
+                # A new best FID is also a checkpoint, so that resume.pt never lags behind the best it knows of.
+                best = "fid" in scores and (st.best_fid is None or scores["fid"] < st.best_fid)
+                if best:
+                    st.best_fid = scores["fid"]
+                if st.epoch % cfg.save_every == 0 or st.epoch == cfg.epochs or halted or best:
+                    copies = epoch_checkpoint_names(st.epoch)
+                trained = (data.count - first) * cfg.batch_size
+                writer.submit(files.epoch_job(st, copies, best, trained, started, scores))
             elif halted:  # stopped inside an epoch: a snapshot, named for where
                 copies = snapshot_checkpoint_names(st.epoch + 1, st.step)
                 writer.submit(files.checkpoint_job(st, copies))
@@ -202,11 +207,12 @@ class _EpochFiles:
 
         return job
 
-    def epoch_job(self, st: TrainState, copies: tuple[str, str] | None, images: int, started: tuple,
-                  scores: dict[str, float]) -> Callable[[], None]:  # fmt: skip
+    def epoch_job(self, st: TrainState, copies: tuple[str, str] | None, best: bool, images: int, started: tuple,
+                  scores: dict[str, float | str]) -> Callable[[], None]:  # fmt: skip
         """The grid of the fixed noise (G in training mode, as the article draws it), the checkpoint if `copies` names
-        one, then on_epoch with the epoch's speed (`images` trained since the marks `started`: device, wall clock)
-        and its quality `scores`."""
+        one, G and D as the best checkpoint if `best` (its FID is the lowest so far; `copies` then names one too), then
+        on_epoch with the epoch's speed (`images` trained since the marks `started`: device, wall clock) and its
+        quality `scores`."""
         trained = _mark(self.device)
         with torch.no_grad(), self.amp:
             grid = host_copy(grid_image(st.netg(st.fixed_noise).float()), self.pinned)
@@ -219,6 +225,8 @@ class _EpochFiles:
             Image.fromarray(grid.numpy()).save(self.samples / (name + ".tmp"), format="png")
             os.replace(self.samples / (name + ".tmp"), self.samples / name)
             saved = save_checkpoint(self.checkpoints, copies, state) if copies else []
+            if best:
+                saved += save_best(self.checkpoints, state)
             self.sink.on_epoch(
                 dict(epoch=epoch, step=step, sample=name, checkpoints=saved,
                      images_per_s=images / _seconds(started[0], trained), seconds=time.perf_counter() - started[1],

@@ -84,6 +84,7 @@ RESUME = "resume.pt"
 WORKER_LOG = "worker.log"
 JOURNAL = "journal.jsonl"
 LATEST = ("netg.pth", "netd.pth")
+BEST = ("netg_best.pth", "netd_best.pth")  # G and D at the epoch with the lowest FID so far
 _SERIES_RE = re.compile(r"^net[gd]_(\d{4,})\.pth$")  # netg_0010.pth: after epoch 10
 _SNAPSHOT_RE = re.compile(r"^net[gd]_e(\d{4,})_s(\d+)\.pth$")  # netg_e0029_s000812.pth: in epoch 29, after step 812
 
@@ -106,8 +107,11 @@ def is_snapshot(name: str) -> bool:
     return _SNAPSHOT_RE.match(name) is not None
 
 
-def checkpoint_label(name: str) -> str:
-    """What a checkpoint file holds, in words: "after epoch 10", "epoch 29, step 812", "latest", "resume state"."""
+def checkpoint_label(name: str, *, epoch: int | None = None, fid: float | None = None) -> str:
+    """What a checkpoint file holds, in words: "after epoch 10", "epoch 29, step 812", "latest", "resume state", and for
+    the `BEST` pair, written at `epoch` with FID `fid`, "best FID 41.2 (epoch 7)"."""
+    if name in BEST:
+        return f"best FID {fid:.1f} (epoch {epoch})" if fid is not None else f"best FID (epoch {epoch})"
     if m := _SERIES_RE.match(name):
         return f"after epoch {int(m[1])}"
     if m := _SNAPSHOT_RE.match(name):
@@ -188,6 +192,7 @@ class EpochMessage(_Message):
     swd: Finite | None = None
     fid: Finite | None = None
     kid: Finite | None = None
+    fid_at: Annotated[str, Field(max_length=64)] | None = None  # what FID was computed at, with it: "75 px, CPU"
     # Spread of the generated images against the real ones' (trainer/evaluate.py): near 0 when G collapsed to a mode.
     diversity: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
 

@@ -1,7 +1,9 @@
-// The checkpoint list: the latest netg.pth, netd.pth and resume.pt first, then the saved copies, newest first (G before
-// D), each labelled with what it holds (the server's `label`, e.g. "after epoch 10" or "epoch 29, step 812").
+// The checkpoint list: the latest netg.pth, netd.pth and resume.pt first, then the best by FID (with a "best" badge),
+// then the saved copies, newest first (G before D), each labelled with what it holds (the server's `label`, e.g.
+// "after epoch 10", "epoch 29, step 812" or "best FID 41.2 (epoch 7)").
 
-const LATEST = ["netg.pth", "netd.pth", "resume.pt"];
+const BEST = ["netg_best.pth", "netd_best.pth"];
+const LATEST = ["netg.pth", "netd.pth", "resume.pt", ...BEST];
 const NOTES = { "resume.pt": "for Resume" };
 
 function order(a, b) {
@@ -27,6 +29,7 @@ export function showCheckpoints(list) {
   for (const c of [...list].sort(order)) {
     ul.append(el("li", {},
       el("a", { href: c.url, download: c.name, text: c.name }),
+      ...(BEST.includes(c.name) ? [el("span", { class: "badge best", text: "best" })] : []),
       el("span", { class: "muted small", text: label(c) }),
       el("span", { class: "size", text: humanSize(c.size) })));
   }

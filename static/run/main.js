@@ -116,6 +116,7 @@ function onRun(next) {
   showRun(run, previous);
   showOrganise(run);
   showAlerts(run.alerts || []);
+  quality.setResolution(run.fid_at);
   for (const chart of Object.values(charts)) chart.setAlerts(run.alerts || []);
   samples.totalEpochs = run.total_epochs ?? run.config.epochs;
   showChartNote();

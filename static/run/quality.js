@@ -31,6 +31,15 @@ export class QualityChart {
     this.uplot = new uPlot(opts, [[0, 1], [null, null], [null, null]], box);
   }
 
+  // What the worker computed FID at (the run's `fid_at`, e.g. "75 px, CPU"): a CPU's score is not a GPU's.
+  setResolution(at) {
+    if (!at || at === this.at) return;
+    this.at = at;
+    const label = this.uplot.root.querySelectorAll(".u-legend .u-series")[2]?.querySelector(".u-label");
+    if (label) label.textContent = `FID (${at})`;
+    this.uplot.series[2].label = `FID (${at})`;
+  }
+
   kidAt(i) {
     const epoch = this.uplot.data[0][i];
     return this.byEpoch.get(epoch)?.kid ?? null;
