@@ -59,3 +59,15 @@ def test_a_run_without_samples_says_when_they_come(server, page):
     page.wait_for_function("window.ganboard && window.ganboard.status() === 'completed'")
     assert page.locator("#machine-empty").is_visible()
     assert page.evaluate("window.ganboard.machineCount()") == 0
+
+
+def test_the_list_shows_the_machine_strip(server, page):
+    page.goto(server.url + "/")
+    strip = page.locator("#machine-strip")
+    strip.wait_for()
+    machine = server.client.get("/api/machine").json()
+    if machine["gpus"]:
+        assert f"GPU {machine['gpus'][0]['index']} {machine['gpus'][0]['name']}" in strip.text_content()
+    else:
+        assert strip.text_content().startswith(f"CPU: {machine['cpu']['count']} cores, load ")
+        assert "running: idle" in strip.text_content()  # nothing running on this server
