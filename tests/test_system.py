@@ -14,7 +14,7 @@ from sqlalchemy import inspect, text
 from app.db import make_engine
 from tests.conftest import TINY, scratch_server, wait_for
 from trainer.protocol import SystemMessage, parse_message
-from trainer.system import Gpu, SystemSampler, host_gpus
+from trainer.system import Gpu, SystemSampler, host_gpus, pci_bus_id
 
 MB = 1024 * 1024
 
@@ -168,3 +168,13 @@ def test_a_real_run_reports_its_machine_to_the_api_the_snapshot_and_the_pages():
         machine = server.client.get("/api/machine").json()
         assert machine["cpu"]["count"] == os.cpu_count() and machine["running"] == []
         assert isinstance(machine["gpus"], list)
+
+
+def test_a_cuda_device_is_found_in_nvml_by_its_pci_bus_id(monkeypatch):
+    import torch
+
+    props = SimpleNamespace(pci_domain_id=0, pci_bus_id=0x41, pci_device_id=0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: props)
+    bus_id = pci_bus_id(torch.device("cuda", 0))
+    assert bus_id == "00000000:41:00.0" and Gpu(bus_id, FakeNvml()).read()["gpu_util"] == 87.0
+    assert pci_bus_id(torch.device("cpu")) is None

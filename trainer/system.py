@@ -22,6 +22,7 @@ import psutil
 log = logging.getLogger("ganboard.system")
 INTERVAL_SECONDS = 5.0
 MB = 1024 * 1024
+NO_GPU = {"gpu_util": None, "gpu_mem_mb": None, "gpu_temp_c": None}
 
 
 def interval_seconds() -> float:
@@ -61,7 +62,7 @@ class Gpu:
 
     def read(self) -> dict[str, float | None]:
         if self.handle is None:
-            return {"gpu_util": None, "gpu_mem_mb": None, "gpu_temp_c": None}
+            return dict(NO_GPU)
         try:
             n, h = self.nvml, self.handle
             return {
@@ -72,7 +73,7 @@ class Gpu:
         except Exception as e:
             log.warning("GPU stats off: NVML failed (%s: %s)", type(e).__name__, e)
             self.handle = None
-            return self.read()
+            return dict(NO_GPU)
 
 
 class SystemSampler:
