@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -50,6 +51,12 @@ def main() -> None:
     steps = max(WARMUP + 2, round(timed * args.scale) + WARMUP + 1)
     shape = (cfg.batch_size * (steps + 1), cfg.channels, cfg.image_size, cfg.image_size)
     images = torch.randint(0, 256, shape, dtype=torch.uint8)
+    probe = SystemSampler(lambda s: None, lambda: 0, gpu=Gpu(bus) if (bus := pci_bus_id(device)) else None)
+    t0 = time.perf_counter()
+    for _ in range(200):
+        probe.sample()
+    cost = (time.perf_counter() - t0) / 200
+    print(f"one sample: {cost * 1e3:.3f} ms of one core, {cost / INTERVAL_SECONDS:.5%} of the default interval")
     intervals = {"off": None, f"every {INTERVAL_SECONDS:g} s": INTERVAL_SECONDS, f"every {INTERVAL_SECONDS / 20:g} s": INTERVAL_SECONDS / 20}
     speeds: dict[str, list[float]] = {name: [] for name in intervals}
     samples: dict[str, int] = dict.fromkeys(intervals, 0)
