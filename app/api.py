@@ -1,5 +1,5 @@
-"""The JSON API: runs (create, list and filter, get, edit, cancel, resume, delete), their metrics, sample grids and
-checkpoints."""
+"""The JSON API: runs (create, list and filter, get, edit, cancel, resume, delete), their metrics, sample grids,
+checkpoints and machine samples, and the server's machine."""
 
 from __future__ import annotations
 
