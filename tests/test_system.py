@@ -145,7 +145,7 @@ def test_a_real_run_reports_its_machine_to_the_api_the_snapshot_and_the_pages():
     from websockets.sync.client import connect
 
     with scratch_server(GANBOARD_SYSTEM_SECONDS="0.2") as server:
-        run = server.create(**TINY)
+        run = server.create()  # the tiny run
         live: list[dict] = []
         with connect(f"{server.ws_url}/ws/runs/{run['id']}") as ws:
             while not any(m["type"] == "system" for m in live):
