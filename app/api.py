@@ -1,8 +1,9 @@
-"""The JSON API: runs (create, list and filter, get, edit, cancel, resume, delete), their metrics, sample grids and
-checkpoints."""
+"""The JSON API: runs (create, list and filter, get, edit, cancel, resume, delete), their metrics, sample grids,
+checkpoints and machine samples, and the server's machine."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from app.store import RunOut
 from app.supervisor import TransitionError
 from trainer.config import PRESETS, TrainConfig, form_fields
 from trainer.protocol import ACTIVE, BEST, Status
+from trainer.system import host_gpus
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
@@ -225,6 +227,36 @@ def list_samples(run_id: RunId, session: SessionDep) -> list[dict]:
 def list_checkpoints(run_id: RunId, session: SessionDep) -> list[dict]:
     _run(session, run_id)
     return store.checkpoints_json(session, run_id)
+
+
+@router.get("/runs/{run_id}/system")
+def get_system(
+    run_id: RunId,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1_000_000, description="the newest this many samples")] = store.SYSTEM_RECENT,
+) -> list[dict]:
+    """The worker's machine every few seconds, oldest first: time (unix s), step, cpu_percent (100 = one core), rss_mb,
+    and gpu_util (%), gpu_mem_mb, gpu_temp_c on a GPU (else null)."""
+    _run(session, run_id)
+    return store.recent_system(session, run_id, limit)
+
+
+@router.get("/machine", tags=["machine"])
+def machine(request: Request, session: SessionDep) -> dict[str, Any]:
+    """This server's machine: each GPU (NVML) with its memory and the runs training on it, the CPU, and the running
+    runs. A run's GPU is the one the supervisor gave its worker (a run's `device` is always cuda:0 in its worker)."""
+    running = session.scalars(select(Run).where(Run.status == Status.RUNNING).order_by(Run.id)).all()
+    gpu_of = {run_id: worker.gpu for run_id, worker in request.app.state.supervisor.workers.items()}
+    gpus = [
+        {**gpu, "runs": [{"id": r.id, "name": r.name} for r in running if gpu_of.get(r.id) == str(gpu["index"])]}
+        for gpu in host_gpus()
+    ]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {
+        "gpus": gpus,
+        "cpu": {"count": os.cpu_count(), "load": load},
+        "running": [{"id": r.id, "name": r.name, "device": r.device} for r in running],
+    }
 
 
 def _registered_file(request: Request, run_id: int, folder: str, name: str, known: bool):

@@ -1,5 +1,5 @@
-"""The database: runs, their per-batch metrics, sample grids, checkpoints, health alerts, and the worker messages
-already stored.
+"""The database: runs, their per-batch metrics, sample grids, checkpoints, health alerts, machine samples, and the
+worker messages already stored.
 
 SQLite in WAL mode: readers never wait for the writer, and `busy_timeout` makes writers queue instead of failing with
 "database is locked" when several runs report at once.
@@ -175,6 +175,23 @@ class Checkpoint(Base):
     epoch: Mapped[int]
     step: Mapped[int | None]
     sha256: Mapped[str | None]
+
+
+class SystemSample(Base):
+    """The worker's machine at one moment (protocol.SystemMessage); kept across attempts, as time went by."""
+
+    __tablename__ = "system_samples"
+    __table_args__ = (Index("ix_system_samples_run_time", "run_id", "time"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    time: Mapped[float]
+    step: Mapped[int]
+    cpu_percent: Mapped[float]
+    rss_mb: Mapped[float]
+    gpu_util: Mapped[float | None]
+    gpu_mem_mb: Mapped[float | None]
+    gpu_temp_c: Mapped[float | None]
 
 
 class Received(Base):

@@ -19,11 +19,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app import health, history
-from app.db import Checkpoint, Metric, Received, Run, Sample, sample_url
-from app.store import alert_json, checkpoints_json, run_json
+from app.db import Checkpoint, Metric, Received, Run, Sample, SystemSample, sample_url
+from app.store import alert_json, checkpoints_json, run_json, system_json
 from app.supervisor import TransitionError, transition
 from trainer.protocol import CHECKPOINTS_DIR, SAMPLES_DIR, STATS, BatchMessage, EpochMessage, Status, StatusMessage
-from trainer.protocol import WorkerMessage, is_plain_name, is_snapshot
+from trainer.protocol import SystemMessage, WorkerMessage, is_plain_name, is_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ def ingest(session: Session, run: Run, run_dir: Path, msg: WorkerMessage, digest
         out.append(_batch(session, run, msg, current))
     elif isinstance(msg, EpochMessage):
         out.append(_epoch(session, run, run_dir, msg, digests, current))
+    elif isinstance(msg, SystemMessage):
+        out.append(_system(session, run, msg))
     elif _register_checkpoints(session, run, digests, run.epoch if msg.epoch is None else msg.epoch, msg.step):
         out.append({"type": "checkpoints", "checkpoints": checkpoints_json(session, run.id)})
     if isinstance(msg, StatusMessage) and current and run.status == Status.RUNNING:
@@ -109,7 +111,15 @@ def _batch(session: Session, run: Run, msg: BatchMessage, current: bool) -> dict
     return {"type": "batch", "rows": {c: getattr(rows, c) for c in ("step", "epoch", *STATS)}}
 
 
+def _system(session: Session, run: Run, msg: SystemMessage) -> dict:
+    sample = SystemSample(run_id=run.id, **msg.model_dump(exclude={"type", "seq", "attempt"}))
+    session.add(sample)
+    return {"type": "system", **system_json(sample)}
+
+
 def _check_health(session: Session, run: Run, msg: WorkerMessage) -> list:
+    if isinstance(msg, SystemMessage):
+        return []
     if isinstance(msg, BatchMessage):
         return health.after_batch(session, run) if msg.rows.step else []
     if isinstance(msg, EpochMessage):

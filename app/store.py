@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import history
-from app.db import Alert, Checkpoint, Run, Sample, sample_url
-from trainer.protocol import Status, checkpoint_label
+from app.db import Alert, Checkpoint, Run, Sample, SystemSample, sample_url
+from trainer.protocol import SYSTEM_FIELDS, Status, checkpoint_label
 
 
 def _utc(t: datetime) -> str:
@@ -110,6 +110,21 @@ def checkpoints_json(session: Session, run_id: int) -> list[dict]:
     ]  # fmt: skip
 
 
+SYSTEM_RECENT = 2000  # machine samples a run page starts with: ~2.8 hours at one every 5 s
+
+
+def system_json(sample: SystemSample) -> dict[str, Any]:
+    return {name: getattr(sample, name) for name in SYSTEM_FIELDS}
+
+
+def recent_system(session: Session, run_id: int, limit: int = SYSTEM_RECENT) -> list[dict]:
+    """The run's newest `limit` machine samples, oldest first."""
+    rows = session.scalars(
+        select(SystemSample).where(SystemSample.run_id == run_id).order_by(SystemSample.time.desc()).limit(limit)
+    ).all()
+    return [system_json(s) for s in reversed(rows)]
+
+
 def snapshot(session: Session, run: Run, after: int = 0) -> dict[str, Any]:
     return {
         "type": "snapshot",
@@ -117,4 +132,5 @@ def snapshot(session: Session, run: Run, after: int = 0) -> dict[str, Any]:
         "metrics": history.buckets(session, run, after),
         "samples": samples_json(session, run.id),
         "checkpoints": checkpoints_json(session, run.id),
+        "system": recent_system(session, run.id),
     }

@@ -322,10 +322,29 @@ function buildListControls() {
   addShortcuts([{ keys: ["/"], help: "search the runs", run: () => $("run-search").focus() }]);
 }
 
+// The strip over the list: each GPU of the server with its memory and the runs on it, or the CPU and the running runs.
+async function showMachine() {
+  const m = await fetchJSON("/api/machine");
+  const links = (runs) => (runs.length ? runs.flatMap((r, i) => {
+    const a = document.createElement("a");
+    a.href = `/runs/${r.id}`;
+    a.textContent = r.name;
+    return i ? [", ", a] : [a];
+  }) : ["idle"]);
+  const gb = (mb) => (mb / 1024).toFixed(1);
+  const load = m.cpu.load === null ? "–" : m.cpu.load.toFixed(2);
+  const parts = m.gpus.length
+    ? m.gpus.flatMap((g, i) => [i ? "  |  " : "", `GPU ${g.index} ${g.name}: ${gb(g.memory_used_mb)} / ${gb(g.memory_total_mb)} GB, `, ...links(g.runs)])
+    : [`CPU: ${m.cpu.count} cores, load ${load}; running: `, ...links(m.running)];
+  $("machine-strip").replaceChildren(...parts);
+  $("machine-strip").hidden = false;
+}
+
 async function refreshRuns() {
   try {
     allRuns = await fetchJSON("/api/runs");
     $("runs-offline").hidden = true;
+    showMachine().catch(() => {});  // the list works without it
   } catch {
     $("runs-offline").hidden = false;
     return;

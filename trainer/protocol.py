@@ -227,11 +227,30 @@ class StatusMessage(_Message):
         return self
 
 
-WorkerMessage = Annotated[BatchMessage | EpochMessage | StatusMessage, Field(discriminator="type")]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class SystemMessage(_Message):
+    """The worker's machine every few seconds (trainer/system.py): its process's CPU % (100 = one core) and resident
+    memory, and the GPU it trains on when there is one and NVML can read it (else null)."""
+
+    type: Literal["system"] = "system"
+    time: NonNegative  # unix seconds
+    step: Count  # the newest step the worker had reported
+    cpu_percent: NonNegative
+    rss_mb: NonNegative
+    gpu_util: NonNegative | None = None  # percent of the sample period a kernel ran
+    gpu_mem_mb: NonNegative | None = None  # used on the whole GPU, by every process
+    gpu_temp_c: NonNegative | None = None
+
+
+SYSTEM_FIELDS: tuple[str, ...] = ("time", "step", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb", "gpu_temp_c")
+
+WorkerMessage = Annotated[BatchMessage | EpochMessage | StatusMessage | SystemMessage, Field(discriminator="type")]
 _WORKER_MESSAGE: TypeAdapter[WorkerMessage] = TypeAdapter(WorkerMessage)
 
 
-def parse_message(text: str | bytes) -> BatchMessage | EpochMessage | StatusMessage:
+def parse_message(text: str | bytes) -> BatchMessage | EpochMessage | StatusMessage | SystemMessage:
     """One worker message from its JSON text; raises pydantic.ValidationError naming the field and the reason."""
     return _WORKER_MESSAGE.validate_json(text)
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from trainer.journal import JournalWriter, read_lines
 from trainer.protocol import CHECKPOINTS_DIR, JOURNAL, LATEST, RESUME, SAMPLES_DIR, BatchMessage, EpochMessage
-from trainer.protocol import StatusMessage, epoch_checkpoint_names, parse_message, sample_name
+from trainer.protocol import StatusMessage, SystemMessage, epoch_checkpoint_names, parse_message, sample_name
+from trainer.system import Gpu, SystemSampler, pci_bus_id
 
 log = logging.getLogger("ganboard.worker")
 ACK_WAIT_SECONDS = 60.0
@@ -54,12 +55,14 @@ class WsSink:
         self.changed = threading.Condition(self.lock)
         self.closing = False
         self.status: str | None = None  # the last status reported
+        self.step = 0  # the newest step reported, for the machine samples
         self.thread = threading.Thread(target=self._run, name="ws-sink", daemon=True)
         self.thread.start()
 
     # -- the Sink interface -------------------------------------------------------------------------------------------
 
     def on_batch(self, rows: dict[str, list]) -> None:
+        self.step = rows["step"][-1] if rows["step"] else self.step
         self._queue(lambda seq: BatchMessage(seq=seq, attempt=self.attempt, rows=rows))
 
     def on_epoch(self, info: dict) -> None:
@@ -67,12 +70,17 @@ class WsSink:
 
     def on_status(self, status: str, **info) -> None:
         self.status = status
+        self.step = info.get("step") or self.step
         for key in ("error", "traceback"):
             if isinstance(info.get(key), str):
                 info[key] = info[key][-TEXT_LIMIT:]
         self._queue(lambda seq: StatusMessage(seq=seq, attempt=self.attempt, status=status, **info), sync=True)
         if status == "running" and info["epoch"] > 0:
             self._report_unjournalled_epoch(info["epoch"], info["step"])
+
+    def on_system(self, sample: dict) -> None:
+        """From trainer/system.py's thread: the machine now."""
+        self._queue(lambda seq: SystemMessage(seq=seq, attempt=self.attempt, **sample))
 
     def _report_unjournalled_epoch(self, epoch: int, step: int) -> None:
         """The loop writes an epoch's grid and checkpoints before it reports the epoch, so a worker killed between the
@@ -88,7 +96,7 @@ class WsSink:
         self.on_epoch(dict(epoch=epoch, step=step, sample=sample_name(epoch), checkpoints=saved, images_per_s=0,
                            seconds=0))  # fmt: skip
 
-    def _queue(self, make: Callable[[int], BatchMessage | EpochMessage | StatusMessage], sync: bool = False) -> None:
+    def _queue(self, make: Callable[[int], BatchMessage | EpochMessage | StatusMessage | SystemMessage], sync: bool = False) -> None:
         """Journal the message (fsync'd now for epochs and statuses, else at most every 0.5 s), then queue it."""
         with self.changed:
             text = make(self.seq + 1).model_dump_json()
@@ -157,6 +165,17 @@ class WsSink:
                         self.changed.notify_all()
 
 
+def _training_gpu(device: str) -> Gpu | None:
+    """NVML's view of the GPU the loop will train on (it resolves the device the same way), or None on the CPU."""
+    from trainer.hardware import resolve_device
+
+    try:
+        bus_id = pci_bus_id(resolve_device(device))
+    except Exception:  # a device it cannot use: the loop reports why
+        return None
+    return Gpu(bus_id) if bus_id else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", required=True, type=Path)
@@ -176,11 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     sink = WsSink(f"{args.server.rstrip('/')}/ws/worker/{args.run_id}", token, args.attempt, args.run_dir / JOURNAL)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    code = 0
+    code, sampler = 0, None
     try:
         cfg = TrainConfig.model_validate_json((args.run_dir / "config.json").read_text())
         if args.device:
             cfg = cfg.model_copy(update={"device": args.device})
+        sampler = SystemSampler(sink.on_system, lambda: sink.step, gpu=_training_gpu(cfg.device)).start()
         status = train(cfg, args.run_dir, sink, resume=args.resume, stop=stop)
         log.info("run %s %s", args.run_id, status)
     except Exception as e:
@@ -188,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         if sink.status != "failed":
             sink.on_status("failed", error=f"{type(e).__name__}: {e}")  # failed before the loop could say so
         code = 1
+    if sampler:
+        sampler.stop()
     wait = float(os.environ.get("GANBOARD_ACK_WAIT_SECONDS", ACK_WAIT_SECONDS))
     if not sink.close(timeout=wait):
         log.warning("the server did not confirm everything within %.0f s; the journal holds it for its replay", wait)

@@ -4,6 +4,7 @@
 import { makeCharts } from "./charts.js";
 import { showAlerts } from "./alerts.js";
 import { showCheckpoints } from "./checkpoints.js";
+import { MachineCard } from "./machine.js";
 import { setupOrganise, showOrganise } from "./organise.js";
 import { renderHeader, showRun } from "./header.js";
 import { QualityChart } from "./quality.js";
@@ -21,6 +22,7 @@ const charts = makeCharts(METRICS, `run-${runId}`);
 const samples = new SamplePlayer();
 const quality = new QualityChart($("quality-chart"));
 const sampler = new Sampler(runId);
+const machine = new MachineCard($("speed-chart"), $("usage-chart"), $("machine-empty"));
 let history = emptyHistory(names);
 let run = null;
 let pending = [];   // [kind, metrics] received since the last frame: kind "buckets" (a snapshot) or "rows" (live)
@@ -28,7 +30,7 @@ let frame = 0;
 let redrawWanted = false;
 let nextDrawAt = 0;
 
-new ResizeObserver(() => [...Object.values(charts), quality].forEach((c) => c.fit())).observe(document.querySelector("main"));
+new ResizeObserver(() => [...Object.values(charts), quality, machine].forEach((c) => c.fit())).observe(document.querySelector("main"));
 
 function schedule() {
   if (!frame) frame = requestAnimationFrame(flush);
@@ -89,7 +91,7 @@ for (const chart of Object.values(charts)) {
   });
 }
 $("log-y").addEventListener("change", (e) => { charts.loss.setLog(e.target.checked); draw(); });
-window.addEventListener("themechange", () => [...Object.values(charts), quality].forEach((c) => c.recolour()));
+window.addEventListener("themechange", () => [...Object.values(charts), quality, machine].forEach((c) => c.recolour()));
 
 // Smoothing off on every chart, or back to the values it had.
 function toggleSmoothing() {
@@ -156,6 +158,9 @@ function onMessage(msg) {
     quality.add(msg.samples);
     showCheckpoints(msg.checkpoints);
     sampler.setCheckpoints(msg.checkpoints);
+    machine.set(msg.system || [], msg.run.config.batch_size);
+  } else if (msg.type === "system") {
+    machine.add(msg);
   } else if (msg.type === "batch") {
     receive("rows", msg.rows);
   } else if (msg.type === "epoch") {
@@ -208,6 +213,9 @@ window.ganboard = {
   smoothed: (name) => charts[METRICS.find((m) => m.name === name).chart].smoothed(history, name),
   sampleCount: () => samples.count,
   qualityEpochs: () => quality.byEpoch.size,
+  machineCount: () => machine.count,
+  imagesPerSecond: () => machine.imagesPerSecond(),
+  machineSeriesShown: () => machine.usage.series.slice(1).map((s) => s.show),
   status: () => (run ? run.status : null),
   dropConnection: () => socket.drop(),
   socket,
