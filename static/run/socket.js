@@ -20,7 +20,9 @@ export class RunSocket {
     const after = this.after();
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     this.onState(this.everConnected ? "reconnecting" : "connecting");
-    const ws = new WebSocket(`${scheme}://${location.host}/ws/runs/${this.runId}${after ? `?after=${after}` : ""}`);
+    const early = window.earlySocket;  // opened by the page before its modules loaded (templates/run.html)
+    window.earlySocket = null;
+    const ws = early && !after ? early : new WebSocket(`${scheme}://${location.host}/ws/runs/${this.runId}${after ? `?after=${after}` : ""}`);
     let opened = false;
     this.ws = ws;
     ws.onopen = () => { opened = this.everConnected = true; this.retryMs = 500; this.onState("live"); };
@@ -38,6 +40,7 @@ export class RunSocket {
       this.timer = setTimeout(() => this.open(), this.retryMs);
       this.retryMs = Math.min(this.retryMs * 2, 10_000);
     };
+    for (const event of ws === early ? early.heard : []) ws[`on${event.type}`](event);  // what it heard meanwhile, in order
   }
 
   // A fresh connection now (and so a fresh snapshot from `after()`), dropping the current one unheard.

@@ -179,3 +179,27 @@ def test_the_api_docs_work_offline(server, page, path, ready):
     page.wait_for_selector(ready, timeout=60_000)
     assert "/api/runs/{run_id}/cancel" in page.text_content("body")
     assert set(outside) <= {REDOCLY_LOGO}, outside  # ReDoc's "by Redocly" logo: dropped when it cannot load
+
+
+def test_the_snapshot_heard_before_the_modules_loaded_is_drawn(server, page):
+    """The page opens its websocket in an inline script, before its modules load (templates/run.html); when the snapshot
+    arrives first, the modules take over the socket and draw what it heard, in order, and then live messages."""
+    run_id = write_run(server.runs_dir, 3_000)
+    page.add_init_script("""{
+      const Real = window.WebSocket;
+      window.opened = [];
+      window.WebSocket = function (url) { window.opened.push([url, performance.now()]); return new Real(url); };
+      window.WebSocket.prototype = Real.prototype;
+      window.WebSocket.OPEN = Real.OPEN;
+    }""")
+    page.route("**/static/run/main.js", lambda route: (page.wait_for_timeout(1_500), route.continue_()))
+    page.goto(f"{server.url}/runs/{run_id}")
+    page.wait_for_function("window.ganboard && window.ganboard.pointCount() > 0")
+    assert page.evaluate("window.ganboard.lastStep()") == 3_000
+    assert page.text_content("#conn") == "live"
+    opened = page.evaluate("window.opened")
+    main_js = page.evaluate("performance.getEntriesByName(new URL('/static/run/main.js', location).href)[0].responseEnd")
+    assert len(opened) == 1 and opened[0][1] < main_js - 1_000  # one socket, opened long before main.js came
+    page.evaluate("window.ganboard.dropConnection()")  # and a reconnect after it opens a socket of its own
+    page.wait_for_function("window.opened.length === 2 && document.getElementById('conn').textContent === 'live'")
+    assert page.evaluate("window.opened")[1][0].endswith("?after=3000")
