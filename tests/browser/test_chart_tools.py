@@ -78,10 +78,16 @@ def test_zoom_into_a_long_run_draws_its_raw_rows(server, page):
     assert page.evaluate(f"(() => {{ const i = {u}.data[0].indexOf(1234); return {u}.data[1][i] === {u}.data[2][i]; }})()")
     assert page.evaluate(f"{u}.data[0][{u}.data[0].length - 1]") == 200_000  # the rest of the run still in buckets
 
+    # live rows keep coming in while zoomed: merged and drawn, the zoom and the raw range kept
+    page.evaluate("window.ganboard.feed({type: 'batch', rows: {step: [200001], epoch: [1], time: [200001], loss_d: [0.5]}})")
+    page.wait_for_function(f"{u}.data[0][{u}.data[0].length - 1] === 200001")
+    assert page.evaluate(f"[{u}.scales.x.min, {u}.scales.x.max]") == [1000, 1500]
+    assert page.evaluate(ZOOMED_POINTS, [1000, 1500]) == 501
+
     page.dblclick("#loss-chart .u-over")
     page.wait_for_function(f"({ZOOMED_POINTS})([1000, 1500]) === 4")
     assert page.evaluate(f"{u}.data[0].length") == 1563
-    assert page.evaluate(f"{u}.scales.x.max") >= 200_000
+    assert page.evaluate(f"{u}.scales.x.max") >= 200_001
 
 
 def test_filter_the_list_on_config_values(server, page):
