@@ -1,5 +1,5 @@
-// "PNG" buttons on chart cards: a click downloads the chart as drawn. uPlot draws the plot and its axes on one canvas and
-// the legend in HTML, so the image is that canvas on the card's background, under the title, over the shown legend
+// "PNG" buttons on chart cards: a click downloads the chart as drawn. uPlot draws the plot and its axes on one canvas
+// and the legend in HTML, so the image is that canvas on the card's background, under the title, over the shown legend
 // entries (each in its series' colour). A button names its chart box and file: <button data-png="loss-chart"
 // data-png-file="run-12-loss" data-png-title="Losses">. Read from the page, not from uPlot, so any uPlot chart works.
 
