@@ -210,11 +210,15 @@ def get_metrics(
     run_id: RunId,
     session: SessionDep,
     after: Annotated[int, Query(ge=0, le=2**63 - 1, description="only steps after this one")] = 0,
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="only steps before this one")] = None,
     max_points: Annotated[int, Query(ge=10, le=1_000_000, description="downsample to at most this many rows")] = 2000,
 ) -> dict[str, list]:
-    """Per-batch metrics, columnar. Downsampled by keeping each series' min and max per bucket, so spikes survive."""
+    """Per-batch metrics, columnar, the steps after `after` and before `before` (a zoomed chart reads its range at full
+    resolution). Downsampled by keeping each series' min and max per bucket, so spikes survive."""
+    if before is not None and before <= after:
+        raise HTTPException(422, f"before ({before}) must be greater than after ({after})")
     _run(session, run_id)
-    return history.metrics(session, run_id, after, max_points)
+    return history.metrics(session, run_id, after, max_points, before)
 
 
 @router.get("/runs/{run_id}/samples", response_model=list[SampleOut])

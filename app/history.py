@@ -121,13 +121,15 @@ def buckets(session: Session, run: Run, after: int = 0) -> dict[str, Any]:
     return out
 
 
-def metrics(session: Session, run_id: int, after: int = 0, max_points: int = 2000) -> dict[str, list]:
-    """Columnar rows after step `after`, at most `max_points` of them, chosen so that spikes survive (for the API)."""
-    rows = session.execute(
-        select(*(getattr(Metric, c) for c in METRIC_COLUMNS))
-        .where(Metric.run_id == run_id, Metric.step > after)
-        .order_by(Metric.step)
-    ).all()
+def metrics(
+    session: Session, run_id: int, after: int = 0, max_points: int = 2000, before: int | None = None
+) -> dict[str, list]:
+    """Columnar rows after step `after` (and before step `before`, when given), at most `max_points` of them, chosen
+    so that spikes survive (for the API)."""
+    query = select(*(getattr(Metric, c) for c in METRIC_COLUMNS)).where(Metric.run_id == run_id, Metric.step > after)
+    if before is not None:
+        query = query.where(Metric.step < before)
+    rows = session.execute(query.order_by(Metric.step)).all()
     keep = downsample_indices(rows, max_points)
     cols = list(zip(*(rows[i] for i in keep))) if keep else [[] for _ in METRIC_COLUMNS]
     return {name: list(col) for name, col in zip(METRIC_COLUMNS, cols)}

@@ -19,7 +19,7 @@ from trainer.protocol import METRICS, Status
 ROOT = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=ROOT / "templates")
 router = APIRouter(include_in_schema=False)
-IMPORT = re.compile(r'^import\s[^;]*?\sfrom\s+"(\.{1,2}/[^"]+)"', re.M)  # static imports of the page's own modules
+IMPORT = re.compile(r'^import\s(?:[^;]*?\sfrom\s+)?"(\.{1,2}/[^"]+)"', re.M)  # static imports of the page's own modules
 
 
 def module_graph(entry: str) -> list[str]:

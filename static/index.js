@@ -60,7 +60,7 @@ const COLUMN = Object.fromEntries(COLUMNS.map(([key, label, value, kind]) => [ke
 const LIST_SORTS = ["created", "name", "status", "progress", "loss_d", "loss_g", "ips"];  // the list view's columns
 
 // The state, as the URL query holds it; defaults are left out of the URL.
-const DEFAULTS = { q: "", status: "", dataset: "", tag: "", archived: "", sort: "created", dir: "desc", view: "list" };
+const DEFAULTS = { q: "", status: "", dataset: "", tag: "", archived: "", config: "", sort: "created", dir: "desc", view: "list" };
 const state = { ...DEFAULTS };
 
 function readURL() {
@@ -80,7 +80,39 @@ function writeURL() {
   history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
 }
 
+// The config filter: terms like `lr_d=0.001 batch_size>64 dataset=mnist`, all of which a run's config must meet.
+// Returns {tests: [run -> bool], error: the first term it cannot use, in words}.
+const CONFIG_TERM = /^([A-Za-z_][\w.]*)(>=|<=|=|>|<)(.+)$/;
+function parseConfigFilter(text, runs) {
+  const keys = new Set(runs.flatMap((r) => Object.keys(r.config)));
+  const tests = [];
+  for (const term of text.trim().split(/\s+/).filter(Boolean)) {
+    const m = CONFIG_TERM.exec(term);
+    if (!m) return { tests, error: `"${term}": write key=value, key>value or key<value` };
+    const [, key, op, value] = m;
+    if (!keys.has(key)) return { tests, error: `"${key}": no run has this config key` };
+    const number = value.trim() !== "" && Number.isFinite(Number(value)) ? Number(value) : null;
+    if (op !== "=" && number === null) return { tests, error: `"${term}": ${op} needs a number` };
+    const compare = { "=": (a, b) => a === b, ">": (a, b) => a > b, "<": (a, b) => a < b, ">=": (a, b) => a >= b, "<=": (a, b) => a <= b }[op];
+    tests.push((run) => {
+      const have = run.config[key];
+      if (number !== null && typeof have === "number") return compare(have, number);
+      return op === "=" && String(have ?? "").toLowerCase() === value.toLowerCase();
+    });
+  }
+  return { tests, error: "" };
+}
+let configFilter = { text: null, runs: null, tests: [], error: "" };  // parsed again when the text or the runs change
+
+function configTests() {
+  if (configFilter.text !== state.config || configFilter.runs !== allRuns) {
+    configFilter = { text: state.config, runs: allRuns, ...parseConfigFilter(state.config, allRuns) };
+  }
+  return configFilter.tests;
+}
+
 function matches(run) {
+  if (!configTests().every((test) => test(run))) return false;
   if (state.archived === "" && run.archived) return false;
   if (state.archived === "only" && !run.archived) return false;
   if (state.status && run.status !== state.status) return false;
@@ -265,6 +297,9 @@ function render() {
   if ($("run-search").value !== state.q) $("run-search").value = state.q;
   $("filter-status").value = state.status;
   $("filter-archived").value = state.archived;
+  if ($("filter-config").value !== state.config) $("filter-config").value = state.config;
+  $("filter-config-error").textContent = configFilter.error;
+  $("filter-config").setAttribute("aria-invalid", String(Boolean(configFilter.error)));
   showSortMarks();
   if (state.view === "list") showList(runs); else showTable(runs);
   showPicked();
@@ -299,6 +334,7 @@ function buildListControls() {
   $("run-sort").addEventListener("change", (e) => setState({ sort: e.target.value }));
   $("sort-dir").addEventListener("click", () => setState({ dir: state.dir === "asc" ? "desc" : "asc" }));
   $("run-search").addEventListener("input", (e) => setState({ q: e.target.value }));
+  $("filter-config").addEventListener("input", (e) => setState({ config: e.target.value }));
   for (const name of ["status", "dataset", "tag", "archived"]) {
     $(`filter-${name}`).addEventListener("change", (e) => setState({ [name]: e.target.value }));
   }

@@ -73,6 +73,19 @@ def test_list_get_and_metrics(server, finished):
     assert [s["epoch"] for s in samples] == [1]
 
 
+def test_metrics_between_after_and_before(server, finished):
+    """A zoomed chart reads one range at full resolution; a range that holds no step is refused, naming both bounds."""
+    url = f"/api/runs/{finished['id']}/metrics"
+    total = finished["total_steps"]
+    inside = server.client.get(url, params={"after": 2, "before": total}).json()
+    assert inside["step"] == list(range(3, total))
+    assert server.client.get(url, params={"before": 3}).json()["step"] == [1, 2]
+    for after, before in [(5, 5), (6, 5)]:
+        r = server.client.get(url, params={"after": after, "before": before})
+        assert r.status_code == 422 and "before" in r.json()["detail"] and "after" in r.json()["detail"]
+    assert server.client.get(url, params={"before": 0}).status_code == 422
+
+
 @pytest.mark.parametrize("route", ["", "/metrics", "/samples", "/checkpoints", "/samples/epoch_0001.png", "/checkpoints/netg.pth"])
 def test_unknown_run_is_404(server, route):
     r = server.client.get(f"/api/runs/987654{route}")

@@ -13,14 +13,15 @@ def test_every_module_the_run_page_imports_is_preloaded(server):
     run_id = write_run(server.runs_dir, 10)
     html = server.client.get(f"/runs/{run_id}").text
     preloaded = set(re.findall(r'<link rel="modulepreload" href="([^"]+)">', html))
-    assert preloaded == {f"/static/run/{p.name}" for p in (ROOT / "static" / "run").glob("*.js")}
+    assert preloaded == {f"/static/run/{p.name}" for p in (ROOT / "static" / "run").glob("*.js")} | {"/static/chartpng.js"}
 
 
-def test_the_module_graph_follows_imports_over_several_lines_and_folders(tmp_path, monkeypatch):
+def test_the_module_graph_follows_imports_over_several_lines_and_folders(tmp_path, monkeypatch):  # and bare imports
     (tmp_path / "static" / "a").mkdir(parents=True)
     (tmp_path / "static" / "b").mkdir()
-    (tmp_path / "static" / "a" / "main.js").write_text('import { x,\n  y } from "./x.js";\nimport { z } from "../b/z.js";\n')
+    (tmp_path / "static" / "a" / "main.js").write_text('import { x,\n  y } from "./x.js";\nimport "./w.js";\n')
+    (tmp_path / "static" / "a" / "w.js").write_text("document.title = 'w';\n")
     (tmp_path / "static" / "a" / "x.js").write_text('import { z } from "../b/z.js";\nexport const x = 1, y = 2;\n')
     (tmp_path / "static" / "b" / "z.js").write_text("export const z = 3;\n")
     monkeypatch.setattr("app.pages.ROOT", tmp_path)
-    assert module_graph("/static/a/main.js") == ["/static/a/main.js", "/static/a/x.js", "/static/b/z.js"]
+    assert module_graph("/static/a/main.js") == ["/static/a/main.js", "/static/a/w.js", "/static/a/x.js", "/static/b/z.js"]

@@ -1,6 +1,7 @@
 // The comparison page's overlaid charts: per run one colour, per metric one dash style, all on one x axis (step, epoch
 // or wall time). Runs have different x values, so their columns are merged with uPlot.join (a run has no value at
 // another run's x; spanGaps draws its line across). Rendering only: the caller hands each chart the runs to draw.
+import "../chartpng.js";  // the chart cards' PNG buttons
 import { autoRange, chartHeight, guideAt, showLatestInLegend, STEP_INCRS, stepLabel, themedAxis } from "../run/charts.js";
 
 // Ten colours that stay apart on light and dark backgrounds: the page compares at most ten runs (app/pages.py).

@@ -112,6 +112,7 @@ export class Chart {
     this.syncKey = syncKey;
     this.spec = spec;
     this.points = 0;
+    this.onZoom = () => {};  // called with the x range [min, max] zoomed into, or null when the zoom is reset
     this.uplot = new uPlot(this.options(), placeholder(3 * metrics.length), this.box);
     this.decorateLegend();
   }
@@ -154,6 +155,7 @@ export class Chart {
           if (key !== "x" || !u.data[0].length) return;
           const xs = u.data[0];
           this.zoomed = u.scales.x.min > xs[0] || u.scales.x.max < xs[xs.length - 1];
+          this.onZoom(this.zoomed ? [u.scales.x.min, u.scales.x.max] : null);
         }],
         setSeries: [(u, i, opts) => {  // a click on a legend entry shows or hides its envelope with it
           if (i === null || i % 3 !== 0 || opts.show === undefined) return;

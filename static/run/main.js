@@ -1,6 +1,7 @@
 // Page `/runs/{id}`: a snapshot from WS /ws/runs/{id}, then live messages. Incoming metric rows are buffered and
 // merged once per animation frame, with one setData per chart per frame, so a fast run never floods the page.
 // The series and charts come from protocol.METRICS, which the server puts into the page as JSON.
+import "../chartpng.js";  // the chart cards' PNG buttons
 import { makeCharts } from "./charts.js";
 import { showAlerts } from "./alerts.js";
 import { showCheckpoints } from "./checkpoints.js";
@@ -10,6 +11,7 @@ import { renderHeader, showRun } from "./header.js";
 import { QualityChart } from "./quality.js";
 import { SamplePlayer } from "./samples.js";
 import { Sampler } from "./sampler.js";
+import { covers, fetchDetail, withDetail } from "./detail.js";
 import { addBuckets, addRows, emptyHistory, lastStep, rowCount } from "./series.js";
 import { RunSocket } from "./socket.js";
 
@@ -29,6 +31,8 @@ let pending = [];   // [kind, metrics] received since the last frame: kind "buck
 let frame = 0;
 let redrawWanted = false;
 let nextDrawAt = 0;
+let detail = null;  // the raw rows of the range zoomed into (detail.js), drawn in place of its buckets
+let zoomKey = null; // that range, "min,max", while zoomed
 
 new ResizeObserver(() => [...Object.values(charts), quality, machine].forEach((c) => c.fit())).observe(document.querySelector("main"));
 
@@ -47,7 +51,8 @@ function showChartNote() {  // over the empty loss chart: what comes next
 
 function draw() {
   showChartNote();
-  for (const chart of Object.values(charts)) chart.draw(history);
+  const shown = detail ? withDetail(history, detail) : history;
+  for (const chart of Object.values(charts)) chart.draw(shown);
   if (history.step.length && !performance.getEntriesByName("first-chart-paint").length) {
     performance.mark("first-chart-paint");  // read by bench/first_paint.py
   }
@@ -90,6 +95,19 @@ for (const chart of Object.values(charts)) {
     redraw();
   });
 }
+// Zoomed into a range of few steps: its raw rows, fetched once (synced charts report the same range), until reset.
+async function zoomTo(range) {
+  const key = range && range.join();
+  if (key === zoomKey) return;
+  zoomKey = key;
+  if (range && detail && covers(detail, ...range)) return;
+  const next = range && (await fetchDetail(runId, names, history.width, ...range).catch(() => null));  // else buckets
+  if (zoomKey !== key || next === detail) return;  // zoomed elsewhere meanwhile, or nothing to change
+  detail = next;
+  redraw();
+}
+for (const chart of Object.values(charts)) chart.onZoom = zoomTo;
+
 $("log-y").addEventListener("change", (e) => { charts.loss.setLog(e.target.checked); draw(); });
 window.addEventListener("themechange", () => [...Object.values(charts), quality, machine].forEach((c) => c.recolour()));
 
@@ -195,6 +213,8 @@ const socket = new RunSocket(runId, { after: heldStep, onMessage, onState: setCo
 // Forget the history and ask for all of it again.
 function resync() {
   pending = [];
+  detail = null;
+  zoomKey = null;
   history = emptyHistory(names);
   samples.clear();
   quality.clear();
