@@ -1,9 +1,11 @@
 """Fan-out of live messages to the open run pages.
 
-Each message is encoded once, when it is published: every page's queue gets the same `Outgoing`, and each page's
-sender writes its text as it is. Each page has a bounded queue. Publishing never waits: a page whose queue is full is
-marked stale and its backlog is dropped; its sender then sends a fresh snapshot instead. So one slow page holds up
-neither the worker nor other pages, and 100 open pages cost one `json.dumps` per message, not 100.
+What one worker message stored (a batch and the run's new progress, say) is published together and encoded once:
+every page's queue gets the same `Outgoing`. A page's sender writes everything queued for it as one websocket frame, a
+JSON array (`frame`), so a page costs one send per publish or fewer, whatever the messages. Each page has a bounded
+queue. Publishing never waits: a page whose queue is full is marked stale and its backlog is dropped; its sender then
+sends a fresh snapshot instead. So one slow page holds up neither the worker nor other pages, and 100 open pages cost
+one `json.dumps` per message, not 100.
 """
 
 from __future__ import annotations
@@ -18,19 +20,24 @@ QUEUE_SIZE = 512
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message for the pages, as JSON text, with what a sender needs to know of it without parsing it again."""
+    """One publish's messages as the items of a JSON array (without its brackets, so that several join into one
+    frame), with what a sender needs to know of them without parsing them again."""
 
-    type: str
-    text: str
-    last_step: int | None = None  # a batch's newest step: a sender skips it when its snapshot already held that far
+    items: str
+    last_step: int | None = None  # the newest step of its batch: a sender skips it when its snapshot already held that far
 
     @classmethod
-    def encode(cls, msg: dict) -> Outgoing:
-        steps = msg["rows"]["step"] if msg["type"] == "batch" else None
-        return cls(msg["type"], json.dumps(msg), steps[-1] if steps else None)
+    def encode(cls, messages: list[dict]) -> Outgoing:
+        steps = [m["rows"]["step"][-1] for m in messages if m["type"] == "batch" and m["rows"]["step"]]
+        return cls(",".join(json.dumps(m) for m in messages), max(steps, default=None))
 
 
-RESYNC = Outgoing("resync", "")  # wakes a stale page's sender, which sends a snapshot
+def frame(outgoing: list[Outgoing]) -> str:
+    """The text of one websocket frame holding these publishes' messages in order: a JSON array."""
+    return "[" + ",".join(o.items for o in outgoing) + "]"
+
+
+RESYNC = Outgoing("")  # wakes a stale page's sender, which sends a snapshot
 
 
 @dataclass(eq=False)
@@ -72,7 +79,6 @@ class Hub:
         pages = list(self.pages.get(run_id, ()))
         if not pages:
             return
-        encoded = [Outgoing.encode(msg) for msg in messages]
+        encoded = Outgoing.encode(messages)
         for page in pages:
-            for msg in encoded:
-                page.put(msg)
+            page.put(encoded)

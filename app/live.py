@@ -11,7 +11,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from app import journal, store
-from app.hub import RESYNC
+from app.hub import RESYNC, frame
 from app.api import RunId
 from app.db import Run, hash_token
 from app.ingest import checkpoint_digests, ingest
@@ -85,8 +85,8 @@ async def _until_closed(ws: WebSocket) -> None:
 
 @router.websocket("/ws/runs/{run_id}")
 async def page_socket(ws: WebSocket, run_id: RunId) -> None:
-    """A snapshot (history bucketed, or only after `?after=S` for a page that reconnects), then live messages, sent as
-    the text the hub encoded once for every page."""
+    """A snapshot (history bucketed, or only after `?after=S` for a page that reconnects), then live messages in frames
+    of the text the hub encoded once for every page (app/hub.py)."""
     state = ws.app.state
     try:
         after = min(max(0, int(ws.query_params.get("after", 0))), 2**63 - 1)  # SQLite integers are 64-bit
@@ -101,8 +101,10 @@ async def page_socket(ws: WebSocket, run_id: RunId) -> None:
 
     async def send_live(last_step: int) -> None:
         while True:
-            msg = await page.queue.get()
-            if page.stale or msg is RESYNC:  # it fell behind, or a replay stored what it missed: a fresh snapshot
+            queued = [await page.queue.get()]
+            while not page.queue.empty():
+                queued.append(page.queue.get_nowait())
+            if page.stale or RESYNC in queued:  # it fell behind, or a replay stored what it missed: a fresh snapshot
                 page.stale = False
                 snap = await run_in_threadpool(make_snapshot, last_step)
                 if snap is None:
@@ -110,11 +112,10 @@ async def page_socket(ws: WebSocket, run_id: RunId) -> None:
                 await ws.send_text(json.dumps(snap))
                 last_step = newest(snap, last_step)
                 continue
-            if msg.last_step is not None:
-                if msg.last_step <= last_step:
-                    continue  # already in the snapshot
-                last_step = msg.last_step
-            await ws.send_text(msg.text)
+            fresh = [o for o in queued if o.last_step is None or o.last_step > last_step]  # not already in the snapshot
+            last_step = max([last_step, *(o.last_step for o in fresh if o.last_step is not None)])
+            if fresh:
+                await ws.send_text(frame(fresh))
 
     try:
         snap = await run_in_threadpool(make_snapshot, after)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import socket
 import statistics
@@ -24,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness import scratch_server  # noqa: E402
+from tests.harness import page_messages, scratch_server  # noqa: E402
 
 CONFIG = dict(dataset="procedural", image_size=32, ngf=16, ndf=16, nz=32, batch_size=64, epochs=1000, device="cpu")
 
@@ -35,15 +34,16 @@ async def read_page(url: str, received: dict[int, float], done: asyncio.Event) -
     async with connect(url, max_size=None) as ws:
         while not done.is_set():
             try:
-                msg = json.loads(await asyncio.wait_for(ws.recv(), 1))
+                messages = page_messages(await asyncio.wait_for(ws.recv(), 1))
             except TimeoutError:
                 continue
             now = time.time()
-            rows = msg.get("rows") or msg.get("metrics")
-            for step in rows["step"] if rows else []:
-                received.setdefault(step, now)
-            if msg["type"] in ("run", "snapshot") and msg["run"]["status"] in ("completed", "failed", "cancelled"):
-                return
+            for msg in messages:
+                rows = msg.get("rows") or msg.get("metrics")
+                for step in rows["step"] if rows else []:
+                    received.setdefault(step, now)
+                if msg["type"] in ("run", "snapshot") and msg["run"]["status"] in ("completed", "failed", "cancelled"):
+                    return
 
 
 def silent_page(host: str, port: int, path: str) -> socket.socket:

@@ -25,6 +25,12 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 # Small enough that a run takes seconds on 2 CPU cores.
+def page_messages(text: str | bytes) -> list[dict]:
+    """The messages of one frame a run page received: a snapshot, or a JSON array of live messages (app/hub.py)."""
+    data = json.loads(text)
+    return data if isinstance(data, list) else [data]
+
+
 TINY = dict(dataset="procedural", image_size=32, ngf=8, ndf=8, nz=16, batch_size=256, epochs=2, device="cpu")
 
 

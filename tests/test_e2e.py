@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 
 import torch
 from websockets.sync.client import connect
 
 from tests.conftest import TINY, wait_for
+from tests.harness import page_messages
 from trainer.config import TrainConfig
 from trainer.models import build_generator
 
@@ -18,7 +18,7 @@ def read_until(ws, done, limit=10_000):
     """Messages from a page websocket until done(seen) holds."""
     seen: list[dict] = []
     for _ in range(limit):
-        seen.append({**json.loads(ws.recv(timeout=120)), "_at": time.monotonic()})
+        seen += [{**msg, "_at": time.monotonic()} for msg in page_messages(ws.recv(timeout=120))]
         if done(seen):
             return seen
     raise AssertionError("message limit reached")

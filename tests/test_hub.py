@@ -6,7 +6,7 @@ import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from app.hub import QUEUE_SIZE, RESYNC, Hub
+from app.hub import QUEUE_SIZE, RESYNC, Hub, frame
 
 
 def test_every_page_gets_the_same_encoded_text():
@@ -16,11 +16,12 @@ def test_every_page_gets_the_same_encoded_text():
         other = hub.subscribe(8)
         messages = [{"type": "batch", "rows": {"step": [4, 5], "loss_d": [1.0, None]}}, {"type": "run", "run": {"id": 7}}]
         hub.publish(7, messages)
-        got = [[p.queue.get_nowait() for _ in messages] for p in pages]
+        hub.publish(7, [{"type": "run", "run": {"id": 7, "step": 5}}])
+        got = [[p.queue.get_nowait(), p.queue.get_nowait()] for p in pages]
         for a, b in zip(got[0], got[1]):
             assert a is b  # one object, encoded once, shared by every page
-        assert [json.loads(m.text) for m in got[2]] == messages
-        assert [m.last_step for m in got[0]] == [5, None]
+        assert json.loads(frame(got[2])) == [*messages, {"type": "run", "run": {"id": 7, "step": 5}}]  # one frame, in order
+        assert [o.last_step for o in got[0]] == [5, None]
         assert other.queue.empty()
 
     run_in_own_thread(main())

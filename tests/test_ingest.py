@@ -18,8 +18,9 @@ from websockets.sync.client import connect
 from sqlalchemy import func, select
 
 from app.db import Run, hash_token, make_engine, make_sessionmaker, metric_buckets
-from app.hub import QUEUE_SIZE, Hub
+from app.hub import QUEUE_SIZE, RESYNC, Hub
 from tests.conftest import TINY
+from tests.harness import page_messages
 from trainer.config import TrainConfig
 
 TOKEN = "test-token-for-a-fake-worker"
@@ -100,9 +101,9 @@ def test_each_message_is_stored_once_and_acknowledged_again(server, fake_run):
         assert send(ws, 4, "epoch", **epoch) == {"type": "ack", "seq": 4}
         assert send(ws, 5, "status", status="completed", step=10, epoch=1) == {"type": "ack", "seq": 5}
 
-        live = [json.loads(page.recv(timeout=30))]
+        live = page_messages(page.recv(timeout=30))
         while not (live[-1]["type"] == "run" and live[-1]["run"]["status"] == "completed"):
-            live.append(json.loads(page.recv(timeout=30)))
+            live += page_messages(page.recv(timeout=30))
     batches = [m["rows"]["step"] for m in live if m["type"] == "batch"]
     assert batches == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]  # the duplicate never reached the page
     assert batches and all(set(m["rows"]) >= {"loss_d", "loss_g", "d_x", "d_g_z"} for m in live if m["type"] == "batch")
@@ -172,7 +173,7 @@ def test_a_page_that_falls_behind_is_resynced_and_never_blocks_publishing():
             if not quick.queue.empty():
                 quick.queue.get_nowait()
         assert slow.stale and slow.queue.qsize() <= QUEUE_SIZE
-        assert slow.queue.get_nowait().type == "resync"  # the sender turns this into a fresh snapshot
+        assert slow.queue.get_nowait() is RESYNC  # the sender turns this into a fresh snapshot
         assert not quick.stale
         hub.unsubscribe(slow)
         hub.unsubscribe(quick)
@@ -275,9 +276,7 @@ def test_a_newer_snapshot_replaces_the_older_one(server, fake_run):
         send(ws, 2, "status", attempt=2, status="cancelled", step=7, epoch=0, checkpoints=[*names["new"], "resume.pt"])
         published = []
         while len(published) < 2:
-            msg = json.loads(page.recv(timeout=30))
-            if msg["type"] == "checkpoints":
-                published.append(msg["checkpoints"])
+            published += [m["checkpoints"] for m in page_messages(page.recv(timeout=30)) if m["type"] == "checkpoints"]
     listed = server.client.get(f"/api/runs/{fake_run}/checkpoints").json()
     assert published[-1] == listed
     assert {c["name"]: (c["label"], c["step"]) for c in listed} == {

@@ -13,7 +13,7 @@ import pytest
 from websockets.sync.client import connect
 
 from app.db import Run, make_engine, make_sessionmaker
-from tests.harness import start_server, wait_for
+from tests.harness import page_messages, start_server, wait_for
 
 
 @pytest.fixture
@@ -135,8 +135,8 @@ def test_a_stop_mid_epoch_publishes_its_checkpoints_and_speed_is_measured_while_
         solo.client.post(f"/api/runs/{run_id}/cancel")
         live = []
         while not live or live[-1] != ("run", "cancelled"):
-            msg = json.loads(page.recv(timeout=60))
-            live.append((msg["type"], msg["run"]["status"]) if msg["type"] == "run" else (msg["type"], msg))
+            for msg in page_messages(page.recv(timeout=60)):
+                live.append((msg["type"], msg["run"]["status"]) if msg["type"] == "run" else (msg["type"], msg))
     (published,) = [m for kind, m in live if kind == "checkpoints"]
     names = {c["name"] for c in published["checkpoints"]}
     assert "resume.pt" in names and all(c["label"] and c["sha256"] for c in published["checkpoints"])

@@ -13,6 +13,7 @@ from sqlalchemy import inspect, text
 
 from app.db import make_engine
 from tests.conftest import scratch_server, wait_for
+from tests.harness import page_messages
 from trainer.protocol import SystemMessage, parse_message
 from trainer.system import Gpu, SystemSampler, host_gpus, pci_bus_id
 
@@ -149,7 +150,7 @@ def test_a_real_run_reports_its_machine_to_the_api_the_snapshot_and_the_pages():
         live: list[dict] = []
         with connect(f"{server.ws_url}/ws/runs/{run['id']}") as ws:
             while not any(m["type"] == "system" for m in live):
-                live.append(json.loads(ws.recv(timeout=120)))
+                live += page_messages(ws.recv(timeout=120))
         done = server.wait_status(run["id"], "completed", "failed")
         assert done["status"] == "completed", done["error"]
         # the worker exits once the server has everything: a sample taken after the final status is stored by then

@@ -26,7 +26,10 @@ export class RunSocket {
     let opened = false;
     this.ws = ws;
     ws.onopen = () => { opened = this.everConnected = true; this.retryMs = 500; this.onState("live"); };
-    ws.onmessage = (event) => this.onMessage(JSON.parse(event.data));
+    ws.onmessage = (event) => {  // a snapshot, or a frame of live messages (an array)
+      const data = JSON.parse(event.data);
+      for (const msg of Array.isArray(data) ? data : [data]) this.onMessage(msg);
+    };
     ws.onclose = async () => {
       if (!opened) {  // refused at the handshake: ask the API why (401 goes to the login page, 404 means deleted)
         try {
