@@ -75,7 +75,7 @@ function onRun(r, next) {
   r.run = next;
   named[r.index].name = next.name;
   showLegend();
-  if (configChanged) showConfig();
+  if (configChanged) { showConfig(); grids.show(); }  // the grids' titles hold the name too
   if (replanned) resync(r);  // buckets made for another number of steps
 }
 

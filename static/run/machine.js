@@ -15,7 +15,7 @@ function chart(box, axes, series) {
     width: box.clientWidth,
     height: window.innerWidth < 600 ? 150 : 170,
     scales: { x: { time: true }, ...Object.fromEntries(axes.map((a) => [a.scale, { range }])) },
-    axes: [themedAxis({ size: 34 }), ...axes.map((a) => themedAxis({ labelSize: 18, size: 50, ...a }))],
+    axes: [themedAxis({ size: 50 }), ...axes.map((a) => themedAxis({ labelSize: 18, size: 50, ...a }))],
     cursor: { drag: { x: true, y: false }, points: { size: 6 } },
     legend: { live: true },
     series: [{ label: "time" }, ...series.map((s) => ({ width: 2, spanGaps: false, ...s }))],

@@ -3,16 +3,15 @@ different epochs) and one real training run, picked with the list's checkboxes a
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from PIL import Image
 from sqlalchemy import insert, update
 
 from app.db import Run, Sample, make_engine, make_sessionmaker
+from tests.browser.conftest import ARTIFACTS
 from tests.browser.runs_in_db import write_run
 from tests.harness import TINY
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def write_grid(path: Path, seed: int) -> None:
@@ -130,10 +129,10 @@ def test_compare_three_stored_runs_and_a_live_one(server, page):
     page.wait_for_function(f"window.compare.lastStep({live}) > {first}")
     page.select_option("#x-axis", "step")
 
-    page.screenshot(path=str(DOCS / "screenshot-compare.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "compare-1280.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
     page.wait_for_timeout(300)  # the charts follow the new width (ResizeObserver)
-    page.screenshot(path=str(DOCS / "screenshot-compare-390.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "compare-390.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling on a phone
     server.client.post(f"/api/runs/{live}/cancel")
 
