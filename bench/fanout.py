@@ -3,9 +3,10 @@
 For each round it trains the same short run twice on a real server, once with no page open and once with `--pages`
 pages reading `WS /ws/runs/<id>` (plus one page that never reads), alternating. It prints whether every reading page
 received every step, the p50 and p99 delay from the loop recording a step to a page receiving it (this includes the
-~100 ms the worker gathers rows before sending), training images/s without and with the pages (a ratio), and the
-server process's CPU seconds per training step without and with the pages: on a busy shared machine the images/s ratio
-swings with the neighbours' load, while the server's own CPU time shows what the fan-out costs.
+~250 ms the worker gathers rows before sending), training images/s without and with the pages (a ratio), and the
+server process's CPU seconds per training step without and with the pages, and the reading pages' own (they run in this
+process, on the same cores as the trainer): on a busy shared machine the images/s ratio swings with the neighbours'
+load, while the CPU times show what the fan-out costs and where.
 Run: `.venv/bin/python bench/fanout.py [--pages 100] [--steps 600] [--rounds 2]`.
 """
 
@@ -64,6 +65,7 @@ def cpu_seconds(pid: int) -> float:
 
 def train_once(server, steps: int, pages: int) -> dict:
     cpu_before = cpu_seconds(server.proc.pid)
+    pages_before = cpu_seconds(os.getpid())  # the reading pages run in this process
     run = server.client.post("/api/runs", json={"config": {**CONFIG, "max_steps": steps}}).json()
     url = f"{server.ws_url}/ws/runs/{run['id']}"
     received: list[dict[int, float]] = [{} for _ in range(pages)]
@@ -80,13 +82,14 @@ def train_once(server, steps: int, pages: int) -> dict:
     if thread:
         thread.join(60)
     server_cpu = cpu_seconds(server.proc.pid) - cpu_before
+    pages_cpu = cpu_seconds(os.getpid()) - pages_before
     if silent:
         silent.close()
     metrics = server.client.get(f"/api/runs/{run['id']}/metrics", params={"max_points": 10**6}).json()
     times = dict(zip(metrics["step"], metrics["time"]))
     seconds = metrics["time"][-1] - metrics["time"][9]  # after ten steps of warm-up
     result = {"status": final["status"], "images_per_s": CONFIG["batch_size"] * (len(times) - 10) / seconds,
-              "server_ms_per_step": 1000 * server_cpu / len(times)}  # fmt: skip
+              "server_ms_per_step": 1000 * server_cpu / len(times), "pages_ms_per_step": 1000 * pages_cpu / len(times)}  # fmt: skip
     if pages:
         expected = set(times)
         result["complete_pages"] = sum(set(r) == expected for r in received)
@@ -117,6 +120,8 @@ def main() -> None:
     ca = statistics.median(r["server_ms_per_step"] for r in alone)
     cw = statistics.median(r["server_ms_per_step"] for r in watched)
     print(f"  server CPU: {ca:.1f} ms per step with no page, {cw:.1f} with {args.pages} pages (+{cw - ca:.1f} ms for the fan-out)")
+    pw = statistics.median(r["pages_ms_per_step"] for r in watched)
+    print(f"  the {args.pages} reading pages (this process, on the same cores): {pw:.1f} ms of CPU per step")
 
 
 if __name__ == "__main__":
