@@ -154,8 +154,10 @@ export class Chart {
         setScale: [(u, key) => {
           if (key !== "x" || !u.data[0].length) return;
           const xs = u.data[0];
-          this.zoomed = u.scales.x.min > xs[0] || u.scales.x.max < xs[xs.length - 1];
-          this.onZoom(this.zoomed ? [u.scales.x.min, u.scales.x.max] : null);
+          const zoomed = u.scales.x.min > xs[0] || u.scales.x.max < xs[xs.length - 1];
+          // A chart that was not zoomed and still is not (its data grew) says nothing: another chart may be zoomed.
+          if (zoomed || this.zoomed) this.onZoom(zoomed ? [u.scales.x.min, u.scales.x.max] : null);
+          this.zoomed = zoomed;
         }],
         setSeries: [(u, i, opts) => {  // a click on a legend entry shows or hides its envelope with it
           if (i === null || i % 3 !== 0 || opts.show === undefined) return;
