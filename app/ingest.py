@@ -121,7 +121,8 @@ def _check_health(session: Session, run: Run, msg: WorkerMessage) -> list:
     if isinstance(msg, SystemMessage):
         return []
     if isinstance(msg, BatchMessage):
-        return health.after_batch(session, run) if msg.rows.step else []
+        steps = msg.rows.step
+        return health.after_batch(session, run) if steps and health.batch_due(min(steps), max(steps)) else []
     if isinstance(msg, EpochMessage):
         return health.after_epoch(session, run)
     return health.after_status(session, run, msg.status, msg.error)

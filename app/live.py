@@ -11,7 +11,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from app import journal, store
-from app.hub import RESYNC, frame
+from app.hub import PAGE_INTERVAL, RESYNC, frame
 from app.api import RunId
 from app.db import Run, hash_token
 from app.ingest import checkpoint_digests, ingest
@@ -100,8 +100,11 @@ async def page_socket(ws: WebSocket, run_id: RunId) -> None:
             return store.snapshot(s, run, after) if run else None
 
     async def send_live(last_step: int) -> None:
+        clock = asyncio.get_running_loop().time
+        sent_at = -PAGE_INTERVAL
         while True:
             queued = [await page.queue.get()]
+            await asyncio.sleep(sent_at + PAGE_INTERVAL - clock())  # at most one frame per PAGE_INTERVAL (app/hub.py)
             while not page.queue.empty():
                 queued.append(page.queue.get_nowait())
             if page.stale or RESYNC in queued:  # it fell behind, or a replay stored what it missed: a fresh snapshot
@@ -116,6 +119,7 @@ async def page_socket(ws: WebSocket, run_id: RunId) -> None:
             last_step = max([last_step, *(o.last_step for o in fresh if o.last_step is not None)])
             if fresh:
                 await ws.send_text(frame(fresh))
+                sent_at = clock()
 
     try:
         snap = await run_in_threadpool(make_snapshot, after)

@@ -8,6 +8,7 @@ import time
 import torch
 from websockets.sync.client import connect
 
+from app.hub import PAGE_INTERVAL
 from tests.conftest import TINY, wait_for
 from tests.harness import page_messages
 from trainer.config import TrainConfig
@@ -60,6 +61,25 @@ def test_a_run_streams_metrics_and_samples_then_serves_its_checkpoint(server):
     download.write_bytes(r.content)
     netg = build_generator(TrainConfig(**TINY))
     netg.load_state_dict(torch.load(download, weights_only=True))
+
+
+def test_a_page_gets_at_most_one_frame_per_page_interval_and_every_step(server):
+    """The worker sends every 0.25 s; a page gets what was queued merged, at most once per PAGE_INTERVAL (app/hub.py).
+    The bound holds however slow the machine: the n-th frame is sent no earlier than (n - 1) intervals after the first,
+    which is sent after `before`."""
+    run = server.create(epochs=1000)
+    before = time.monotonic()
+    with connect(f"{server.ws_url}/ws/runs/{run['id']}") as ws:
+        assert page_messages(ws.recv(timeout=120))[0]["type"] == "snapshot"
+        arrivals, steps = [], []
+        while len(steps) < 100 or len(arrivals) < 8:
+            messages = page_messages(ws.recv(timeout=120))
+            arrivals.append(time.monotonic())
+            steps += [s for m in messages if m["type"] == "batch" for s in m["rows"]["step"]]
+    server.client.post(f"/api/runs/{run['id']}/cancel")
+    server.wait_status(run["id"], "cancelled", "failed")
+    assert len(arrivals) <= (arrivals[-1] - before) / PAGE_INTERVAL + 1
+    assert set(range(steps[0], steps[-1] + 1)) <= set(steps)  # merged, nothing dropped
 
 
 def test_cancel_then_resume_carries_on_the_step_numbers(server):

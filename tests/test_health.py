@@ -110,6 +110,16 @@ def test_one_open_alert_per_kind_cleared_then_raised_again(stored):
     assert [(a["step"], a["cleared_step"]) for a in run["alerts"]] == [(700, None), (250, 500)]  # newest first
 
 
+def test_the_batch_rules_run_when_rows_reach_a_multiple_of_batch_every(stored):
+    assert health.BATCH_EVERY == 50
+    alerts, _ = stored(BatchMessage, **batch(1, 199, d_x=0.99, d_g_z=0.01))
+    assert alerts == []  # checked (it reached 50, 100, 150), but not sustained for 200 steps yet
+    alerts, _ = stored(BatchMessage, **batch(201, 249, d_x=0.99, d_g_z=0.01))
+    assert alerts == []  # 248 rows of D winning, but 201..249 reach no multiple of 50: not checked
+    alerts, _ = stored(BatchMessage, **batch(250, 250, d_x=0.99, d_g_z=0.01))
+    assert [a["kind"] for a in alerts] == ["d_wins"] and alerts[0]["step"] == 250
+
+
 def test_mode_collapse_from_the_epoch_messages(stored):
     epoch = dict(sample="epoch_0001.png", images_per_s=1.0, seconds=1.0)
     for e, diversity in enumerate([0.03, 0.9, 0.2], start=1):

@@ -50,20 +50,30 @@ class Sink(Protocol):
 
 
 def train(
-    cfg: TrainConfig, run_dir: Path, sink: Sink, *, resume: bool = False, stop: threading.Event | None = None
+    cfg: TrainConfig,
+    run_dir: Path,
+    sink: Sink,
+    *,
+    resume: bool = False,
+    stop: threading.Event | None = None,
+    threads: int | None = None,
 ) -> str:
-    """Train `cfg` into `run_dir`; returns "completed" or "cancelled". Errors are reported to the sink, then raised."""
+    """Train `cfg` into `run_dir`; returns "completed" or "cancelled". Errors are reported to the sink, then raised.
+    `threads`: CPU threads for torch (default: all cores; the supervisor shares them among concurrent CPU runs)."""
     try:
-        return _train(cfg, Path(run_dir), sink, resume, stop or threading.Event())
+        return _train(cfg, Path(run_dir), sink, resume, stop or threading.Event(), threads)
     except Exception as e:
         error = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
         sink.on_status("failed", error=error, traceback=traceback.format_exc()[-4000:])
         raise
 
 
-def _train(cfg: TrainConfig, run_dir: Path, sink: Sink, resume: bool, stop: threading.Event) -> str:
+def _train(
+    cfg: TrainConfig, run_dir: Path, sink: Sink, resume: bool, stop: threading.Event, threads: int | None
+) -> str:
     device = resolve_device(cfg.device)
-    configure(device)
+    configure(device, threads)
+    log.info("training on %s with %d torch threads", device, torch.get_num_threads())
     bf16 = uses_bf16(cfg, device)
     # On a GPU without the autocast weight cache, which CUDA graphs cannot hold on to.
     amp = torch.autocast(device.type, torch.bfloat16, cache_enabled=device.type == "cpu") if bf16 else nullcontext()

@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attempt", type=int, default=1)
     parser.add_argument("--device", help="overrides the config's device (the supervisor picks the GPU)")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.device:
             cfg = cfg.model_copy(update={"device": args.device})
         sampler = SystemSampler(sink.on_system, lambda: sink.step, gpu=_training_gpu(cfg.device)).start()
-        status = train(cfg, args.run_dir, sink, resume=args.resume, stop=stop)
+        status = train(cfg, args.run_dir, sink, resume=args.resume, stop=stop, threads=args.threads)
         log.info("run %s %s", args.run_id, status)
     except Exception as e:
         log.exception("run %s failed", args.run_id)

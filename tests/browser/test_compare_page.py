@@ -3,6 +3,7 @@ different epochs) and one real training run, picked with the list's checkboxes a
 
 from __future__ import annotations
 
+from pathlib import Path
 
 from PIL import Image
 from sqlalchemy import insert, update
@@ -11,7 +12,6 @@ from app.db import Run, Sample, make_engine, make_sessionmaker
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.runs_in_db import write_run
 from tests.harness import TINY
-
 
 
 def write_grid(path: Path, seed: int) -> None:
