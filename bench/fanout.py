@@ -87,8 +87,7 @@ def train_once(server, steps: int, pages: int) -> dict:
         silent.close()
     metrics = server.client.get(f"/api/runs/{run['id']}/metrics", params={"max_points": 10**6}).json()
     times = dict(zip(metrics["step"], metrics["time"]))
-    seconds = metrics["time"][-1] - metrics["time"][9]  # after ten steps of warm-up
-    result = {"status": final["status"], "images_per_s": CONFIG["batch_size"] * (len(times) - 10) / seconds,
+    result = {"status": final["status"], "images_per_s": server.images_per_s(run["id"]),
               "server_ms_per_step": 1000 * server_cpu / len(times), "pages_ms_per_step": 1000 * pages_cpu / len(times)}  # fmt: skip
     if pages:
         expected = set(times)

@@ -73,6 +73,12 @@ class Server:
     def wait_status(self, run_id: int, *statuses: str, timeout: float = 180) -> dict:
         return wait_for(lambda: (r := self.run(run_id))["status"] in statuses and r, timeout, what=f"run {run_id} {statuses}")
 
+    def images_per_s(self, run_id: int, warmup: int = 10) -> float:
+        """A run's training speed from the times its batch rows were recorded, after `warmup` steps."""
+        metrics = self.client.get(f"/api/runs/{run_id}/metrics", params={"max_points": 10**6}).json()
+        steps, times = metrics["step"], metrics["time"]
+        return self.run(run_id)["config"]["batch_size"] * (len(steps) - warmup) / (times[-1] - times[warmup - 1])
+
     def stop(self) -> None:
         """Stop the server, then the workers it started (they outlive a server on purpose)."""
         self.client.close()
