@@ -1,6 +1,7 @@
 """The pages on a phone (390 px) and a laptop (1280 px), in real Chromium: nothing scrolls sideways, checkpoint rows read
 as name and badge over what the file holds and its size, a long run name keeps its room in the run list, the comparison
-wraps long run names in legends and config headers, and what a thumb taps is at least 32 px high."""
+wraps long run names in legends and config headers, what a thumb taps is at least 32 px high, and the alert badge reads
+in either theme."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from tests.browser.runs_in_db import write_run
 from tests.browser.test_compare_page import stored_runs
+from tests.browser.test_health_page import add_alert
 from tests.browser.test_quality_page import add_quality
 
 PHONE = {"width": 390, "height": 844}
@@ -116,3 +118,26 @@ def test_comparison_on_a_phone_wraps_long_run_names(server, page):
         "(e) => { const r = e.getClientRects()[0]; return {top: r.top}; }")
     assert label["top"] < marker["bottom"], (marker, label)  # the name starts beside its colour, not under it
     assert_tappable(page, ".png-button")
+
+
+CONTRAST = """(e) => {  // WCAG contrast of an element's text against its background over the card behind it
+  const rgba = (c) => c.match(/[\\d.]+/g).map(Number);
+  const over = (top, under) => { const a = top[3] ?? 1; return [0, 1, 2].map((i) => top[i] * a + under[i] * (1 - a)); };
+  const lum = (c) => { const [r, g, b] = c.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const card = rgba(getComputedStyle(e.closest('.card')).backgroundColor);
+  const bg = over(rgba(getComputedStyle(e).backgroundColor), card), fg = over(rgba(getComputedStyle(e).color), bg);
+  const [hi, lo] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_alert_badge_is_readable_in_either_theme(server, page, scheme):
+    run_id = write_run(server.runs_dir, 10)
+    add_alert(server.runs_dir, run_id, "oscillation", 5)
+    page.emulate_media(color_scheme=scheme)
+    page.goto(server.url + "/")
+    badge = page.locator(f"tr[data-run-id='{run_id}'] .alert-badge")
+    badge.wait_for()
+    assert badge.evaluate(CONTRAST) >= 4.5
