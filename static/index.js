@@ -143,7 +143,7 @@ const MAX_COMPARED = 10;  // as app/pages.py allows
 function pickBox(run) {
   const box = el("input", { type: "checkbox", class: "pick-run", "data-run-id": run.id, "aria-label": `compare ${run.name}` });
   box.checked = picked.has(run.id);
-  return box;
+  return el("label", { class: "pick-target" }, box);  // the label is the tap target, larger than the box
 }
 
 function showPicked() {

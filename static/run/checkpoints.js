@@ -28,9 +28,9 @@ export function showCheckpoints(list) {
   ul.textContent = "";
   for (const c of [...list].sort(order)) {
     ul.append(el("li", {},
-      el("a", { href: c.url, download: c.name, text: c.name }),
-      ...(BEST.includes(c.name) ? [el("span", { class: "badge best", text: "best" })] : []),
-      el("span", { class: "muted small", text: label(c) }),
+      el("span", { class: "file-name" }, el("a", { href: c.url, download: c.name, text: c.name }),
+        ...(BEST.includes(c.name) ? [el("span", { class: "badge best", text: "best" })] : [])),
+      el("span", { class: "muted small file-label", text: label(c) }),
       el("span", { class: "size", text: humanSize(c.size) })));
   }
 }
