@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 from contextlib import asynccontextmanager
-from html import escape
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,6 +21,7 @@ from app.auth import TokenMiddleware, is_loopback, redact_token_logs
 from app.db import make_engine, make_sessionmaker
 from app.guard import GuardMiddleware
 from app.hub import Hub
+from app.pages import templates
 from app.settings import Settings
 from app.supervisor import Supervisor
 
@@ -84,11 +84,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"detail": detail}, status_code=422)
         if request.url.path.startswith(("/api", "/ws")) or exc.status_code < 400:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-        return HTMLResponse(_error_page(exc.status_code, str(exc.detail)), status_code=exc.status_code)
+        return _error_page(request, exc.status_code, str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
-        """FastAPI's own answer, except that the input echoed back may be NaN or Infinity, which JSON cannot carry."""
+        """FastAPI's own answer, except that the input echoed back may be NaN or Infinity, which JSON cannot carry; a
+        page's address that does not parse (/runs/abc) gets a page saying why."""
+        if not request.url.path.startswith(("/api", "/ws")):
+            detail = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
+            return _error_page(request, 422, detail)
         return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
 
     @app.exception_handler(Exception)
@@ -97,6 +101,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
 
     return app
+
+
+def _error_page(request: Request, status: int, detail: str) -> HTMLResponse:
+    """An error as the app's own page (its top bar leads back), never a traceback."""
+    return templates.TemplateResponse(request, "error.html", {"status": status, "detail": detail}, status_code=status)
 
 
 def _finite(value: Any) -> Any:
@@ -109,8 +118,3 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _error_page(status: int, detail: str) -> str:
-    return (
-        f"<!doctype html><title>{status} · GANboard</title><link rel=stylesheet href=/static/style.css>"
-        f"<main class=error-page><h1>{status}</h1><p>{escape(detail)}</p><p><a href=/>Back to the runs</a></p></main>"
-    )

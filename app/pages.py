@@ -62,7 +62,7 @@ def parse_run_ids(text: str | None) -> tuple[list[int], str | None]:
     """`?runs=3,7,9` as run ids in the given order, without repeats, or the reason it cannot be read."""
     parts = [p.strip() for p in (text or "").split(",") if p.strip()]
     if not parts:
-        return [], "runs: choose runs to compare, e.g. /compare?runs=3,7 (the run list's checkboxes make this link)"
+        return [], None  # nothing chosen yet: the page says how to choose
     bad = [p for p in parts if not p.isdecimal() or int(p) < 1 or len(p) > 18]
     if bad:
         return [], f"runs: not a run id: {', '.join(bad[:5])} (give positive whole numbers, comma-separated)"

@@ -134,6 +134,10 @@ def test_pages_and_docs(server, finished):
     assert page.status_code == 200 and 'id="loss-chart"' in page.text
     missing = server.client.get("/runs/987654")
     assert missing.status_code == 404 and "Traceback" not in missing.text and "not found" in missing.text
+    assert 'class="topbar"' in missing.text and 'href="/#new-run"' in missing.text  # the app's own page, its top bar
+    garbled = server.client.get("/runs/<b>x")
+    assert garbled.status_code == 422 and 'class="topbar"' in garbled.text and "run_id: Input should be a valid integer" in garbled.text
+    assert "<b>x" not in garbled.text  # nothing from the address is echoed as markup
     assert server.client.get("/docs").status_code == 200
     assert "/api/runs/{run_id}/checkpoints/{name}" in server.client.get("/openapi.json").json()["paths"]
     assert server.client.get("/static/vendor/uPlot.iife.min.js").status_code == 200
