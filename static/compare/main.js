@@ -57,12 +57,14 @@ function draw() {
 
 // ---- the legend above the charts: each run's colour, name, status and connection ------------------------------------
 
+// The connection's state ("live", "reconnecting") is shown while a run is loading, queued or running: next to a run that
+// has ended it would read as if the run were live, and nothing more comes for it.
 function showLegend() {
   $("compare-legend").replaceChildren(...runs.map((r) => el("li", { "data-run-id": r.id },
     el("span", { class: "swatch", style: `background: ${runColor(r.index)}` }),
     el("a", { href: `/runs/${r.id}`, text: `#${r.id} ${r.run ? r.run.name : ""}` }),
     el("span", { class: `badge ${r.run ? r.run.status : ""}`, text: r.run ? r.run.status : "loading" }),
-    el("span", { class: `conn ${r.state}`, text: r.state }))));
+    ...(!r.run || ACTIVE.includes(r.run.status) ? [el("span", { class: `conn ${r.state}`, title: "connection to the server", text: r.state })] : []))));
 }
 
 function showConfig() {

@@ -1,12 +1,16 @@
 """The pages on a phone (390 px) and a laptop (1280 px), in real Chromium: nothing scrolls sideways, checkpoint rows read
 as name and badge over what the file holds and its size, a long run name keeps its room in the run list, the comparison
-wraps long run names in legends and config headers, what a thumb taps is at least 32 px high, and the alert badge reads
-in either theme."""
+wraps long run names in legends and config headers and keeps a chart's PNG button beside its title, what a thumb taps
+(sliders and checkboxes too) is at least 32 px high, the sample-quality chart leaves no empty band under it, the alert
+badge reads in either theme, and the comparison says "live" only next to a run that can still change."""
 
 from __future__ import annotations
 
 import pytest
 
+from sqlalchemy import update
+
+from app.db import Run, make_engine, make_sessionmaker
 from tests.browser.runs_in_db import write_run
 from tests.browser.test_compare_page import stored_runs
 from tests.browser.test_health_page import add_alert
@@ -31,6 +35,27 @@ def heights(page, selector: str) -> dict[str, float]:
 def assert_tappable(page, selector: str) -> None:
     found = heights(page, selector)
     assert found and all(h >= TAP for h in found.values()), found
+
+
+# Where a tap a little above or below a checkbox's middle lands: on the box or on its label, across a 32 px band.
+TAP_BAND = f"""(e) => {{ e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect();
+  const x = r.left + r.width / 2, y = r.top + r.height / 2;
+  return [-{TAP // 2 - 1}, -8, 0, 8, {TAP // 2 - 1}].filter((dy) => {{ const hit = document.elementFromPoint(x, y + dy);
+    return !(hit === e || hit?.closest('label')?.control === e); }}); }}"""
+
+
+def assert_checkbox_tappable(page, selector: str) -> None:
+    missed = page.locator(selector).evaluate(TAP_BAND)
+    assert not missed, f"{selector}: a tap this many px from its middle misses it: {missed}"
+
+
+def set_status(runs_dir, run_id: int, status: str) -> None:
+    engine = make_engine(f"sqlite:///{runs_dir / 'ganboard.db'}")
+    try:
+        with make_sessionmaker(engine).begin() as s:
+            s.execute(update(Run).where(Run.id == run_id).values(status=status))
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +166,69 @@ def test_the_alert_badge_is_readable_in_either_theme(server, page, scheme):
     badge = page.locator(f"tr[data-run-id='{run_id}'] .alert-badge")
     badge.wait_for()
     assert badge.evaluate(CONTRAST) >= 4.5
+
+
+SLIDERS = {"run": ["#smoothing", "#smoothing-d", "#smoothing-grad", "#epoch-slider"], "compare": ["#smoothing", "#grid-epoch"]}
+
+
+def open_compare(server, page, ids) -> None:
+    page.goto(f"{server.url}/compare?runs={','.join(map(str, ids))}")
+    page.wait_for_function("performance.getEntriesByName('first-compare-paint').length > 0")
+
+
+def test_sliders_and_checkboxes_on_a_phone_are_big_enough_to_tap(server, scored, page):
+    page.set_viewport_size(PHONE)
+    page.goto(f"{server.url}/runs/{scored}")
+    page.wait_for_selector("#epoch-slider:not([disabled])")
+    assert_tappable(page, ", ".join(SLIDERS["run"]))
+    assert_checkbox_tappable(page, "#log-y")
+    no_sideways_scroll(page)
+    open_compare(server, page, stored_runs(server.runs_dir)[:2])
+    assert_tappable(page, ", ".join(SLIDERS["compare"]))
+    assert_checkbox_tappable(page, "#config-all")
+    no_sideways_scroll(page)
+    page.goto(server.url + "/")
+    page.wait_for_selector("#field-download")
+    assert_checkbox_tappable(page, "#field-download")
+
+
+def test_sliders_on_a_laptop_keep_their_size(server, scored, page):
+    page.goto(f"{server.url}/runs/{scored}")
+    page.wait_for_selector("#epoch-slider:not([disabled])")
+    found = heights(page, ", ".join(SLIDERS["run"]))
+    assert found and all(h < 24 for h in found.values()), found
+
+
+@pytest.mark.parametrize("viewport", [PHONE, {"width": 1280, "height": 800}], ids=["phone", "laptop"])
+def test_quality_chart_has_no_empty_band_and_log_y_lines_up_with_smoothing(server, scored, page, viewport):
+    page.set_viewport_size(viewport)
+    page.goto(f"{server.url}/runs/{scored}")
+    page.wait_for_function("document.querySelectorAll('#quality-chart .u-legend .u-value')[1]?.textContent.trim() > '0'")
+    gap = page.locator("#quality-chart").evaluate("(e) => e.getBoundingClientRect().bottom - e.querySelector('.uplot').getBoundingClientRect().bottom")
+    assert 0 <= gap <= 4, gap
+    if viewport == PHONE:
+        return  # "log y" and the smoothing slider are on lines of their own there
+    text = """(e) => { const t = [...e.childNodes].find((n) => n.nodeType === 3 && n.textContent.trim());
+        const range = document.createRange(); range.selectNodeContents(t); return range.getBoundingClientRect().bottom; }"""
+    log_y, smoothing = page.locator("label[for=log-y]").evaluate(text), page.locator("label[for=smoothing]").evaluate(text)
+    assert abs(log_y - smoothing) < 1, (log_y, smoothing)
+
+
+def test_compare_png_buttons_stay_beside_their_titles_on_a_phone(server, page):
+    page.set_viewport_size(PHONE)
+    open_compare(server, page, stored_runs(server.runs_dir)[:2])
+    for head in page.locator(".charts-card .card-head").all():
+        title, button = head.locator("h2").evaluate(BOX), head.locator(".png-button").evaluate(BOX)
+        assert button["top"] < title["bottom"] and button["left"] >= title["right"] - 1, (title, button)
+        assert button["right"] <= head.evaluate(BOX)["right"] + 0.5, button
+    no_sideways_scroll(page)
+
+
+def test_compare_says_live_only_next_to_runs_that_can_still_change(server, page):
+    ended, running = stored_runs(server.runs_dir)[:2]
+    set_status(server.runs_dir, ended, "cancelled")
+    set_status(server.runs_dir, running, "running")  # no worker: nothing marks it otherwise while the server runs
+    open_compare(server, page, [ended, running])
+    page.locator(f"#compare-legend li[data-run-id='{running}'] .conn.live").wait_for()
+    assert page.locator(f"#compare-legend li[data-run-id='{ended}'] .badge.cancelled").is_visible()
+    assert page.locator(f"#compare-legend li[data-run-id='{ended}'] .conn").count() == 0
