@@ -64,7 +64,8 @@ function showLegend() {
     el("span", { class: "swatch", style: `background: ${runColor(r.index)}` }),
     el("a", { href: `/runs/${r.id}`, text: `#${r.id} ${r.run ? r.run.name : ""}` }),
     el("span", { class: `badge ${r.run ? r.run.status : ""}`, text: r.run ? r.run.status : "loading" }),
-    ...(!r.run || ACTIVE.includes(r.run.status) ? [el("span", { class: `conn ${r.state}`, title: "connection to the server", text: r.state })] : []))));
+    ...(!r.run || ACTIVE.includes(r.run.status)
+      ? [el("span", { class: `conn ${r.state}`, title: "connection to the server", text: r.state })] : []))));
 }
 
 function showConfig() {
