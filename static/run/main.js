@@ -136,6 +136,7 @@ function onRun(next) {
   showRun(run, previous);
   showOrganise(run);
   showAlerts(run.alerts || []);
+  showConnection();
   quality.setResolution(run.fid_at);
   for (const chart of Object.values(charts)) chart.setAlerts(run.alerts || []);
   samples.totalEpochs = run.total_epochs ?? run.config.epochs;
@@ -196,10 +197,18 @@ function onMessage(msg) {
   }
 }
 
+// The connection's state beside the status: "live" only while the run can still change (beside "completed" it reads
+// as if the run were); a drop shows whatever the run's status.
 function setConnection(state, text = state) {
   const conn = $("conn");
   conn.textContent = text;
   conn.className = `conn ${state}`;
+  showConnection();
+}
+
+function showConnection() {
+  const conn = $("conn");
+  conn.hidden = conn.classList.contains("live") && run && !ACTIVE.includes(run.status);
 }
 
 // The newest step held or on its way: a reconnect asks for what came after it.

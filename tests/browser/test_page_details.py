@@ -260,7 +260,7 @@ def test_a_page_left_open_on_a_long_run_stays_bounded(server, page):
     counted, in buckets of 128 steps (the width the server would use), so memory stays bounded and spikes survive."""
     run_id = write_run(server.runs_dir, 0, total_steps=200_000)
     page.goto(f"{server.url}/runs/{run_id}")
-    page.wait_for_selector("#conn.live")
+    page.wait_for_selector("#conn.live", state="attached")  # a stored run that ended: connected, not shown as live
     page.evaluate(
         """async () => {
         let step = 1;

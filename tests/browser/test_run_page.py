@@ -54,7 +54,7 @@ def test_smoothing_is_the_same_live_and_after_a_reload(server, browser):
         reloaded, live = context.new_page(), context.new_page()
         reloaded.goto(f"{server.url}/runs/{stored}")
         live.goto(f"{server.url}/runs/{empty}")
-        live.wait_for_selector("#conn.live")
+        live.wait_for_selector("#conn.live", state="attached")
         live.evaluate(
             """(rows) => {
             for (let i = 0; i < rows.step.length; i += 100) {
@@ -100,11 +100,12 @@ def test_optional_series_and_smoothing_on_both_charts(server, page):
 def test_the_page_reconnects_at_once_when_the_browser_is_online_again(server, page):
     run_id = write_run(server.runs_dir, 10)
     page.goto(f"{server.url}/runs/{run_id}")
-    page.wait_for_selector("#conn.live")
+    page.wait_for_selector("#conn.live", state="attached")
+    assert page.is_hidden("#conn")  # "live" beside "completed" would read as if the run were
     page.evaluate("window.ganboard.socket.retryMs = 600000; window.ganboard.dropConnection()")  # a ten-minute back-off
-    page.wait_for_selector("#conn.reconnecting")
+    page.wait_for_selector("#conn.reconnecting")  # a drop shows, whatever the run's status
     page.evaluate("window.dispatchEvent(new Event('online'))")
-    page.wait_for_selector("#conn.live", timeout=15_000)
+    page.wait_for_selector("#conn.live", state="attached", timeout=15_000)
 
 
 def run_json(server, run_id: int, **fields) -> dict:
@@ -114,12 +115,13 @@ def run_json(server, run_id: int, **fields) -> dict:
 def test_speed_eta_durations_resume_and_checkpoint_labels_follow_the_run_json(server, page):
     run_id = write_run(server.runs_dir, 0, total_steps=1000)
     page.goto(f"{server.url}/runs/{run_id}")
-    page.wait_for_selector("#conn.live")
+    page.wait_for_selector("#conn.live", state="attached")
     feed = lambda msg: page.evaluate("(msg) => window.ganboard.feed(msg)", msg)  # noqa: E731
 
     feed({"type": "run", "run": run_json(server, run_id, status="running", step=100, images_per_s=None, eta_seconds=None,
                                          active_seconds=0, device="cpu", bf16=False)})  # fmt: skip
     assert "ETA" not in page.text_content("#progress-text") and "images/s" not in page.text_content("#progress-text")
+    assert page.is_visible("#conn.live")  # running: the connection is shown
     feed({"type": "run", "run": run_json(server, run_id, status="running", step=100, images_per_s=123.4, eta_seconds=90,
                                          active_seconds=30, device="cpu", bf16=True)})  # fmt: skip
     assert page.text_content("#progress-text").endswith("123 images/s · ETA 1m 30s")
