@@ -59,7 +59,8 @@ async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
             out = await run_in_threadpool(store_message, msg)
             if out:
                 state.hub.publish(run_id, out)
-            await ws.send_text(protocol.Ack(seq=msg.seq).model_dump_json())
+            ack = protocol.Ack(seq=msg.seq, threads=state.supervisor.cpu_threads(run_id))
+            await ws.send_text(ack.model_dump_json(exclude_none=True))
             if msg.type == "status" and msg.status != protocol.Status.RUNNING:
                 state.supervisor.poke()
     except WebSocketDisconnect:

@@ -48,11 +48,12 @@ REPO = Path(__file__).resolve().parent.parent
 TICK_SECONDS = 0.5
 
 
-def cpu_threads(max_concurrent: int) -> int:
-    """torch threads for a CPU worker: an equal share of the cores among `max_concurrent` runs. Two runs of two threads
-    each on 2 cores trained at 270 images/s each, against 620 each with one thread (and ~1,100 for one run alone): torch's
-    OpenMP threads spin at every barrier, so a thread that waits for a preempted one burns the core the other needs."""
-    return max(1, len(os.sched_getaffinity(0)) // max_concurrent)
+def cpu_share(runs: int) -> int:
+    """torch threads for each of `runs` workers training on the CPU at once: an equal share of the cores. Two runs of two
+    threads each on 2 cores trained at 270 images/s each, against 620 each with one thread (and ~1,100 for one run
+    alone): torch's OpenMP threads spin at every barrier, so a thread that waits for a preempted one burns the core the
+    other needs."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, runs))
 
 
 def log_tail(path: Path, lines: int = 20) -> str:
@@ -205,7 +206,7 @@ class Supervisor:
 
     def _reattach(self, session: Session, run: Run) -> None:
         if run.pid and _is_our_worker(run.pid):
-            self.workers[run.id] = Worker(run.pid, run.attempt)
+            self.workers[run.id] = Worker(run.pid, run.attempt, gpu="" if run.device == "cpu" else None)
             log.info("run %s: re-attached worker pid %s", run.id, run.pid)
         else:
             error = "the server stopped while this run trained, and its worker is gone; Resume continues it"
@@ -272,6 +273,14 @@ class Supervisor:
             if free > 0:  # a run whose last worker has not been reaped yet waits for it
                 for run_id in self._ids(Run.status == Status.QUEUED, Run.id.not_in(list(self.workers)), limit=free):
                     self._try(run_id, self._spawn)
+
+    def cpu_threads(self, run_id: int) -> int | None:
+        """The torch threads run_id's worker should train with now, when it trains on the CPU (None on a GPU): its share
+        of the cores among the CPU workers running. A worker hears it with each acknowledgement (app/live.py)."""
+        workers = list(self.workers.items())  # read from the event loop while the tick may change it
+        if not any(rid == run_id and w.gpu == "" for rid, w in workers):
+            return None
+        return cpu_share(sum(w.gpu == "" for _, w in workers))
 
     def _ids(self, *where, limit: int | None = None) -> list[int]:
         with self.sessions() as s:
@@ -374,8 +383,8 @@ class Supervisor:
         ]  # fmt: skip
         if run.resume:
             cmd.append("--resume")
-        if device == "cpu":
-            cmd += ["--threads", str(cpu_threads(self.settings.max_concurrent))]
+        if device == "cpu":  # the workers already on the CPU hear their new share with their next acknowledgement
+            cmd += ["--threads", str(cpu_share(1 + sum(w.gpu == "" for w in self.workers.values())))]
         with (run_dir / WORKER_LOG).open("ab") as out:
             out.write(f"--- attempt {attempt}, {utcnow().isoformat()}Z: {' '.join(cmd[1:])}\n".encode())
             out.flush()

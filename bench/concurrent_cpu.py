@@ -1,7 +1,7 @@
 """Concurrent CPU runs: two runs training at once on one server, against one run alone.
 
-A server that allows two runs at once gives each CPU worker half the cores as torch threads (`cpu_threads` in
-app/supervisor.py). Each round trains one run alone on a server that allows one (all cores), then two at once on a
+The CPU workers running share the cores as torch threads (`cpu_share` in app/supervisor.py): two at once get half
+each. Each round trains one run alone on a server that allows one (all cores), then two at once on a
 server that allows two, and the script prints each run's images/s and the two runs' sum against the one alone: above 1,
 two at once get more done than one after the other. Run: `.venv/bin/python bench/concurrent_cpu.py [--steps 300]
 [--rounds 2]`.

@@ -2,9 +2,11 @@
 
 import os
 
+import pytest
 import torch
 
-from app.supervisor import cpu_threads
+from app.supervisor import cpu_share
+from tests.harness import wait_for
 from trainer.config import TrainConfig
 from trainer.hardware import cpu_has_bf16, uses_bf16
 
@@ -20,13 +22,25 @@ def test_bf16_defaults_follow_the_measurements(tmp_path):
     assert not uses_bf16(TrainConfig.preset("article", bf16=False), gpu)
 
 
-def test_concurrent_cpu_runs_share_the_cores(server):
-    """The shared test server runs two at once, so each CPU worker gets half the cores as torch threads (one at
-    least): two runs of two threads on 2 cores are 0.4x as fast as two of one (supervisor.cpu_threads)."""
+def test_cpu_runs_share_the_cores_as_they_start_and_end(server):
+    """The shared test server runs two at once. A run alone trains with every core; when a second starts, each trains
+    with half (the first hears it with an acknowledgement); when the second ends, the first gets every core back."""
     cores = len(os.sched_getaffinity(0))
-    assert cpu_threads(1) == cores and cpu_threads(4 * cores) == 1
-    run = server.create()
-    assert server.wait_status(run["id"], "completed", "failed")["status"] == "completed"
-    log = (server.runs_dir / str(run["id"]) / "worker.log").read_text()
-    expected = max(1, cores // 2)
-    assert f"--threads {expected}" in log and f"on cpu with {expected} torch threads" in log
+    assert cpu_share(1) == cores and cpu_share(2) == max(1, cores // 2) and cpu_share(4 * cores) == 1
+    if cores < 2:
+        pytest.skip("one core: every share is one thread")
+    def log(run: dict) -> str:
+        path = server.runs_dir / str(run["id"]) / "worker.log"
+        return path.read_text() if path.exists() else ""
+
+    first = server.create(epochs=1000)
+    wait_for(lambda: f"on cpu with {cores} torch threads" in log(first), what="the first run on every core")
+    second = server.create(epochs=1000)
+    wait_for(lambda: f"on cpu with {cores // 2} torch threads" in log(second), what="the second run on half")
+    assert f"--threads {cores // 2}" in log(second)
+    wait_for(lambda: f"{cores // 2} torch threads now" in log(first), what="the first run to give up half")
+    server.client.post(f"/api/runs/{second['id']}/cancel")
+    server.wait_status(second["id"], "cancelled")
+    wait_for(lambda: f"{cores} torch threads now" in log(first), what="the first run to get every core back")
+    server.client.post(f"/api/runs/{first['id']}/cancel")
+    server.wait_status(first["id"], "cancelled")

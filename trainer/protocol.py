@@ -260,3 +260,5 @@ class Ack(BaseModel):
 
     type: Literal["ack"] = "ack"
     seq: Positive
+    # A CPU worker's share of the cores now, as torch threads: it changes as CPU runs start and end (app/supervisor.py).
+    threads: Positive | None = None

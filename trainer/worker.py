@@ -56,6 +56,7 @@ class WsSink:
         self.closing = False
         self.status: str | None = None  # the last status reported
         self.step = 0  # the newest step reported, for the machine samples
+        self.threads: int | None = None  # the share of the cores the server last sent, when training on the CPU
         self.thread = threading.Thread(target=self._run, name="ws-sink", daemon=True)
         self.thread.start()
 
@@ -64,6 +65,17 @@ class WsSink:
     def on_batch(self, rows: dict[str, list]) -> None:
         self.step = rows["step"][-1] if rows["step"] else self.step
         self._queue(lambda seq: BatchMessage(seq=seq, attempt=self.attempt, rows=rows))
+        self._follow_cpu_share()
+
+    def _follow_cpu_share(self) -> None:
+        """Train with the share of the cores the server last sent. Here, on the training thread: torch's thread count
+        is OpenMP's, which is per thread."""
+        import torch
+
+        threads = self.threads
+        if threads and threads != torch.get_num_threads():
+            log.info("%d torch threads now (the CPU runs training share the cores)", threads)
+            torch.set_num_threads(threads)
 
     def on_epoch(self, info: dict) -> None:
         self._queue(lambda seq: EpochMessage(seq=seq, attempt=self.attempt, **info), sync=True)
@@ -160,6 +172,7 @@ class WsSink:
                 except TimeoutError:
                     break
                 if reply.get("type") == "ack":
+                    self.threads = reply.get("threads")
                     with self.changed:
                         self.pending.pop(reply["seq"], None)
                         self.changed.notify_all()
