@@ -23,7 +23,7 @@ const charts = {
   d: new OverlayChart($("dgz-chart"), [metric("d_x"), metric("d_g_z")], named, { yLabel: "D output", range: [0, 1], guide: 0.5 }),
 };
 const quality = new OverlayChart($("quality-chart"), [{ name: "swd", label: "SWD ×1e3" }, { name: "fid", label: "FID" }], named, {
-  scaleOf: (m) => m.name, scales: { swd: { label: "SWD ×1e3" }, fid: { label: "FID", side: 1 } },
+  scaleOf: (m) => m.name, scales: { swd: { label: "SWD ×1e3" }, fid: { label: "FID", side: 1, optional: true } },
 });
 quality.setAxis("epoch");
 const grids = new GridRow($("grids"), $("grid-epoch"), $("grid-epoch-value"), runs);

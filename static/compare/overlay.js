@@ -2,7 +2,7 @@
 // or wall time). Runs have different x values, so their columns are merged with uPlot.join (a run has no value at
 // another run's x; spanGaps draws its line across). Rendering only: the caller hands each chart the runs to draw.
 import "../chartpng.js";  // the chart cards' PNG buttons
-import { autoRange, chartHeight, guideAt, showLatestInLegend, STEP_INCRS, stepLabel, themedAxis } from "../run/charts.js";
+import { autoRange, chartHeight, guideAt, showLatestInLegend, STEP_INCRS, stepLabel, themedAxis, valuesOnceDrawn } from "../run/charts.js";
 
 // Ten colours that stay apart on light and dark backgrounds: the page compares at most ten runs (app/pages.py).
 export const RUN_COLORS = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777",
@@ -61,7 +61,8 @@ export class OverlayChart {
     const scales = { x: { time: false } };
     for (const [key, spec] of Object.entries(this.opts.scales || { y: { label: this.opts.yLabel, range: this.opts.range } })) {
       scales[key] = { range: spec.range || autoRange };
-      axes.push(themedAxis({ scale: key, label: spec.label, labelSize: 18, size: 46, ...(spec.side ? { side: spec.side, grid: { show: false } } : {}) }));
+      axes.push(themedAxis({ scale: key, label: spec.label, labelSize: 18, size: 46, ...(spec.optional ? { values: valuesOnceDrawn(key) } : {}),
+                             ...(spec.side ? { side: spec.side, grid: { show: false } } : {}) }));
     }
     this.uplot = new uPlot({
       width: this.box.clientWidth, height: chartHeight(), scales, axes, series,

@@ -61,6 +61,13 @@ window.addEventListener("themechange", readInk);
 export const themedAxis = (axis) => ({ stroke: () => ink.axis, grid: { stroke: () => ink.grid, width: 1 },
   ticks: { stroke: () => ink.grid, width: 1 }, ...axis });
 
+// Tick values for an axis whose series may never get a value (FID when its time budget allows none): blank until one
+// does, instead of a made-up 0..2; the axis keeps its room, so nothing moves when the first value arrives.
+export const valuesOnceDrawn = (scale) => (u, ticks) => {
+  const drawn = u.series.some((s, i) => i > 0 && s.scale === scale && u.data[i].some((v) => v !== null && v !== undefined));
+  return ticks.map((v) => (drawn && v !== null ? uPlot.fmtNum(v) : ""));
+};
+
 function alertMarks(chart) {  // a red vertical line at the step of each health alert of the run
   return (u) => {
     const ctx = u.ctx;

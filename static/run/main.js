@@ -242,6 +242,7 @@ window.ganboard = {
   smoothed: (name) => charts[METRICS.find((m) => m.name === name).chart].smoothed(history, name),
   sampleCount: () => samples.count,
   qualityEpochs: () => quality.byEpoch.size,
+  fidTicks: (ticks) => quality.uplot.axes[2].values(quality.uplot, ticks),
   machineCount: () => machine.count,
   imagesPerSecond: () => machine.imagesPerSecond(),
   machineSeriesShown: () => machine.usage.series.slice(1).map((s) => s.show),

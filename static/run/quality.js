@@ -1,6 +1,6 @@
 // The sample-quality chart: per epoch, the sliced Wasserstein distance (every epoch) and FID (when its time budget
 // allowed one), lower is better. Two y axes: SWD on the left, FID on the right; KID is in the legend of each point.
-import { showLatestInLegend, themedAxis } from "./charts.js";
+import { showLatestInLegend, themedAxis, valuesOnceDrawn } from "./charts.js";
 
 const SWD = "#0d9488", FID = "#9333ea";
 
@@ -16,7 +16,8 @@ export class QualityChart {
       axes: [
         themedAxis({ label: "epoch", labelSize: 18, size: 34, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }),
         themedAxis({ scale: "swd", label: "SWD", labelSize: 18, size: 46, stroke: SWD }),
-        themedAxis({ scale: "fid", label: "FID", labelSize: 18, size: 46, side: 1, grid: { show: false }, stroke: FID }),
+        themedAxis({ scale: "fid", label: "FID", labelSize: 18, size: 46, side: 1, grid: { show: false }, stroke: FID,
+                     values: valuesOnceDrawn("fid") }),
       ],
       cursor: { drag: { x: false, y: false }, points: { size: 7 } },
       legend: { live: true },

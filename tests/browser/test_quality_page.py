@@ -45,3 +45,21 @@ def test_quality_on_the_list_and_the_best_checkpoint_on_the_run_page(server, pag
     legend = page.locator("#quality-chart .u-legend")
     page.wait_for_function("document.querySelector('#quality-chart .u-legend').textContent.includes('FID (75 px, CPU)')")
     assert "FID (75 px, CPU)" in legend.text_content()
+
+
+def test_the_fid_axis_has_no_values_until_a_run_has_a_fid(server, page):
+    """SWD every epoch but no FID (its time budget allowed none): the FID axis shows no made-up 0..2."""
+    swd_only = write_run(server.runs_dir, 100)
+    engine = make_engine(f"sqlite:///{server.runs_dir / 'ganboard.db'}")
+    with make_sessionmaker(engine).begin() as s:
+        s.add(Sample(run_id=swd_only, epoch=1, name="epoch_0001.png", swd=90.0))
+    engine.dispose()
+    page.goto(f"{server.url}/runs/{swd_only}")
+    page.wait_for_function("window.ganboard.qualityEpochs() === 1")
+    assert page.evaluate("window.ganboard.fidTicks([0, 1, 2])") == ["", "", ""]
+
+    scored = write_run(server.runs_dir, 100)
+    add_quality(server.runs_dir, scored)
+    page.goto(f"{server.url}/runs/{scored}")
+    page.wait_for_function("window.ganboard.qualityEpochs() === 3")
+    assert page.evaluate("window.ganboard.fidTicks([40, 45, 50])") == ["40", "45", "50"]
