@@ -23,7 +23,7 @@ const charts = {
   d: new OverlayChart($("dgz-chart"), [metric("d_x"), metric("d_g_z")], named, { yLabel: "D output", range: [0, 1], guide: 0.5 }),
 };
 const quality = new OverlayChart($("quality-chart"), [{ name: "swd", label: "SWD ×1e3" }, { name: "fid", label: "FID" }], named, {
-  scaleOf: (m) => m.name, scales: { swd: { label: "SWD ×1e3" }, fid: { label: "FID", side: 1, optional: true } },
+  wholeX: true, scaleOf: (m) => m.name, scales: { swd: { label: "SWD ×1e3" }, fid: { label: "FID", side: 1, optional: true } },
 });
 quality.setAxis("epoch");
 const grids = new GridRow($("grids"), $("grid-epoch"), $("grid-epoch-value"), runs);
@@ -149,6 +149,7 @@ window.compare = {
   series: () => Object.fromEntries(Object.entries({ ...charts, quality }).map(([k, c]) => [k, c.seriesLabels()])),
   drawnPoints: (chart) => (chart === "quality" ? quality : charts[chart]).uplot.data.slice(1).map((col) => col.filter((v) => v !== null && v !== undefined).length),
   smoothed: (id, name) => smooth(means(runs.find((r) => r.id === id).history, name), weight()),
+  qualityXTicks: () => quality.uplot.axes[0]._values,  // the epoch labels drawn (uPlot keeps them there)
   gridSrcs: () => [...document.querySelectorAll("#grids figure img")].map((img) => (img.hidden ? null : img.getAttribute("src"))),
 };
 

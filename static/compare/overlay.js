@@ -42,7 +42,9 @@ export function joinRuns(tables) {
 }
 
 export class OverlayChart {
-  // metrics: [{name, label}] drawn per run; runs: [{id, name}] in colour order; opts: {range, guide, yLabel, scaleOf}.
+  // metrics: [{name, label}] drawn per run; runs: [{id, name}] in colour order; opts: {range, guide, yLabel, scaleOf,
+  // scales ({key: {label, range, side, optional: no tick values until a series on it has one}}), wholeX (x ticks at
+  // whole numbers only: the quality chart's x is always whole epochs)}.
   constructor(box, metrics, runs, opts = {}) {
     Object.assign(this, { box, metrics, runs, opts, axis: "step" });
     this.uplot = null;
@@ -57,7 +59,7 @@ export class OverlayChart {
       spanGaps: true, points: { show: false }, scale: this.opts.scaleOf ? this.opts.scaleOf(m) : "y", value: (u, v) => fmt(v),
     })));
     const axes = [themedAxis({ label: X_LABELS[this.axis], labelSize: 18, size: 34,
-      ...(this.axis === "step" ? { incrs: STEP_INCRS, values: (u, ticks) => ticks.map(stepLabel) } : {}) })];
+      ...(this.axis === "step" || this.opts.wholeX ? { incrs: STEP_INCRS, values: (u, ticks) => ticks.map(stepLabel) } : {}) })];
     const scales = { x: { time: false } };
     for (const [key, spec] of Object.entries(this.opts.scales || { y: { label: this.opts.yLabel, range: this.opts.range } })) {
       scales[key] = { range: spec.range || autoRange };
