@@ -75,7 +75,8 @@ export class OverlayChart {
   }
 
   xText(v) {
-    return this.axis === "step" ? Math.round(v).toLocaleString() : this.axis === "epoch" ? v.toFixed(2) : humanSeconds(v);
+    if (this.axis === "step" || this.opts.wholeX) return Math.round(v).toLocaleString();
+    return this.axis === "epoch" ? v.toFixed(2) : humanSeconds(v);
   }
 
   setAxis(axis) {

@@ -81,6 +81,7 @@ def test_compare_three_stored_runs_and_a_live_one(server, page):
             assert sum(label.startswith(f"#{run_id} ") for label in series[chart]) == n, (chart, run_id)
     page.wait_for_function("window.compare.drawnPoints('quality').some((n) => n >= 2)")
     assert all(label == "" or label.isdecimal() for label in page.evaluate("window.compare.qualityXTicks()"))  # whole epochs
+    assert page.locator("#quality-chart .u-legend .u-value").first.text_content().strip().isdecimal()  # "3", not "3.00"
     drawn = page.evaluate("window.compare.drawnPoints('loss')")
     order = page.evaluate("window.compare.runIds()")
     held = [page.evaluate(f"window.compare.pointCount({i})") for i in (a, b, c)]
