@@ -3,9 +3,9 @@
 What one worker message stored (a batch and the run's new progress, say) is published together and encoded once:
 every page's queue gets the same `Outgoing`. A page's sender writes everything queued for it as one websocket frame, a
 JSON array (`frame`), at most one per PAGE_INTERVAL, so a page costs one send per publish or fewer, whatever the
-messages. Each page has a bounded queue. Publishing never waits: a page whose queue is full is marked stale and its backlog is dropped; its sender then
-sends a fresh snapshot instead. So one slow page holds up neither the worker nor other pages, and 100 open pages cost
-one `json.dumps` per message, not 100.
+messages. Each page has a bounded queue. Publishing never waits: a page whose queue is full is marked stale and its
+backlog is dropped; its sender then sends a fresh snapshot instead. So one slow page holds up neither the worker nor
+other pages, and 100 open pages cost one `json.dumps` per message, not 100.
 """
 
 from __future__ import annotations

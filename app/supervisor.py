@@ -277,10 +277,12 @@ class Supervisor:
     def cpu_threads(self, run_id: int) -> int | None:
         """The torch threads run_id's worker should train with now, when it trains on the CPU (None on a GPU): its share
         of the cores among the CPU workers running. A worker hears it with each acknowledgement (app/live.py)."""
-        workers = list(self.workers.items())  # read from the event loop while the tick may change it
-        if not any(rid == run_id and w.gpu == "" for rid, w in workers):
-            return None
-        return cpu_share(sum(w.gpu == "" for _, w in workers))
+        on_cpu = self._on_cpu()
+        return cpu_share(len(on_cpu)) if run_id in on_cpu else None
+
+    def _on_cpu(self) -> list[int]:
+        """The runs whose workers train on the CPU. A copy: the event loop reads it while the tick may change it."""
+        return [run_id for run_id, worker in list(self.workers.items()) if worker.gpu == ""]
 
     def _ids(self, *where, limit: int | None = None) -> list[int]:
         with self.sessions() as s:
@@ -384,7 +386,7 @@ class Supervisor:
         if run.resume:
             cmd.append("--resume")
         if device == "cpu":  # the workers already on the CPU hear their new share with their next acknowledgement
-            cmd += ["--threads", str(cpu_share(1 + sum(w.gpu == "" for w in self.workers.values())))]
+            cmd += ["--threads", str(cpu_share(1 + len(self._on_cpu())))]
         with (run_dir / WORKER_LOG).open("ab") as out:
             out.write(f"--- attempt {attempt}, {utcnow().isoformat()}Z: {' '.join(cmd[1:])}\n".encode())
             out.flush()

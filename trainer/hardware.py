@@ -61,9 +61,9 @@ def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
 
 def configure(device: torch.device, threads: int | None = None) -> None:
     """Backend settings for training on `device`: `threads` CPU threads (default all cores) on a CPU; on a GPU, cuDNN's
-    autotuner (it pays for itself
-    within the first epoch, and is not touched on a CPU, where it costs start-up) and TF32 stated explicitly: fp32
-    convolutions and matmuls run as TF32 on Ampere and newer, as PyTorch's cuDNN default already does for convolutions."""
+    autotuner (it pays for itself within the first epoch, and is not touched on a CPU, where it costs start-up) and TF32
+    stated explicitly: fp32 convolutions and matmuls run as TF32 on Ampere and newer, as PyTorch's cuDNN default already
+    does for convolutions."""
     if device.type == "cpu":
         torch.set_num_threads(threads or len(os.sched_getaffinity(0)))  # all cores: one thread instead of two is 0.54x
         return

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from trainer.journal import JournalWriter, read_lines
 from trainer.protocol import CHECKPOINTS_DIR, JOURNAL, LATEST, RESUME, SAMPLES_DIR, BatchMessage, EpochMessage
-from trainer.protocol import StatusMessage, SystemMessage, epoch_checkpoint_names, parse_message, sample_name
+from trainer.protocol import StatusMessage, SystemMessage, WorkerMessage, epoch_checkpoint_names, parse_message
+from trainer.protocol import sample_name
 from trainer.system import Gpu, SystemSampler, pci_bus_id
 
 log = logging.getLogger("ganboard.worker")
@@ -108,7 +109,7 @@ class WsSink:
         self.on_epoch(dict(epoch=epoch, step=step, sample=sample_name(epoch), checkpoints=saved, images_per_s=0,
                            seconds=0))  # fmt: skip
 
-    def _queue(self, make: Callable[[int], BatchMessage | EpochMessage | StatusMessage | SystemMessage], sync: bool = False) -> None:
+    def _queue(self, make: Callable[[int], WorkerMessage], sync: bool = False) -> None:
         """Journal the message (fsync'd now for epochs and statuses, else at most every 0.5 s), then queue it."""
         with self.changed:
             text = make(self.seq + 1).model_dump_json()
