@@ -286,7 +286,7 @@ def get_best_checkpoint(
     run = _run(session, run_id)
     name = BEST[net == "d"]
     if session.get(Checkpoint, {"run_id": run_id, "name": name}) is None:
-        raise HTTPException(404, f"run {run_id} has no best checkpoint yet: no epoch has an FID so far")
+        raise HTTPException(404, f"run {run_id} has no best checkpoint yet: no epoch has been scored yet")
     path = _registered_file(request, run_id, "checkpoints", name, True)
     return FileResponse(path, media_type="application/octet-stream", filename=f"{run.name}-{name}")
 

@@ -43,7 +43,8 @@ class Run(Base):
     epoch: Mapped[int] = mapped_column(default=0)
     total_steps: Mapped[int | None]
     total_epochs: Mapped[int | None]
-    images_per_s: Mapped[float | None]
+    images_per_s: Mapped[float | None]  # over the last ~20 s of this attempt's batch rows
+    mean_images_per_s: Mapped[float | None]  # over this attempt's batch rows so far: what the ETA is made from
     loss_d: Mapped[float | None]
     loss_g: Mapped[float | None]
     d_x: Mapped[float | None]
@@ -54,8 +55,11 @@ class Run(Base):
     fid: Mapped[float | None]
     best_fid: Mapped[float | None]
     fid_at: Mapped[str | None]  # what the worker computed FID at: "75 px, CPU" (a CPU's score is not a GPU's)
+    scoring: Mapped[int | None]  # the epoch whose FID/KID the worker is computing now (trainer/sidework.py)
+    best_by: Mapped[str | None]  # the score that chose the best checkpoint: "kid" or "swd" (protocol.BEST_BY)
     device: Mapped[str | None]  # what the worker reported it trains on
     bf16: Mapped[bool | None]
+    graphed: Mapped[bool | None]  # the worker's step runs as CUDA graphs (false: eagerly), as it reported
     running_since: Mapped[datetime | None]  # start of the current attempt while it runs
     ran_seconds: Mapped[float] = mapped_column(default=0.0)  # time spent running by the attempts that ended
     unresumable: Mapped[str | None]  # why Resume would fail the same way (its data cannot load)
@@ -84,9 +88,11 @@ class Run(Base):
 
     @property
     def eta_seconds(self) -> float | None:
-        if not self.images_per_s or self.total_steps is None:
+        """The steps left at this attempt's average speed: steadier than the last seconds' speed, which a CPU run's
+        FID or another run starting moves for a while."""
+        if not self.mean_images_per_s or self.total_steps is None:
             return None
-        return max(0, self.total_steps - self.step) * self.config["batch_size"] / self.images_per_s
+        return max(0, self.total_steps - self.step) * self.config["batch_size"] / self.mean_images_per_s
 
     @property
     def resumable(self) -> bool:

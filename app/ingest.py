@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session
 
 from app import health, history
 from app.db import Checkpoint, Metric, Received, Run, Sample, SystemSample, sample_url
-from app.store import alert_json, checkpoints_json, run_json, system_json
+from app.store import alert_json, checkpoints_json, run_json, samples_json, system_json
 from app.supervisor import TransitionError, transition
-from trainer.protocol import CHECKPOINTS_DIR, SAMPLES_DIR, STATS, BatchMessage, EpochMessage, Status, StatusMessage
-from trainer.protocol import SystemMessage, WorkerMessage, is_plain_name, is_snapshot
+from trainer.protocol import CHECKPOINTS_DIR, SAMPLES_DIR, STATS, BatchMessage, EpochMessage, ScoreMessage, Status
+from trainer.protocol import StatusMessage, StoppingMessage, SystemMessage, WorkerMessage, is_plain_name, is_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,13 @@ Digests = dict[str, tuple[int, str]]  # checkpoint name -> (size, sha256)
 
 
 def checkpoint_digests(run_dir: Path, msg: WorkerMessage) -> Digests:
-    """Size and SHA-256 of the checkpoint files a message names: read before the transaction, so the write lock is
-    never held while ~100 MB are hashed. Names that are not plain file names, or not files, are left out (never
-    registered, so never served). A file linked under two names is read once."""
+    """Size and SHA-256 of the checkpoint files a message names, before the transaction. A worker hashes what it
+    writes while writing it and sends the digest: the file's size on disk is checked against it instead of reading it
+    again (127 MB an epoch on the article preset). A file it sent no digest for is read here, outside the write lock;
+    one linked under two names is read once. Names that are not plain file names, or not files, or whose size differs
+    from the digest's, are left out (never registered, so never served)."""
     names = [n for n in getattr(msg, "checkpoints", ()) if is_plain_name(n)]
+    sent = getattr(msg, "digests", {})
     by_file: dict[tuple[int, int, int], tuple[int, str]] = {}
     digests: Digests = {}
     for name in names:
@@ -49,11 +52,16 @@ def checkpoint_digests(run_dir: Path, msg: WorkerMessage) -> Digests:
             st = path.stat()
         except OSError:
             continue
-        if stat.S_ISREG(st.st_mode):
-            key = (st.st_dev, st.st_ino, st.st_mtime_ns)
-            if key not in by_file:
-                by_file[key] = (st.st_size, _sha256(path))
-            digests[name] = by_file[key]
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        if name in sent:
+            if sent[name].size == st.st_size:
+                digests[name] = (st.st_size, sent[name].sha256)
+            continue
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns)
+        if key not in by_file:
+            by_file[key] = (st.st_size, _sha256(path))
+        digests[name] = by_file[key]
     return digests
 
 
@@ -78,10 +86,14 @@ def ingest(session: Session, run: Run, run_dir: Path, msg: WorkerMessage, digest
         out.append(_batch(session, run, msg, current))
     elif isinstance(msg, EpochMessage):
         out.append(_epoch(session, run, run_dir, msg, digests, current))
+    elif isinstance(msg, ScoreMessage):
+        out.append(_score(session, run, msg, digests, current))
     elif isinstance(msg, SystemMessage):
         out.append(_system(session, run, msg))
-    elif _register_checkpoints(session, run, digests, run.epoch if msg.epoch is None else msg.epoch, msg.step):
-        out.append({"type": "checkpoints", "checkpoints": checkpoints_json(session, run.id)})
+    elif isinstance(msg, StatusMessage):
+        changed = _forget_checkpoints(session, run, msg.removed)
+        if _register_checkpoints(session, run, digests, run.epoch if msg.epoch is None else msg.epoch, msg.step) or changed:
+            out.append({"type": "checkpoints", "checkpoints": checkpoints_json(session, run.id)})
     if isinstance(msg, StatusMessage) and current and run.status == Status.RUNNING:
         _status(session, run, msg)
     if current:  # health alerts, from what was just stored (app/health.py)
@@ -102,7 +114,8 @@ def _batch(session: Session, run: Run, msg: BatchMessage, current: bool) -> dict
             if value is not None:
                 setattr(run, name, value)
         if run.status == Status.RUNNING:
-            run.images_per_s = _images_per_s(session, run, rows.step[-1], rows.time[-1])
+            run.images_per_s = _images_per_s(session, run, rows.step[-1], rows.time[-1], RATE_WINDOW)
+            run.mean_images_per_s = _images_per_s(session, run, rows.step[-1], rows.time[-1])
     if rows.step:
         if not current:  # an older attempt's late rows may fall inside stored buckets
             history.forget(session, run.id, min(rows.step) - 1)
@@ -118,7 +131,7 @@ def _system(session: Session, run: Run, msg: SystemMessage) -> dict:
 
 
 def _check_health(session: Session, run: Run, msg: WorkerMessage) -> list:
-    if isinstance(msg, SystemMessage):
+    if isinstance(msg, (SystemMessage, ScoreMessage, StoppingMessage)):
         return []
     if isinstance(msg, BatchMessage):
         steps = msg.rows.step
@@ -128,16 +141,16 @@ def _check_health(session: Session, run: Run, msg: WorkerMessage) -> list:
     return health.after_status(session, run, msg.status, msg.error)
 
 
-def _images_per_s(session: Session, run: Run, step: int, at: float) -> float | None:
-    """Training speed over the last RATE_WINDOW seconds of this attempt: between two batch rows, so the time spent
-    loading data before the first batch never counts."""
+def _images_per_s(session: Session, run: Run, step: int, at: float, window: float | None = None) -> float | None:
+    """Training speed over the last `window` seconds of this attempt (all of it when None): between two batch rows, so
+    the time spent loading data before the first batch never counts. None until the rows span RATE_MIN_SPAN."""
     started = run.running_since.replace(tzinfo=timezone.utc).timestamp() if run.running_since else 0.0
-    since = max(at - RATE_WINDOW, started)
+    since = max(at - window, started) if window else started
     first = session.execute(
         select(Metric.step, Metric.time).where(Metric.run_id == run.id, Metric.time >= since).order_by(Metric.time).limit(1)
     ).first()
     if first is None or at - first.time < RATE_MIN_SPAN:
-        return run.images_per_s
+        return None
     return (step - first.step) * run.config["batch_size"] / (at - first.time)
 
 
@@ -148,21 +161,58 @@ def _epoch(session: Session, run: Run, run_dir: Path, msg: EpochMessage, digests
     size = sample_path.stat().st_size if sample_path.is_file() else None
     session.merge(Sample(run_id=run.id, epoch=msg.epoch, name=msg.sample, size=size, swd=msg.swd, fid=msg.fid, kid=msg.kid,
                          diversity=msg.diversity))
-    registered = _register_checkpoints(session, run, digests, msg.epoch, msg.step)
+    registered = _files(session, run, msg, digests)
     if current:  # the writer reports an epoch after later batches may have arrived: never move the run back
         run.epoch, run.step, run.latest_sample = max(run.epoch, msg.epoch), max(run.step, msg.step), msg.sample
-        for score in ("swd", "fid"):
-            if (value := getattr(msg, score)) is not None:
-                best = getattr(run, f"best_{score}")
-                setattr(run, score, value)
-                setattr(run, f"best_{score}", value if best is None else min(best, value))
-        run.fid_at = msg.fid_at or run.fid_at
+        run.scoring = msg.scoring
+        _scores(run, msg)
     return {
         "type": "epoch", "epoch": msg.epoch, "images_per_s": msg.images_per_s, "seconds": msg.seconds,
         "sample": {"epoch": msg.epoch, "name": msg.sample, "url": sample_url(run.id, msg.sample),
                    "swd": msg.swd, "fid": msg.fid, "kid": msg.kid, "diversity": msg.diversity},
         "checkpoints": checkpoints_json(session, run.id) if registered else None,
     }  # fmt: skip
+
+
+def _score(session: Session, run: Run, msg: ScoreMessage, digests: Digests, current: bool) -> dict:
+    """FID and KID of an earlier epoch, computed while training went on: onto that epoch's sample."""
+    sample = session.get(Sample, (run.id, msg.epoch))
+    if sample is not None:
+        sample.fid, sample.kid = msg.fid, msg.kid
+    registered = _files(session, run, msg, digests)
+    if current:
+        run.scoring = None if run.scoring == msg.epoch else run.scoring
+        _scores(run, msg)
+    return {
+        "type": "score", "epoch": msg.epoch,
+        "sample": samples_json(session, run.id, msg.epoch)[0] if sample is not None else None,
+        "checkpoints": checkpoints_json(session, run.id) if registered else None,
+    }  # fmt: skip
+
+
+def _scores(run: Run, msg: EpochMessage | ScoreMessage) -> None:
+    """The run's latest and best SWD and FID, and which score chose its best checkpoint."""
+    for score in ("swd", "fid"):
+        if (value := getattr(msg, score, None)) is not None:
+            best = getattr(run, f"best_{score}")
+            setattr(run, score, value)
+            setattr(run, f"best_{score}", value if best is None else min(best, value))
+    run.fid_at = msg.fid_at or run.fid_at
+    run.best_by = msg.best_by or run.best_by
+
+
+def _files(session: Session, run: Run, msg: EpochMessage | ScoreMessage, digests: Digests) -> bool:
+    """The checkpoint files a message wrote and removed; True when the list changed."""
+    removed = _forget_checkpoints(session, run, msg.removed)
+    return _register_checkpoints(session, run, digests, msg.epoch, msg.step) or removed
+
+
+def _forget_checkpoints(session: Session, run: Run, names: list[str]) -> bool:
+    """Numbered copies beyond keep_last and older snapshots, deleted by the worker: no longer listed or served."""
+    if not names:
+        return False
+    session.execute(delete(Checkpoint).where(Checkpoint.run_id == run.id, Checkpoint.name.in_(names)))
+    return True
 
 
 def _status(session: Session, run: Run, msg: StatusMessage) -> None:
@@ -172,7 +222,7 @@ def _status(session: Session, run: Run, msg: StatusMessage) -> None:
         session.execute(delete(Metric).where(Metric.run_id == run.id, Metric.step > msg.step))
         session.execute(delete(Sample).where(Sample.run_id == run.id, Sample.epoch > msg.epoch))
         run.step, run.epoch, run.total_steps, run.total_epochs = msg.step, msg.epoch, msg.total_steps, msg.total_epochs
-        run.device, run.bf16 = msg.device, msg.bf16
+        run.device, run.bf16, run.graphed = msg.device, msg.bf16, msg.graphed
         history.forget(session, run.id, msg.step)
         history.refresh(session, run)  # and for the plan it now has
         run.latest_sample = session.scalars(

@@ -63,6 +63,8 @@ async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
             await ws.send_text(ack.model_dump_json(exclude_none=True))
             if msg.type == "status" and msg.status != protocol.Status.RUNNING:
                 state.supervisor.poke()
+            elif msg.type == "stopping":
+                state.supervisor.stopping(run_id, msg.attempt, msg.step)
     except WebSocketDisconnect:
         pass
     except (KeyError, ValueError) as e:  # a malformed message (ValidationError is a ValueError) or a deleted run

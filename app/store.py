@@ -61,7 +61,8 @@ class RunOut(BaseModel):
     total_steps: int | None
     total_epochs: int | None
     images_per_s: float | None = Field(description="over the last ~20 s of training; null unless running and measured")
-    eta_seconds: float | None = Field(description="the steps left at `images_per_s`; null when that is")
+    mean_images_per_s: float | None = Field(description="over this attempt's training so far")
+    eta_seconds: float | None = Field(description="the steps left at `mean_images_per_s`; null when that is")
     active_seconds: float = Field(description="time spent running, summed over attempts")
     loss_d: float | None
     loss_g: float | None
@@ -72,6 +73,8 @@ class RunOut(BaseModel):
     fid: float | None = Field(description="the latest FID (at the resolution docs/quality.md gives)")
     best_fid: float | None
     fid_at: str | None = Field(description='what the latest FID was computed at, e.g. "75 px, CPU"')
+    scoring: int | None = Field(description="the epoch whose FID/KID the worker is computing now, while training goes on")
+    best_by: str | None = Field(description='the score that chose the best checkpoint: "kid", or "swd" before three KIDs')
     latest_sample: str | None = Field(validation_alias=AliasChoices("latest_sample_url", "latest_sample"), description="URL")
     error: str | None
     attempt: int = Field(description="how many times a worker was started for it")
@@ -80,6 +83,7 @@ class RunOut(BaseModel):
     exit_code: int | None
     device: str | None = Field(description="what the worker trains on, as it reported")
     bf16: bool | None = Field(description="whether the worker trains with bfloat16 autocast, as it reported")
+    graphed: bool | None = Field(description="whether the worker's step runs as CUDA graphs (false: eagerly), as it reported")
     tags: Annotated[list[str], BeforeValidator(lambda v: v or [])] = Field(description="short labels people gave the run")
     note: str | None = Field(description="free text people wrote about the run")
     archived: bool = Field(description="hidden from the run list's default view")
@@ -90,8 +94,10 @@ def run_json(run: Run) -> dict[str, Any]:
     return RunOut.model_validate(run).model_dump(mode="json")
 
 
-def samples_json(session: Session, run_id: int) -> list[dict]:
-    rows = session.scalars(select(Sample).where(Sample.run_id == run_id).order_by(Sample.epoch))
+def samples_json(session: Session, run_id: int, epoch: int | None = None) -> list[dict]:
+    """The run's samples (one epoch's, given `epoch`), with their scores."""
+    where = [Sample.run_id == run_id] + ([Sample.epoch == epoch] if epoch is not None else [])
+    rows = session.scalars(select(Sample).where(*where).order_by(Sample.epoch))
     return [
         {"epoch": s.epoch, "name": s.name, "size": s.size, "url": sample_url(run_id, s.name), "swd": s.swd, "fid": s.fid,
          "kid": s.kid, "diversity": s.diversity}
@@ -101,10 +107,12 @@ def samples_json(session: Session, run_id: int) -> list[dict]:
 
 def checkpoints_json(session: Session, run_id: int) -> list[dict]:
     rows = session.scalars(select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.name))
-    scored = select(Sample.epoch, Sample.fid).where(Sample.run_id == run_id, Sample.fid.is_not(None))
-    fids = dict(session.execute(scored).all())  # epoch -> FID, for the best checkpoint's label
+    by = session.scalar(select(Run.best_by).where(Run.id == run_id))  # what chose the best checkpoint
+    scored = select(Sample.epoch, getattr(Sample, by or "swd")).where(Sample.run_id == run_id)
+    scores = dict(session.execute(scored).all())  # epoch -> that score, for the best checkpoint's label
     return [
-        {"name": c.name, "label": checkpoint_label(c.name, epoch=c.epoch, fid=fids.get(c.epoch)), "size": c.size,
+        {"name": c.name, "label": checkpoint_label(c.name, epoch=c.epoch, by=by, score=scores.get(c.epoch)),
+         "size": c.size,
          "epoch": c.epoch, "step": c.step, "sha256": c.sha256, "url": f"/api/runs/{run_id}/checkpoints/{c.name}"}
         for c in rows
     ]  # fmt: skip

@@ -33,7 +33,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from starlette.concurrency import run_in_threadpool
 
 from app import journal
-from app.db import Run, hash_token, utcnow
+from app.db import Checkpoint, Run, hash_token, utcnow
 from app.dbfile import DatabaseFile
 from app.exits import describe_exit
 from app.paths import check_paths
@@ -118,10 +118,11 @@ def transition(session: Session, run: Run, new: Status, **fields) -> None:
         raise TransitionError(f"run {run.id} is {old}: it cannot become {new}")
     now = utcnow()
     if new == Status.RUNNING:
-        fields.update(running_since=now, started_at=run.started_at or now, finished_at=None, images_per_s=None)
+        fields.update(running_since=now, started_at=run.started_at or now, finished_at=None, images_per_s=None,
+                      mean_images_per_s=None)
     elif old == Status.RUNNING:
         ran = (now - run.running_since).total_seconds() if run.running_since else 0.0
-        fields.update(running_since=None, ran_seconds=run.ran_seconds + ran, images_per_s=None)
+        fields.update(running_since=None, ran_seconds=run.ran_seconds + ran, images_per_s=None, scoring=None)
     if new in ENDED:
         fields["finished_at"] = now
     elif new == Status.QUEUED:
@@ -144,7 +145,8 @@ class Worker:
 
     def __init__(self, pid: int, attempt: int, popen: subprocess.Popen | None = None, gpu: str | None = None):
         self.pid, self.attempt, self.popen, self.gpu = pid, attempt, popen, gpu
-        self.kill_at: float | None = None
+        self.kill_at: float | None = None  # cancelled: SIGKILL after this (time.monotonic())
+        self.stopped_at: int | None = None  # the step at which it said it heard the stop
 
     def exit_code(self) -> int | None | bool:
         """The exit code once it has ended (None when unknown), False while it runs."""
@@ -237,6 +239,13 @@ class Supervisor:
         with self.lock:
             return self._change(run_id, cancel)
 
+    def stopping(self, run_id: int, attempt: int, step: int) -> None:
+        """A cancelled worker heard the stop at `step` and saves now: its grace counts from here, not from the signal
+        (which a busy machine may take seconds to deliver and answer)."""
+        worker = self.workers.get(run_id)
+        if worker is not None and worker.attempt == attempt and worker.kill_at is not None:
+            worker.kill_at, worker.stopped_at = time.monotonic() + self.settings.grace_seconds, step
+
     def resume(self, run_id: int) -> Run:
         """Queue an ended run again; it continues from resume.pt when there is one."""
 
@@ -317,11 +326,19 @@ class Supervisor:
         if run.status != Status.RUNNING:
             return  # it reported how it ended, or it was resumed since and waits in the queue
         if worker.kill_at is not None:
-            transition(session, run, Status.CANCELLED)
+            transition(session, run, Status.CANCELLED, error=self._lost(session, run, worker))
             return
         tail = log_tail(self.run_dir(run.id) / WORKER_LOG)
         error = describe_exit(code) + " before finishing" + (f":\n{tail}" if tail else "")
         transition(session, run, Status.FAILED, error=error)
+
+    def _lost(self, session: Session, run: Run, worker: Worker) -> str:
+        """Why a cancelled worker that was killed after its grace saved nothing, and how many steps Resume goes back."""
+        saved = session.get(Checkpoint, (run.id, RESUME))
+        resume_step = saved.step or 0 if saved is not None else 0
+        heard = f"it heard the stop at step {worker.stopped_at} but" if worker.stopped_at is not None else "it"
+        return (f"{heard} did not save within the {self.settings.grace_seconds:g} s grace and was killed; Resume "
+                f"continues from step {resume_step}: {max(0, run.step - resume_step)} steps lost")
 
     def server_url(self) -> str:
         """Where workers reach this server: loopback unless bound to one particular address."""

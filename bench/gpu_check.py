@@ -52,6 +52,12 @@ class _Quiet:
     def on_epoch(self, info):
         pass
 
+    def on_score(self, info):
+        pass
+
+    def on_stopping(self, step):
+        pass
+
     def on_status(self, status, **info):
         pass
 

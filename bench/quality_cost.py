@@ -38,6 +38,12 @@ class EpochSpeed:
     def on_epoch(self, info) -> None:
         self.images_per_s = info["images_per_s"]
 
+    def on_score(self, info):
+        pass
+
+    def on_stopping(self, step):
+        pass
+
     def on_status(self, status, **info) -> None:
         self.batches = info.get("batches_per_epoch", self.batches)
 

@@ -106,6 +106,12 @@ class _Stamps:
     def on_epoch(self, info):
         pass
 
+    def on_score(self, info):
+        pass
+
+    def on_stopping(self, step):
+        pass
+
     def on_status(self, status, **info):
         pass
 

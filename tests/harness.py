@@ -24,14 +24,14 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
-# Small enough that a run takes seconds on 2 CPU cores.
+# Small enough that a run takes seconds on 2 CPU cores; no FID/KID (their last-epoch scoring takes seconds more).
 def page_messages(text: str | bytes) -> list[dict]:
     """The messages of one frame a run page received: a snapshot, or a JSON array of live messages (app/hub.py)."""
     data = json.loads(text)
     return data if isinstance(data, list) else [data]
 
 
-TINY = dict(dataset="procedural", image_size=32, ngf=8, ndf=8, nz=16, batch_size=256, epochs=2, device="cpu")
+TINY = dict(dataset="procedural", image_size=32, ngf=8, ndf=8, nz=16, batch_size=256, epochs=2, device="cpu", fid=False)
 
 
 def free_port() -> int:

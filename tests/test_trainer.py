@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import math
 import threading
 
@@ -15,7 +17,7 @@ from trainer.loop import train
 from trainer.protocol import STATS
 from trainer.models import build_generator
 
-TINY = dict(dataset="procedural", image_size=32, ngf=8, ndf=8, nz=16, batch_size=256, device="cpu", seed=3)
+TINY = dict(dataset="procedural", image_size=32, ngf=8, ndf=8, nz=16, batch_size=256, device="cpu", seed=3, fid=False)
 
 
 class ListSink:
@@ -24,6 +26,8 @@ class ListSink:
     def __init__(self, stop: threading.Event | None = None, stop_after: int | None = None):
         self.rows: dict[str, list] = {}
         self.epochs: list[dict] = []
+        self.scores: list[dict] = []
+        self.stopping: list[int] = []
         self.statuses: list[tuple[str, dict]] = []
         self.stop, self.stop_after = stop, stop_after
 
@@ -35,6 +39,12 @@ class ListSink:
 
     def on_epoch(self, info):
         self.epochs.append(info)
+
+    def on_score(self, info):
+        self.scores.append(info)
+
+    def on_stopping(self, step):
+        self.stopping.append(step)
 
     def on_status(self, status, **info):
         self.statuses.append((status, info))
@@ -62,7 +72,13 @@ def test_tiny_run_end_to_end(tmp_path):
         with Image.open(tmp_path / "samples" / e["sample"]) as grid:
             assert grid.size == (8 * 32 + 9 * 2, 8 * 32 + 9 * 2)  # 8x8 grid with torchvision's 2px padding
     names = {p.name for p in (tmp_path / "checkpoints").iterdir()}
-    assert names == {"netg.pth", "netd.pth", "netg_0001.pth", "netd_0001.pth", "netg_0002.pth", "netd_0002.pth", "resume.pt"}
+    assert names == {"netg.pth", "netd.pth", "netg_0001.pth", "netd_0001.pth", "netg_0002.pth", "netd_0002.pth",
+                     "netg_best.pth", "netd_best.pth", "resume.pt"}  # fmt: skip
+    ckpt = tmp_path / "checkpoints"
+    assert (ckpt / "netg.pth").samefile(ckpt / "netg_0002.pth")  # the latest is a link to the newest copy, not a copy
+    sent = {name: d for e in sink.epochs for name, d in e["digests"].items()}  # the newest digest of each name
+    for name in names:
+        assert sent[name] == {"size": (ckpt / name).stat().st_size, "sha256": hashlib.sha256((ckpt / name).read_bytes()).hexdigest()}
     netg = build_generator(cfg)
     netg.load_state_dict(torch.load(tmp_path / "checkpoints" / "netg.pth", weights_only=True))
 

@@ -1,24 +1,61 @@
 """Checkpoint files of a run: plain state_dicts for G and D (loadable into the article's classes) and resume.pt.
 
-Every file is written to a temporary name and renamed into place, so a worker killed mid-write never leaves a
-truncated checkpoint behind. The training thread takes host copies (`host_copy`); the writer thread saves them.
+Like Lightning's `ModelCheckpoint`: numbered copies every `save_every` epochs, of which the newest `keep_last` stay (and
+the best pair, whatever its age); the latest `netg.pth`/`netd.pth` are hard links to the newest numbered copy (one write,
+not two; a copy where the filesystem has no links). Every file is written to a temporary name and renamed into place,
+so a worker killed mid-write never leaves a truncated checkpoint behind, and hashed while it is written: the server
+trusts the size and SHA-256 a message carries instead of reading every checkpoint again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from trainer.protocol import BEST, LATEST, RESUME, is_snapshot
+from trainer.protocol import BEST, LATEST, RESUME, is_numbered, is_snapshot
+
+Digest = tuple[int, str]  # size in bytes, SHA-256
 
 
-def atomic_save(obj: Any, path: Path) -> None:
+class _HashingFile(io.RawIOBase):
+    """A file open for writing that hashes what goes through it."""
+
+    def __init__(self, f):
+        self.f, self.sha, self.size = f, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.sha.update(b)
+        self.size += len(b)
+        return self.f.write(b)
+
+
+def atomic_save(obj: Any, path: Path) -> Digest:
+    """torch.save `obj` to `path` through a temporary file; returns its size and SHA-256, computed while writing."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    with tmp.open("wb") as f:
+        out = _HashingFile(f)
+        torch.save(obj, out)
     os.replace(tmp, path)
+    return out.size, out.sha.hexdigest()
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """`target` becomes the same file as `source`: a hard link, swapped in atomically; a copy where links fail."""
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        tmp.write_bytes(source.read_bytes())
+    os.replace(tmp, target)
 
 
 def host_copy(obj: Any, pinned: bool = False) -> Any:
@@ -36,33 +73,42 @@ def host_copy(obj: Any, pinned: bool = False) -> Any:
     return obj
 
 
-def checkpoint_names(copies: tuple[str, str]) -> list[str]:
-    """The files a checkpoint writes, in order: the latest G and D, their `copies`, resume.pt."""
-    return [*LATEST, *copies, RESUME]
-
-
-def save_checkpoint(ckpt_dir: Path, copies: tuple[str, str], resume_state: dict) -> list[str]:
-    """Write netg.pth and netd.pth, G's and D's `copies` (an epoch's or a snapshot's names) and resume.pt, from a host
-    copy of the resume state; return the file names written. A new snapshot replaces the older one."""
+def save_nets(ckpt_dir: Path, copies: tuple[str, str], nets: tuple[dict, dict]) -> dict[str, Digest]:
+    """Write G's and D's state_dicts `nets` as `copies` (an epoch's or a snapshot's names) and point netg.pth/netd.pth
+    at them. Returns the digest of every name now holding a new file (the links included)."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    g, d = resume_state["netg"], resume_state["netd"]
-    files = dict(zip(checkpoint_names(copies), (g, d, g, d, resume_state)))
-    for name, obj in files.items():
-        atomic_save(obj, ckpt_dir / name)
-    if is_snapshot(copies[0]):
-        for old in ckpt_dir.iterdir():
-            if is_snapshot(old.name) and old.name not in copies:
-                old.unlink(missing_ok=True)
-    return list(files)
+    written = {}
+    for name, latest, state in zip(copies, LATEST, nets):
+        written[name] = atomic_save(state, ckpt_dir / name)
+        link_or_copy(ckpt_dir / name, ckpt_dir / latest)
+        written[latest] = written[name]
+    return written
 
 
-def save_best(ckpt_dir: Path, resume_state: dict) -> list[str]:
-    """Write G and D of a host copy of the resume state as the `BEST` pair (the epoch with the lowest FID so far),
-    replacing the previous best; return their names."""
+def stale_copies(ckpt_dir: Path, keep: tuple[str, str], keep_last: int | None) -> list[str]:
+    """The numbered copies and snapshots that a new pair `keep` replaces: every snapshot but `keep`, and numbered copies
+    older than the newest `keep_last` pairs (None: keep all)."""
+    names = sorted(p.name for p in ckpt_dir.iterdir())
+    snapshots = [n for n in names if is_snapshot(n) and n not in keep]
+    numbered = sorted({n[5:] for n in names if is_numbered(n)})  # "0010.pth", by epoch
+    old = numbered[: max(0, len(numbered) - keep_last)] if keep_last else []
+    return snapshots + [f"net{net}_{suffix}" for suffix in old for net in "gd" if f"net{net}_{suffix}" in names]
+
+
+def remove(ckpt_dir: Path, names: list[str]) -> None:
+    for name in names:
+        (ckpt_dir / name).unlink(missing_ok=True)
+
+
+def save_best(ckpt_dir: Path, nets: tuple[dict, dict]) -> dict[str, Digest]:
+    """Write G's and D's state_dicts `nets` as the `BEST` pair, replacing the previous best."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    for name, net in zip(BEST, ("netg", "netd")):
-        atomic_save(resume_state[net], ckpt_dir / name)
-    return list(BEST)
+    return {name: atomic_save(state, ckpt_dir / name) for name, state in zip(BEST, nets)}
+
+
+def save_resume(ckpt_dir: Path, state: dict) -> dict[str, Digest]:
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    return {RESUME: atomic_save(state, ckpt_dir / RESUME)}
 
 
 def load_user_weights(path: str | Path) -> dict[str, torch.Tensor]:

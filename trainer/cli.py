@@ -90,6 +90,13 @@ class TqdmSink:
             refresh=False,
         )  # fmt: skip
 
+    def on_score(self, info: dict) -> None:
+        self.bar.write(f"epoch {info['epoch']}: FID {info['fid']:.3g}, KID {info['kid']:.3g} ({info['fid_at']})"
+                       if info.get("fid") is not None else f"epoch {info['epoch']}: no FID")  # fmt: skip
+
+    def on_stopping(self, step: int) -> None:
+        self.bar.write(f"stopping at step {step}: saving a checkpoint")
+
     def on_epoch(self, info: dict) -> None:
         scores = "".join(f", {k.upper()} {info[k]:.3g}" for k in ("swd", "fid", "kid") if info.get(k) is not None)
         self.bar.write(

@@ -61,6 +61,16 @@ class TrainConfig(BaseModel):
         None, "schedule", "Score FID and KID every eval_every epochs; empty = as often as 10% of the training time allows.",
         ge=1,
     )
+    fid: bool = _field(
+        True, "schedule", "Score FID and KID (Inception features) within 10% of the training time and at the last epoch."
+    )
+    keep_last: int | None = _field(
+        5, "schedule", "Keep the newest keep_last numbered checkpoints (and the best); empty = keep every one.", ge=1
+    )
+    save_seconds: float = _field(
+        300, "schedule", "Write resume.pt at most this often (and with every numbered checkpoint, on cancel and at the end).",
+        gt=0, le=86_400,
+    )
     seed: int = _field(0, "schedule", "Random seed: same seed, same run on CPU.", ge=0, le=2**32 - 1)
     # hardware
     device: str = _field("auto", "hardware", "auto (first GPU, else CPU), cpu, cuda or cuda:N.")

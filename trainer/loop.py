@@ -2,7 +2,8 @@
 
 In the shape of pytorch/examples' dcgan/main.py and nanoGPT's train.py: set up (device, data, `TrainState`, the step),
 then one loop that reads top to bottom. The D and G steps are in trainer/steps.py, the state and resume.pt in
-trainer/state.py; epoch-end files are written by a background `Writer`, so the training thread never waits on a disk.
+trainer/state.py; what happens at an epoch's end (scores, the grid, checkpoints) runs off this thread
+(trainer/sidework.py), so training never waits for it: a run's wall clock is its steps'.
 """
 
 from __future__ import annotations
@@ -19,19 +20,15 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from PIL import Image
 
-from trainer.checkpoint import checkpoint_names, host_copy, save_best, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import batches_for, load_images
 from trainer.evaluate import Evaluator
 from trainer.hardware import configure, resolve_device, uses_bf16
-from trainer.protocol import (
-    CHECKPOINTS_DIR, RESUME, SAMPLES_DIR, STATS, epoch_checkpoint_names, sample_name, snapshot_checkpoint_names,
-)  # fmt: skip
+from trainer.protocol import CHECKPOINTS_DIR, RESUME, STATS
+from trainer.sidework import SideWork
 from trainer.state import TrainState
 from trainer.steps import D_STATS, G_STATS, make_step
-from trainer.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +38,14 @@ FLUSH_SECONDS = 0.25
 
 
 class Sink(Protocol):
-    """Where a run reports. on_batch and on_status are called from the training thread; on_epoch from the writer's
-    thread, once that epoch's files are on disk, in epoch order and before the run's final status."""
+    """Where a run reports. on_batch, on_stopping and on_status are called from the training thread; on_epoch and
+    on_score from the writer's thread, once their files are on disk: epochs in order, a score (FID/KID of an earlier
+    epoch) when it is ready, all before the run's final status."""
 
     def on_batch(self, rows: dict[str, list]) -> None: ...
     def on_epoch(self, info: dict) -> None: ...
+    def on_score(self, info: dict) -> None: ...
+    def on_stopping(self, step: int) -> None: ...
     def on_status(self, status: str, **info) -> None: ...
 
 
@@ -89,14 +89,13 @@ def _train(
     total_steps = min(cfg.epochs * data.count, cfg.max_steps or cfg.epochs * data.count)
     sink.on_status(
         "running", step=st.step, epoch=st.epoch, total_steps=total_steps, total_epochs=cfg.epochs,
-        batches_per_epoch=data.count, device=str(device), bf16=bf16,
+        batches_per_epoch=data.count, device=str(device), bf16=bf16, graphed=step.graphed,
     )  # fmt: skip
-    recorder, files = _Recorder(sink, cfg), _EpochFiles(run_dir, sink, device, amp)
-    evaluator, training_started = Evaluator(cfg, images, device), time.perf_counter()
+    recorder, evaluator = _Recorder(sink, cfg), Evaluator(cfg, images, device)
+    side, training = SideWork(cfg, run_dir, sink, st, evaluator, amp), 0.0  # seconds of training so far
     st.netg.train()
     st.netd.train()
-
-    with Writer() as writer:
+    try:
         while st.epoch < cfg.epochs:
             if st.perm is None:
                 st.perm = torch.randperm(len(images), generator=st.data_gen)
@@ -107,30 +106,31 @@ def _train(
                 if stop.is_set() or st.step >= total_steps:
                     break
             recorder.flush()
+            training += time.perf_counter() - started[1]
             halted = stop.is_set() or st.step >= total_steps
-            copies = None
-            if st.batch == data.count:  # the epoch is complete: its grid, and a checkpoint every save_every epochs
+            if halted and stop.is_set():
+                sink.on_stopping(st.step)
+            if st.batch == data.count:  # the epoch is complete: its scores, grid and checkpoints, off this thread
                 st.epoch, st.batch, st.perm = st.epoch + 1, 0, None
-                scores = evaluator(st.netg, st.epoch, time.perf_counter() - training_started - evaluator.spent)
-                # A new best FID is also a checkpoint, so that resume.pt never lags behind the best it knows of.
-                best = "fid" in scores and (st.best_fid is None or scores["fid"] < st.best_fid)
-                if best:
-                    st.best_fid = scores["fid"]
-                if st.epoch % cfg.save_every == 0 or st.epoch == cfg.epochs or halted or best:
-                    copies = epoch_checkpoint_names(st.epoch)
-                trained = (data.count - first) * cfg.batch_size
-                writer.submit(files.epoch_job(st, copies, best, trained, started, scores))
+                speed = _speed(started, _mark(device), (data.count - first) * cfg.batch_size)
+                final = st.epoch == cfg.epochs or (halted and not stop.is_set())
+                side.epoch_done(st, speed, training, final=final, halted=halted)
             elif halted:  # stopped inside an epoch: a snapshot, named for where
-                copies = snapshot_checkpoint_names(st.epoch + 1, st.step)
-                writer.submit(files.checkpoint_job(st, copies))
+                side.stopped(st)
             if halted:
-                writer.flush()
-                status = "cancelled" if stop.is_set() else "completed"
-                saved = checkpoint_names(copies) if copies else []
-                sink.on_status(status, step=st.step, epoch=st.epoch, checkpoints=saved)
-                return status
-    sink.on_status("completed", step=st.step, epoch=cfg.epochs, checkpoints=[])
-    return "completed"
+                break
+        status = "cancelled" if stop.is_set() else "completed"
+        files = side.finish(st, wait_for_fid=status == "completed")
+        sink.on_status(status, step=st.step, epoch=st.epoch, **files)
+        return status
+    finally:
+        side.close()
+
+
+def _speed(started: tuple, trained: float | torch.cuda.Event, images: int) -> Callable[[], tuple[float, float]]:
+    """An epoch's (images/s, seconds) of training alone, from its first batch to its last: asked for on the side thread,
+    which waits for the device to reach the end mark."""
+    return lambda: (images / max(_seconds(started[0], trained), 1e-9), _seconds(started[0], trained))
 
 
 class NonFinite(ValueError):
@@ -199,63 +199,3 @@ def _seconds(start: float | torch.cuda.Event, end: float | torch.cuda.Event) -> 
     """From mark `start` to mark `end`, once the device has reached `end`."""
     _wait(end)
     return start.elapsed_time(end) / 1000 if isinstance(end, torch.cuda.Event) else end - start
-
-
-class _EpochFiles:
-    """The writer's jobs at an epoch's end. The training thread takes host copies (from a GPU asynchronously: they are
-    ready once the GPU reaches the mark taken after them); the job waits for them, encodes and writes, then reports."""
-
-    def __init__(self, run_dir: Path, sink: Sink, device: torch.device, amp: AbstractContextManager):
-        self.samples, self.checkpoints = run_dir / SAMPLES_DIR, run_dir / CHECKPOINTS_DIR
-        self.sink, self.device, self.amp, self.pinned = sink, device, amp, device.type == "cuda"
-        self.samples.mkdir(parents=True, exist_ok=True)
-
-    def checkpoint_job(self, st: TrainState, copies: tuple[str, str]) -> Callable[[], None]:
-        state, ready = host_copy(st.resume_state(), self.pinned), _mark(self.device)
-
-        def job() -> None:
-            _wait(ready)
-            save_checkpoint(self.checkpoints, copies, state)
-
-        return job
-
-    def epoch_job(self, st: TrainState, copies: tuple[str, str] | None, best: bool, images: int, started: tuple,
-                  scores: dict[str, float | str]) -> Callable[[], None]:  # fmt: skip
-        """The grid of the fixed noise (G in training mode, as the article draws it), the checkpoint if `copies` names
-        one, G and D as the best checkpoint if `best` (its FID is the lowest so far; `copies` then names one too), then
-        on_epoch with the epoch's speed (`images` trained since the marks `started`: device, wall clock) and its
-        quality `scores`."""
-        trained = _mark(self.device)
-        with torch.no_grad(), self.amp:
-            grid = host_copy(grid_image(st.netg(st.fixed_noise).float()), self.pinned)
-        state = host_copy(st.resume_state(), self.pinned) if copies else None
-        ready, epoch, step = _mark(self.device), st.epoch, st.step
-
-        def job() -> None:
-            _wait(ready)
-            name = sample_name(epoch)
-            Image.fromarray(grid.numpy()).save(self.samples / (name + ".tmp"), format="png")
-            os.replace(self.samples / (name + ".tmp"), self.samples / name)
-            saved = save_checkpoint(self.checkpoints, copies, state) if copies else []
-            if best:
-                saved += save_best(self.checkpoints, state)
-            self.sink.on_epoch(
-                dict(epoch=epoch, step=step, sample=name, checkpoints=saved,
-                     images_per_s=images / _seconds(started[0], trained), seconds=time.perf_counter() - started[1],
-                     **scores)
-            )  # fmt: skip
-
-        return job
-
-
-def grid_image(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
-    """Images in [-1, 1] as one uint8 [H, W, 3] grid, pixel for pixel what torchvision's
-    save_image(images, nrow=8, normalize=True, value_range=(-1, 1)) writes (black 2px gaps), made on the device."""
-    n, c, h, w = images.shape
-    cols, rows = min(nrow, n), -(-n // min(nrow, n))
-    x = images.expand(-1, 3, -1, -1) if c == 1 else images
-    x = x.clamp(-1, 1).add(1).div(2).mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
-    x = torch.nn.functional.pad(x, (0, padding, 0, padding))  # a gap right of and below each image
-    x = torch.cat([x, x.new_zeros(rows * cols - n, *x.shape[1:])])  # an incomplete last row
-    x = x.view(rows, cols, 3, h + padding, w + padding).permute(0, 3, 1, 4, 2).reshape(rows * (h + padding), -1, 3)
-    return torch.nn.functional.pad(x, (0, 0, padding, 0, padding, 0))  # and the gaps above and left of the first

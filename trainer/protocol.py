@@ -84,7 +84,7 @@ RESUME = "resume.pt"
 WORKER_LOG = "worker.log"
 JOURNAL = "journal.jsonl"
 LATEST = ("netg.pth", "netd.pth")
-BEST = ("netg_best.pth", "netd_best.pth")  # G and D at the epoch with the lowest FID so far
+BEST = ("netg_best.pth", "netd_best.pth")  # G and D at the epoch with the best score so far (BEST_BY)
 _SERIES_RE = re.compile(r"^net[gd]_(\d{4,})\.pth$")  # netg_0010.pth: after epoch 10
 _SNAPSHOT_RE = re.compile(r"^net[gd]_e(\d{4,})_s(\d+)\.pth$")  # netg_e0029_s000812.pth: in epoch 29, after step 812
 
@@ -107,11 +107,20 @@ def is_snapshot(name: str) -> bool:
     return _SNAPSHOT_RE.match(name) is not None
 
 
-def checkpoint_label(name: str, *, epoch: int | None = None, fid: float | None = None) -> str:
+def is_numbered(name: str) -> bool:
+    """One of the `save_every` series (netg_0010.pth), which `keep_last` prunes."""
+    return _SERIES_RE.match(name) is not None
+
+
+BEST_BY = ("kid", "swd")  # the scores that choose the best checkpoint (trainer/sidework.py says when each)
+
+
+def checkpoint_label(name: str, *, epoch: int | None = None, by: str | None = None, score: float | None = None) -> str:
     """What a checkpoint file holds, in words: "after epoch 10", "epoch 29, step 812", "latest", "resume state", and for
-    the `BEST` pair, written at `epoch` with FID `fid`, "best FID 41.2 (epoch 7)"."""
+    the `BEST` pair, written at `epoch` for its score `by` ("kid" or "swd") of `score`, "best SWD 36.5 (epoch 70)"."""
     if name in BEST:
-        return f"best FID {fid:.1f} (epoch {epoch})" if fid is not None else f"best FID (epoch {epoch})"
+        named = f"best {(by or 'score').upper()}" + (f" {score:.4g}" if score is not None else "")
+        return f"{named} (epoch {epoch})"
     if m := _SERIES_RE.match(name):
         return f"after epoch {int(m[1])}"
     if m := _SNAPSHOT_RE.match(name):
@@ -125,6 +134,15 @@ def is_plain_name(name: str) -> bool:
 
 
 FileName = Annotated[str, Field(min_length=1, max_length=255)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class FileDigest(BaseModel):
+    """A file as the worker wrote it: the server checks the size on disk and stores the hash instead of reading it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    size: Annotated[int, Field(ge=0)]
+    sha256: Sha256
 
 
 # -- messages, worker -> server --------------------------------------------------------------------------------------
@@ -178,14 +196,24 @@ class BatchMessage(_Message):
     rows: Rows  # type: ignore[valid-type]
 
 
-class EpochMessage(_Message):
-    """A finished epoch: its grid in samples/, the checkpoint files it wrote (none on most epochs)."""
+class _Files(BaseModel):
+    """Checkpoint files a message reports: written (with their digests where the worker hashed them) and removed."""
+
+    checkpoints: list[FileName] = []
+    digests: dict[FileName, FileDigest] = {}
+    removed: list[FileName] = []  # numbered copies beyond keep_last, older snapshots
+
+
+class EpochMessage(_Files, _Message):
+    """A finished epoch: its grid in samples/, the checkpoint files it wrote (none on most epochs), its scores.
+
+    Sent by the worker's side thread in epoch order, after training has gone on; `scoring` is the epoch whose FID/KID
+    is being computed meanwhile (a `ScoreMessage` brings it)."""
 
     type: Literal["epoch"] = "epoch"
     epoch: Positive
     step: Count
     sample: FileName
-    checkpoints: list[FileName] = []
     images_per_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
     seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)]
     # Sample quality (trainer/evaluate.py), lower is better: SWD every epoch, FID and KID when their budget allows.
@@ -195,9 +223,23 @@ class EpochMessage(_Message):
     fid_at: Annotated[str, Field(max_length=64)] | None = None  # what FID was computed at, with it: "75 px, CPU"
     # Spread of the generated images against the real ones' (trainer/evaluate.py): near 0 when G collapsed to a mode.
     diversity: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    scoring: Positive | None = None
+    best_by: Literal[BEST_BY] | None = None  # the best pair is in `checkpoints`: chosen by this score of this epoch
 
 
-class StatusMessage(_Message):
+class ScoreMessage(_Files, _Message):
+    """FID and KID of an earlier epoch, computed off the training thread; the best pair when its KID chose it."""
+
+    type: Literal["score"] = "score"
+    epoch: Positive
+    step: Count
+    fid: Finite | None = None
+    kid: Finite | None = None
+    fid_at: Annotated[str, Field(max_length=64)] | None = None
+    best_by: Literal[BEST_BY] | None = None
+
+
+class StatusMessage(_Files, _Message):
     """`running` once at the start of an attempt; then one of the ends. A stop inside an epoch names its snapshot in
     `checkpoints`, since no epoch message does."""
 
@@ -210,7 +252,7 @@ class StatusMessage(_Message):
     batches_per_epoch: Count | None = None
     device: Annotated[str, Field(max_length=64)] | None = None
     bf16: bool | None = None
-    checkpoints: list[FileName] = []
+    graphed: bool | None = None  # the step runs as CUDA graphs (trainer/steps.py); false: eagerly
     error: Annotated[str, Field(max_length=10_000)] | None = None
     traceback: Annotated[str, Field(max_length=10_000)] | None = None
     resumable: bool | None = None  # failed: false when resuming would fail the same way (its data cannot load)
@@ -246,11 +288,22 @@ class SystemMessage(_Message):
 
 SYSTEM_FIELDS: tuple[str, ...] = ("time", "step", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb", "gpu_temp_c")
 
-WorkerMessage = Annotated[BatchMessage | EpochMessage | StatusMessage | SystemMessage, Field(discriminator="type")]
+class StoppingMessage(_Message):
+    """The worker heard the stop signal at `step`: it saves and reports `cancelled` next. The cancel's grace counts
+    from here, not from the signal."""
+
+    type: Literal["stopping"] = "stopping"
+    step: Count
+
+
+WorkerMessage = Annotated[
+    BatchMessage | EpochMessage | ScoreMessage | StatusMessage | StoppingMessage | SystemMessage,
+    Field(discriminator="type"),
+]
 _WORKER_MESSAGE: TypeAdapter[WorkerMessage] = TypeAdapter(WorkerMessage)
 
 
-def parse_message(text: str | bytes) -> BatchMessage | EpochMessage | StatusMessage | SystemMessage:
+def parse_message(text: str | bytes) -> WorkerMessage:
     """One worker message from its JSON text; raises pydantic.ValidationError naming the field and the reason."""
     return _WORKER_MESSAGE.validate_json(text)
 

@@ -44,7 +44,8 @@ def _descriptors(level: torch.Tensor, per_image: int, generator: torch.Generator
     n, c, h, w = level.shape
     y = torch.randint(h - PATCH + 1, (n, per_image, 1, 1), generator=generator) + torch.arange(PATCH)[:, None]
     x = torch.randint(w - PATCH + 1, (n, per_image, 1, 1), generator=generator) + torch.arange(PATCH)[None, :]
-    desc = level.permute(0, 2, 3, 1)[torch.arange(n)[:, None, None, None], y, x]  # (n, per_image, 7, 7, c)
+    at = level.device  # the positions are drawn on the CPU generator, so a GPU scores exactly what a CPU would
+    desc = level.permute(0, 2, 3, 1)[torch.arange(n, device=at)[:, None, None, None], y.to(at), x.to(at)]
     desc = desc.reshape(n * per_image, PATCH * PATCH, c)
     mean, std = desc.mean(dim=(0, 1), keepdim=True), desc.std(dim=(0, 1), keepdim=True)
     return ((desc - mean) / (std + 1e-8)).reshape(n * per_image, -1)
@@ -52,7 +53,7 @@ def _descriptors(level: torch.Tensor, per_image: int, generator: torch.Generator
 
 def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: int, generator: torch.Generator) -> float:
     """Mean 1-D Wasserstein distance of the projections of two equally sized descriptor sets."""
-    d = torch.randn(a.shape[1], directions, generator=generator)
+    d = torch.randn(a.shape[1], directions, generator=generator).to(a.device)
     d /= d.norm(dim=0, keepdim=True)
     pa, _ = torch.sort((a @ d).T, dim=1)  # (directions, points): sorting along the contiguous axis is fast
     pb, _ = torch.sort((b @ d).T, dim=1)
@@ -60,14 +61,15 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: int, genera
 
 
 class SlicedWasserstein:
-    """SWD of generated batches against a fixed sample of the real images; build once per run, call every epoch."""
+    """SWD of generated batches against a fixed sample of the real images; build once per run, call every epoch. On
+    `device`: on a GPU it is a few small matrix products and sorts, off the CPU that the data loading needs."""
 
     def __init__(self, real_uint8: torch.Tensor, count: int = 128, per_image: int = 32, directions: int = 64,
-                 seed: int = 0):  # fmt: skip
-        self.per_image, self.directions, self.seed = per_image, directions, seed
+                 seed: int = 0, device: torch.device | str = "cpu"):  # fmt: skip
+        self.per_image, self.directions, self.seed, self.device = per_image, directions, seed, torch.device(device)
         gen = torch.Generator().manual_seed(seed)
         pick = torch.randperm(len(real_uint8), generator=gen)[:count]
-        real = real_uint8[pick].float().div(127.5).sub(1)
+        real = real_uint8[pick].to(self.device).float().div(127.5).sub(1)
         self.count = len(real)
         self.real = self._describe(real, gen)
 
@@ -80,6 +82,6 @@ class SlicedWasserstein:
         if len(fake) < self.count:
             raise ValueError(f"SWD needs {self.count} generated images, got {len(fake)}")
         gen = torch.Generator().manual_seed(self.seed + 1)  # the same directions every epoch: scores compare
-        levels = self._describe(fake[: self.count].detach().float().cpu(), gen)
+        levels = self._describe(fake[: self.count].detach().float().to(self.device), gen)
         scores = [sliced_wasserstein(r, f, self.directions, gen) for r, f in zip(self.real, levels)]
         return 1e3 * sum(scores) / len(scores)

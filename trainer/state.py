@@ -36,7 +36,7 @@ class TrainState:
     epoch: int = 0  # the next batch to train is batch `batch` of epoch `epoch` (0-based), in the order `perm`
     batch: int = 0
     perm: torch.Tensor | None = None  # None: the epoch has not started, its order is not drawn yet
-    best_fid: float | None = None  # the lowest FID so far, whose epoch's G and D are netg_best.pth, netd_best.pth
+    best: dict | None = None  # what chose netg_best.pth/netd_best.pth so far (trainer/sidework.py `Best.state`)
 
     @classmethod
     def build(cls, cfg: TrainConfig, device: torch.device) -> TrainState:
@@ -60,7 +60,7 @@ class TrainState:
             netg=self.netg.state_dict(), netd=self.netd.state_dict(),
             opt_g=self.opt_g.state_dict(), opt_d=self.opt_d.state_dict(),
             step=self.step, epoch=self.epoch, batch=self.batch, perm=self.perm, fixed_noise=self.fixed_noise,
-            best_fid=self.best_fid,
+            best=self.best,
             rng_cpu=torch.get_rng_state(), rng_data=self.data_gen.get_state(),
             rng_cuda=[torch.cuda.get_rng_state(self.device)] if self.device.type == "cuda" else [],
         )  # fmt: skip
@@ -75,7 +75,7 @@ class TrainState:
             opt.load_state_dict(state[key])
         self.step, self.epoch, self.batch, self.perm = state["step"], state["epoch"], state["batch"], state["perm"]
         self.fixed_noise = state["fixed_noise"].to(self.device)
-        self.best_fid = state.get("best_fid")  # absent from a resume.pt written before the best checkpoint existed
+        self.best = state.get("best")  # absent from a resume.pt written before the best was chosen this way
         torch.set_rng_state(state["rng_cpu"])
         self.data_gen.set_state(state["rng_data"])
         if state["rng_cuda"] and self.device.type == "cuda":

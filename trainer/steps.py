@@ -62,11 +62,13 @@ def g_step(st: TrainState, batch_size: int, nz: int, amp: AbstractContextManager
     """One G step with the non-saturating loss; returns G_STATS."""
     st.opt_g.zero_grad(set_to_none=True)
     st.netd.requires_grad_(False)  # G's step needs gradients through D, not of D's weights
-    with amp:
-        out = st.netd(st.netg(torch.randn(batch_size, nz, 1, 1, device=st.device)))
-    loss_g = F.binary_cross_entropy_with_logits(out.float(), torch.ones_like(out, dtype=torch.float))
-    loss_g.backward()
-    st.netd.requires_grad_(True)
+    try:  # D trainable again whatever happens: a capture that fails here must leave an eager D step that works
+        with amp:
+            out = st.netd(st.netg(torch.randn(batch_size, nz, 1, 1, device=st.device)))
+        loss_g = F.binary_cross_entropy_with_logits(out.float(), torch.ones_like(out, dtype=torch.float))
+        loss_g.backward()
+    finally:
+        st.netd.requires_grad_(True)
     grad = grad_norm(st.netg)
     st.opt_g.step()
     return torch.stack([loss_g, torch.sigmoid(out.float()).mean(), grad]).detach()
@@ -121,12 +123,32 @@ class GraphedStep(Step):
 
 def make_step(st: TrainState, cfg: TrainConfig, amp: AbstractContextManager) -> Step:
     """CUDA graphs on a GPU; eager on a CPU, and on a GPU where capture fails (logged once, with the reason)."""
-    if st.device.type == "cuda":
+    if _on_gpu(st):
         try:
             return GraphedStep(st, cfg, amp)
         except Exception as e:  # an op that cannot be captured, or too little memory for the graphs' pools
             log.warning("training eagerly: capturing the steps as CUDA graphs failed (%s: %s)", type(e).__name__, e)
+            _eager_again(st)
     return Step(st, cfg, amp)
+
+
+def _on_gpu(st: TrainState) -> bool:
+    return st.device.type == "cuda"
+
+
+def _eager_again(st: TrainState) -> None:
+    """What a failed capture may leave behind, undone for the eager step: D's parameters requiring grad, this thread on
+    the default stream (not the capture's), and Adam capturable (a graphed Adam keeps its step count on the device;
+    an eager one reads it on the host every step)."""
+    st.netd.requires_grad_(True)
+    if st.device.type == "cuda":
+        torch.cuda.set_stream(torch.cuda.default_stream(st.device))
+    for opt in (st.opt_g, st.opt_d):
+        for group in opt.param_groups:
+            group["capturable"] = False
+        for state in opt.state.values():
+            if isinstance(state.get("step"), torch.Tensor):
+                state["step"] = state["step"].detach().to("cpu", torch.float32)
 
 
 def _capture(step: Callable[[], torch.Tensor]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:

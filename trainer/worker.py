@@ -24,7 +24,8 @@ from pathlib import Path
 
 from trainer.journal import JournalWriter, read_lines
 from trainer.protocol import CHECKPOINTS_DIR, JOURNAL, LATEST, RESUME, SAMPLES_DIR, BatchMessage, EpochMessage
-from trainer.protocol import StatusMessage, SystemMessage, WorkerMessage, epoch_checkpoint_names, parse_message
+from trainer.protocol import ScoreMessage, StatusMessage, StoppingMessage, SystemMessage, WorkerMessage
+from trainer.protocol import epoch_checkpoint_names, parse_message
 from trainer.protocol import sample_name
 from trainer.system import Gpu, SystemSampler, pci_bus_id
 
@@ -80,6 +81,13 @@ class WsSink:
 
     def on_epoch(self, info: dict) -> None:
         self._queue(lambda seq: EpochMessage(seq=seq, attempt=self.attempt, **info), sync=True)
+
+    def on_score(self, info: dict) -> None:
+        self._queue(lambda seq: ScoreMessage(seq=seq, attempt=self.attempt, **info), sync=True)
+
+    def on_stopping(self, step: int) -> None:
+        log.info("stopping at step %d: saving a checkpoint", step)
+        self._queue(lambda seq: StoppingMessage(seq=seq, attempt=self.attempt, step=step), sync=True)
 
     def on_status(self, status: str, **info) -> None:
         self.status = status

@@ -1,40 +1,69 @@
-"""Writer: a run's epoch-end files (sample grids, checkpoints) written by one background thread, in order.
+"""Writer: a run's epoch-end files (sample grids, checkpoints, resume.pt) written by one background thread, in order.
 
 On a GPU an epoch of the quick preset is a few milliseconds of training while its grid PNG and a checkpoint take tens
 of milliseconds to encode and write; done on the training thread, the GPU would wait for them. The queue is small, so a
-disk slower than training holds training back instead of piling up copies of the weights in memory. A job that raises
-stops the writer: the error is raised again on the training thread at its next `submit` or at `flush`.
+disk slower than the side work holds the side work back instead of piling up copies of the weights in memory; a job
+submitted with `replace` (resume.pt) never waits: it takes the place of an unwritten older job of its key, so a
+writer that falls behind writes the newest resume state. A job that raises stops the writer: the error is raised again
+on the submitting thread at its next `submit`, `replace`, `check` or `flush`.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 
 QUEUE_SIZE = 2
 
+Job = Callable[[], None]
+
 
 class Writer:
     def __init__(self, size: int = QUEUE_SIZE):
-        self.jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(size)
+        self.size = size
+        self.jobs: deque[tuple[str | None, Job | None]] = deque()  # (replace key, job); a None job ends the thread
+        self.running = False
+        self.changed = threading.Condition()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self.thread.start()
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, job: Job) -> None:
         """Queue `job` after every job before it; waits while the queue is full."""
-        self._raise()
-        self.jobs.put(job)
+        with self.changed:
+            self.changed.wait_for(lambda: self.error is not None or sum(k is None for k, _ in self.jobs) < self.size)
+            self._raise()
+            self.jobs.append((None, job))
+            self.changed.notify_all()
+
+    def replace(self, key: str, job: Job) -> None:
+        """Queue `job`, or put it in the place of a queued, not yet started job of the same `key`; never waits."""
+        with self.changed:
+            self._raise()
+            for i, (k, _) in enumerate(self.jobs):
+                if k == key:
+                    self.jobs[i] = (key, job)
+                    return
+            self.jobs.append((key, job))
+            self.changed.notify_all()
+
+    def check(self) -> None:
+        """Raise the first job's error, if one failed."""
+        with self.changed:
+            self._raise()
 
     def flush(self) -> None:
         """Wait until every job queued so far has run; raise the first job's error, if one failed."""
-        self.jobs.join()
-        self._raise()
+        with self.changed:
+            self.changed.wait_for(lambda: not self.jobs and not self.running)
+            self._raise()
 
     def close(self) -> None:
         """Run what is queued, then end the thread."""
-        self.jobs.put(None)
+        with self.changed:
+            self.jobs.append((None, None))
+            self.changed.notify_all()
         self.thread.join()
 
     def __enter__(self) -> Writer:
@@ -43,18 +72,26 @@ class Writer:
     def __exit__(self, kind, error, tb) -> None:
         self.close()
         if kind is None:
-            self._raise()
+            self.check()
 
     def _run(self) -> None:
-        while (job := self.jobs.get()) is not None:
+        while True:
+            with self.changed:
+                self.changed.wait_for(lambda: bool(self.jobs))
+                _, job = self.jobs.popleft()
+                self.running = job is not None
+                self.changed.notify_all()
+            if job is None:
+                return
             try:
                 if self.error is None:  # after a failure the rest is skipped: it may depend on what failed
                     job()
             except BaseException as e:
                 self.error = e
             finally:
-                self.jobs.task_done()
-        self.jobs.task_done()
+                with self.changed:
+                    self.running = False
+                    self.changed.notify_all()
 
     def _raise(self) -> None:
         if self.error is not None:

@@ -7,7 +7,8 @@ let shownAt = 0;  // performance.now() when the run JSON arrived: a running run'
 
 export function renderHeader(run) {
   if (!run) return;
-  $("progress-text").textContent = [progressLabel(run), speedText(run)].filter(Boolean).join(" · ");
+  const scoring = run.status === "running" && run.scoring ? `scoring FID for epoch ${run.scoring}…` : null;
+  $("progress-text").textContent = [progressLabel(run), speedText(run), scoring].filter(Boolean).join(" · ");
   const running = run.status === "running";
   const active = run.active_seconds === undefined || run.active_seconds === null ? null
     : run.active_seconds + (running ? (performance.now() - shownAt) / 1000 : 0);
@@ -16,7 +17,7 @@ export function renderHeader(run) {
   else if (!run.started_at) times = `created ${localTime(run.created_at)}`;
   else if (running) times = `started ${localTime(run.started_at)} · running for ${active === null ? duration(run.started_at, null) : humanSeconds(active)}`;
   else times = `started ${localTime(run.started_at)} · ${run.status} ${localTime(run.finished_at)} after ${runDuration(run)}`;
-  if (run.device) times += ` · on ${run.device}`;
+  if (run.device) times += ` · on ${run.device}` + (run.graphed === true ? " (CUDA graphs)" : run.graphed === false && run.device.startsWith("cuda") ? " (eager)" : "");
   $("run-times").textContent = times;
 }
 
@@ -34,7 +35,8 @@ export function showRun(run, previous) {
   progress.classList.toggle("done", run.status === "completed");
   renderHeader(run);
   const error = $("error");
-  error.textContent = run.status === "failed" ? run.error || "failed (no error text)" : "";
+  error.textContent = run.status === "failed" ? run.error || "failed (no error text)"
+    : run.status === "cancelled" && run.error ? `Cancelled, but ${run.error}` : "";
   error.hidden = !error.textContent;
   const cancel = $("cancel-button"), resume = $("resume-button");
   cancel.hidden = !ACTIVE.includes(run.status);

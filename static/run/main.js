@@ -182,9 +182,11 @@ function onMessage(msg) {
     machine.add(msg);
   } else if (msg.type === "batch") {
     receive("rows", msg.rows);
-  } else if (msg.type === "epoch") {
-    samples.add([msg.sample]);
-    quality.add([msg.sample]);
+  } else if (msg.type === "epoch" || msg.type === "score") {  // a score: FID/KID of an earlier epoch, now ready
+    if (msg.sample) {
+      samples.add([msg.sample]);
+      quality.add([msg.sample]);
+    }
     showCheckpoints(msg.checkpoints);
     sampler.setCheckpoints(msg.checkpoints);
   } else if (msg.type === "checkpoints") {  // written when a run stopped mid-epoch: the whole list
