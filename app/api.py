@@ -282,7 +282,7 @@ def get_best_checkpoint(
     run_id: RunId, request: Request, session: SessionDep,
     net: Annotated[Literal["g", "d"], Query(description="g: the generator (netg_best.pth), d: the discriminator")] = "g",
 ):  # fmt: skip
-    """G (or D) at the epoch with the lowest FID so far."""
+    """G (or D) at the epoch with the best score so far: KID once three epochs have one, SWD before (its label says)."""
     run = _run(session, run_id)
     name = BEST[net == "d"]
     if session.get(Checkpoint, {"run_id": run_id, "name": name}) is None:

@@ -90,7 +90,7 @@ class Run(Base):
     def eta_seconds(self) -> float | None:
         """The steps left at this attempt's average speed: steadier than the last seconds' speed, which a CPU run's
         FID or another run starting moves for a while."""
-        if not self.mean_images_per_s or self.total_steps is None:
+        if self.status != Status.RUNNING or not self.mean_images_per_s or self.total_steps is None:
             return None
         return max(0, self.total_steps - self.step) * self.config["batch_size"] / self.mean_images_per_s
 

@@ -323,3 +323,29 @@ def test_a_page_reads_what_the_resumed_attempt_logged_not_what_it_replaced(serve
     history = page_history(server, fake_run)
     assert history["step"] == list(range(1, 601)) and history["rows"] == [1] * 600
     assert history["loss_d"]["mean"] == [1.0] * 300 + [3.0] * 300
+
+
+def test_a_later_score_the_sent_digests_and_removed_copies(server, fake_run):
+    """FID/KID of epoch 1 arrive after epoch 2 (trainer/sidework.py); a checkpoint's digest is taken from the message
+    when the size on disk agrees (the file is not read again) and refused when it does not; removed copies vanish."""
+    ckpt = server.runs_dir / str(fake_run) / "checkpoints"
+    for name in ("netg_0001.pth", "netg_0002.pth", "netg_best.pth"):
+        (ckpt / name).write_bytes(b"x" * 10)
+    claimed = {"size": 10, "sha256": "ab" * 32}  # not the bytes' hash: stored as sent, so the server did not read them
+    wrong = {"size": 11, "sha256": "cd" * 32}
+    with worker_socket(server, fake_run) as ws:
+        send(ws, 1, "status", **RUNNING, graphed=False)
+        send(ws, 2, "epoch", epoch=1, step=5, sample="epoch_0001.png", images_per_s=1.0, seconds=1.0, swd=90.0,
+             checkpoints=["netg_0001.pth", "netg_best.pth"], digests={"netg_0001.pth": claimed, "netg_best.pth": wrong},
+             best_by="swd", scoring=1)  # fmt: skip
+        assert server.run(fake_run)["scoring"] == 1
+        send(ws, 3, "epoch", epoch=2, step=10, sample="epoch_0002.png", images_per_s=1.0, seconds=1.0, swd=80.0,
+             checkpoints=["netg_0002.pth"], digests={"netg_0002.pth": claimed}, removed=["netg_0001.pth"], scoring=1)  # fmt: skip
+        assert send(ws, 4, "score", epoch=1, step=5, fid=40.0, kid=0.02, fid_at="75 px, CPU") == {"type": "ack", "seq": 4}
+        assert send(ws, 5, "stopping", step=10) == {"type": "ack", "seq": 5}
+    listed = {c["name"]: c for c in server.client.get(f"/api/runs/{fake_run}/checkpoints").json()}
+    assert set(listed) == {"netg_0002.pth"} and listed["netg_0002.pth"]["sha256"] == "ab" * 32
+    samples = {s["epoch"]: s for s in server.client.get(f"/api/runs/{fake_run}/samples").json()}
+    assert (samples[1]["fid"], samples[1]["kid"], samples[2]["fid"]) == (40.0, 0.02, None)
+    run = server.run(fake_run)
+    assert (run["scoring"], run["fid"], run["best_by"], run["graphed"]) == (None, 40.0, "swd", False)

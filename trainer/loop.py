@@ -75,8 +75,10 @@ def _train(
     configure(device, threads)
     log.info("training on %s with %d torch threads", device, torch.get_num_threads())
     bf16 = uses_bf16(cfg, device)
-    # On a GPU without the autocast weight cache, which CUDA graphs cannot hold on to.
-    amp = torch.autocast(device.type, torch.bfloat16, cache_enabled=device.type == "cpu") if bf16 else nullcontext()
+    # With the autocast weight cache, on a GPU too: each autocast region here is one forward pass inside a step (inside
+    # the captured graph, when graphed), so the cached casts never outlive the weights they were cast from; a cache
+    # held across replays (make_graphed_callables under an outer autocast) is what CUDA graphs cannot have.
+    amp = torch.autocast(device.type, torch.bfloat16) if bf16 else nullcontext()
     torch.manual_seed(cfg.seed)
     images = load_images(cfg, log=log.warning)
     if len(images) < cfg.batch_size:
