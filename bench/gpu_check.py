@@ -8,7 +8,9 @@
 3. Through the real server and worker processes, on the GPU: a tiny run trains, is cancelled, resumes, is cancelled
    again, and /api/runs/<id>/metrics holds every step 1..N exactly once. Start-up of the quick preset, twice (a cold and
    a warm emoji cache): POST -> first batch stored -> first sample grid stored.
-4. The throughput table (bench/train_throughput.py --device cuda).
+4. `make_step` returns the graphed step on this GPU (a failed capture falls back to eager, logged).
+5. The throughput table (bench/train_throughput.py --device cuda), and a run's efficiency (bench/run_efficiency.py
+   --device cuda: whole runs against their step-only rate, targets >= 0.9 quick, >= 0.8 article).
 
 On a machine without CUDA it runs check 1 on the CPU, prints "no CUDA device" and exits 0. Any failed check exits 1.
 """
@@ -33,7 +35,7 @@ from tests.test_models import ArticleNetD, ArticleNetG  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.loop import train  # noqa: E402
 from trainer.state import TrainState  # noqa: E402
-from trainer.steps import GraphedStep, Step  # noqa: E402
+from trainer.steps import GraphedStep, Step, make_step  # noqa: E402
 
 TINY = dict(dataset="procedural", image_size=32, ngf=8, ndf=8, nz=16, batch_size=256, device="cuda")
 FAILED: list[str] = []
@@ -102,6 +104,13 @@ def graphed_matches_eager() -> None:
               same_nan and diff <= tolerance, f"largest difference {diff:.2e} (tolerance {tolerance})")  # fmt: skip
 
 
+def graphed_by_default() -> None:
+    cfg = TrainConfig.preset("quick", device="cuda")
+    st = TrainState.build(cfg, torch.device("cuda"))
+    step = make_step(st, cfg, torch.autocast("cuda", torch.bfloat16))
+    check("make_step captures the step as CUDA graphs", isinstance(step, GraphedStep) and step.graphed)
+
+
 def through_the_server() -> None:
     with scratch_server(GANBOARD_MAX_CONCURRENT="1") as server:
         c = server.client
@@ -143,10 +152,19 @@ def main() -> int:
             print("no CUDA device: the CUDA checks were skipped")
             return 1 if FAILED else 0
         graphed_matches_eager()
+        graphed_by_default()
         through_the_server()
     print("throughput (bench/train_throughput.py --device cuda --rounds 2):", flush=True)
     table = subprocess.run([sys.executable, str(REPO / "bench" / "train_throughput.py"), "--device", "cuda", "--rounds", "2"])
     check("throughput table", table.returncode == 0)
+    print("a run's efficiency (bench/run_efficiency.py --device cuda):", flush=True)
+    efficiency = subprocess.run([sys.executable, str(REPO / "bench" / "run_efficiency.py"), "--device", "cuda"],
+                                capture_output=True, text=True)  # fmt: skip
+    print(efficiency.stdout, efficiency.stderr[-2000:] if efficiency.returncode else "", flush=True)
+    rows = [line.split() for line in efficiency.stdout.splitlines() if line.split()[:1] in (["quick"], ["article"])]
+    for name, _, _, _, ratio, _, target, *_ in rows:
+        check(f"run efficiency, {name} preset", float(ratio) >= float(target), f"{ratio} of the step-only rate")
+    check("run efficiency table", efficiency.returncode == 0 and len(rows) == 2)
     print(f"{len(FAILED)} check(s) failed" if FAILED else "all checks passed", f"in {time.perf_counter() - start:.0f} s")
     return 1 if FAILED else 0
 

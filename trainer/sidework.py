@@ -277,7 +277,7 @@ class SideWork:
             with self.fid_lock:
                 self.fid_pending += 1
                 self.scoring = epoch
-            self.fid_jobs.put((copy.deepcopy(snap.netg), host_copy(snap.netd.state_dict()), epoch, snap.step))
+            self.fid_jobs.put((copy.deepcopy(snap.netg), host_copy(snap.netd.state_dict()), epoch, snap.step, end.final))
         nets = snap.nets() if end.copies or best else None
         step = snap.step
         _sync(self.device)  # what this thread queued on the copy has run before training refills it
@@ -306,7 +306,9 @@ class SideWork:
             self.evaluator.unavailable = str(e)
 
     def _fid(self, job: tuple) -> None:
-        netg, netd, epoch, step = job
+        netg, netd, epoch, step, final = job
+        if final and self.device.type == "cpu":  # training has ended: the last scoring may have every core
+            torch.set_num_threads(len(os.sched_getaffinity(0)))
         scores = self.evaluator.fid(netg)
         best = "kid" in scores and self.best.offer_kid(scores["kid"])
         nets = (host_copy(netg.state_dict()), netd) if best else None
