@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import time
 
+import pytest
+
 import torch
 from websockets.sync.client import connect
 
@@ -98,6 +100,26 @@ def test_cancel_then_resume_carries_on_the_step_numbers(server):
     server.wait_status(run["id"], "cancelled")
     steps = server.client.get(f"/api/runs/{run['id']}/metrics", params={"max_points": 100000}).json()["step"]
     assert steps == list(range(1, len(steps) + 1))  # no gap, no duplicate across the two attempts
+
+
+def test_a_cancel_while_fid_is_scored_saves_where_the_run_stopped(server):
+    """Issue 19's lost steps: a cancel while the evaluator works (here FID/KID every epoch) is answered at the next
+    batch; the checkpoint is where the run stopped, so Resume loses nothing, and the worker said when it heard the stop."""
+    from trainer.fid import FeaturesUnavailable, weights_path
+
+    try:
+        weights_path()
+    except FeaturesUnavailable as e:
+        pytest.skip(str(e))
+    run = server.create(epochs=1000, fid=True, eval_every=1)
+    wait_for(lambda: server.run(run["id"])["scoring"], timeout=300, what="an FID being scored")
+    server.client.post(f"/api/runs/{run['id']}/cancel")
+    cancelled = server.wait_status(run["id"], "cancelled", "failed")
+    assert cancelled["status"] == "cancelled" and cancelled["error"] is None, cancelled["error"]
+    listed = {c["name"]: c for c in server.client.get(f"/api/runs/{run['id']}/checkpoints").json()}
+    assert listed["resume.pt"]["step"] == cancelled["step"]
+    journal = (server.runs_dir / str(run["id"]) / "journal.jsonl").read_text()
+    assert '"type":"stopping"' in journal
 
 
 def test_a_worker_that_fails_shows_failed_with_its_error(server):
