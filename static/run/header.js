@@ -34,7 +34,7 @@ export function showRun(run, previous) {
   progress.classList.toggle("done", run.status === "completed");
   renderHeader(run);
   const error = $("error");
-  error.textContent = run.status === "failed" ? run.error || "failed (no error text)" : "";
+  error.textContent = run.status === "failed" ? run.error || "failed (no error text)" : run.status === "pruned" ? run.error || "" : "";
   error.hidden = !error.textContent;
   const cancel = $("cancel-button"), resume = $("resume-button");
   cancel.hidden = !ACTIVE.includes(run.status);
