@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from app.db import Run, Sample, Sweep
 from app.paths import resolved
 from app.supervisor import Supervisor, TransitionError, transition
-from app.sweeps import SweepError, SweepSpec, is_int, run_config, settings_of
+from app.sweeps import SweepError, SweepSpec, base_seed, is_int, run_config, settings_of
 from trainer.protocol import ACTIVE, Status
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ class Studies:
         parallel = live.spec.parallel or self.slots
         while made < live.spec.trials and active < parallel:
             trial = live.study.ask(live.space)
-            settings = {**trial.params, "seed": int(live.spec.base.get("seed", 0) or 0)}
+            settings = {**trial.params, "seed": base_seed(live.spec)}
             try:
                 cfg = run_config(live.spec, settings)
             except SweepError as e:  # a value inside a range that the config refuses: the trial fails, the sweep goes on

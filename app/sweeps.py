@@ -109,7 +109,10 @@ def _is_number(field: str) -> bool:
 
 
 def _tidy(value: float, integer: bool) -> float | int:
-    """A range's point as people would type it: 1e-4, not 0.00010000000000000002."""
+    """A range's point as people would type it: 1e-4, not 0.00010000000000000002. Not finite (a range too wide for
+    floats): left as it is, for the config to refuse."""
+    if not math.isfinite(value):
+        return value
     return round(value) if integer else float(f"{value:.6g}")
 
 
@@ -169,8 +172,13 @@ def settings_list(spec: SweepSpec) -> list[dict[str, Any]]:
     count = len(combos) * spec.seeds
     if count > MAX_RUNS:
         raise SweepError(("axes",), f"{count} runs ({len(combos)} settings x {spec.seeds} seeds); at most {MAX_RUNS}")
-    seed = int(spec.base.get("seed", 0) or 0)
+    seed = base_seed(spec)
     return [{**combo, "seed": seed + i} for i in range(spec.seeds) for combo in combos]
+
+
+def base_seed(spec: SweepSpec) -> int:
+    """The first seed of every setting: the base config's."""
+    return run_config(spec, {}).seed
 
 
 def run_count(spec: SweepSpec) -> int:
@@ -203,6 +211,12 @@ def check_optuna(spec: SweepSpec) -> None:
         missing = set(spec.axes) - set(setting)
         if missing:
             raise SweepError(("first", i), f"{', '.join(sorted(missing))}: every axis needs a value")
+        for name, value in setting.items():
+            axis = spec.axes[name]
+            inside = value in axis.values if axis.values is not None else (
+                isinstance(value, (int, float)) and axis.min <= value <= axis.max)  # fmt: skip
+            if not inside:
+                raise SweepError(("first", i, name), f"{value!r} is not among the axis's values or inside its range")
         run_config(spec, setting, ("first", i))
 
 

@@ -74,3 +74,18 @@ def test_optuna_checks_its_ranges_ends_and_first_settings():
     with pytest.raises(SweepError) as e:
         check_optuna(ok.model_copy(update={"seeds": 2}))
     assert e.value.loc == ("seeds",)
+
+
+def test_a_range_too_wide_for_floats_is_refused_not_crashed():
+    spec = SweepSpec(axes={"ngf": {"min": -1.7e308, "max": 1.7e308, "count": 3}})
+    with pytest.raises(SweepError) as e:
+        for settings in settings_list(spec):
+            run_config(spec, settings)
+    assert e.value.loc == ("axes", "ngf")
+
+
+def test_optuna_first_settings_must_lie_on_their_axis():
+    spec = SweepSpec(method="optuna", trials=2, axes={"lr_d": {"min": 1e-4, "max": 1e-2, "log": True}}, first=[{"lr_d": 0.05}])
+    with pytest.raises(SweepError) as e:
+        check_optuna(spec)
+    assert e.value.loc == ("first", 0, "lr_d")

@@ -11,6 +11,7 @@ const POLL_MS = 2000;
 const TOP = 5;
 let sweep = null;
 let curves = null;
+let curvesOf = "";  // the runs the curves chart was made for
 
 function summary(s) {
   const counts = Object.entries(s.counts).map(([status, n]) => `${n} ${status}`).join(", ");
@@ -46,8 +47,10 @@ function showCurves(s) {
     label: `#${r.id}`, stroke: `hsl(${(i * 360) / TOP + 210}, 70%, 50%)`, width: 2, spanGaps: true, points: { show: true },
   }))];
   const width = $("curves").clientWidth || 600;
-  if (curves && curves.series.length === series.length) { curves.setData(data); return; }
+  const of = top.map((r) => r.id).join(",");
+  if (curves && of === curvesOf) { curves.setData(data); return; }
   if (curves) curves.destroy();
+  curvesOf = of;
   curves = new uPlot({
     width, height: 240, series,
     axes: [{ label: "images seen", stroke: cssVar("--chart-axis") }, { label: "SWD ×1e3", stroke: cssVar("--chart-axis") }],
@@ -118,7 +121,7 @@ for (const action of ["cancel", "resume", "delete"]) {
 }
 $("scatter-x").addEventListener("change", () => sweep && draw());
 $("group-seeds").addEventListener("change", () => sweep && draw());
-window.addEventListener("themechange", () => sweep && draw());
+window.addEventListener("themechange", () => { curvesOf = ""; if (sweep) draw(); });  // axes take the new colours
 new ResizeObserver(() => {
   if (!sweep) return;
   if (curves) curves.setSize({ width: $("curves").clientWidth, height: 240 });
