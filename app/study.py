@@ -154,6 +154,7 @@ class Studies:
                 self.supervisor._change(run.id, lambda session, r: transition(session, r, Status.PRUNED, error=reason))
             except (LookupError, TransitionError) as e:
                 log.info("run %s: not marked pruned: %s", run.id, e)
+            s.commit()  # ends this session's read snapshot, which predates the change
             s.refresh(run)
         if run.status in (Status.COMPLETED, Status.PRUNED):
             if run.status == Status.PRUNED:

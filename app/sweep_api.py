@@ -142,7 +142,7 @@ class SweepOut(BaseModel):
     spec: SweepSpec
     created_at: UtcTime
     stopped: bool
-    status: str  # active (runs queued or running, or trials left to ask), cancelled, finished
+    status: str  # active (runs queued, running or being pruned, or trials left to ask), cancelled, finished
     planned: int
     counts: dict[str, int]
     best: dict[str, Any] | None
@@ -156,7 +156,9 @@ def _sweep_json(session: Session, sweep: Sweep, with_runs: bool) -> dict:
     for run in runs:
         counts[run.status] = counts.get(run.status, 0) + 1
     planned = spec.trials if spec.method == "optuna" else len(runs)
-    active = any(r.status in ACTIVE for r in runs) or (spec.method == "optuna" and not sweep.stopped and len(runs) < planned)
+    pruning = [r for r in runs if r.status == Status.CANCELLED and str(r.id) in (sweep.pruned or {})]  # to be marked
+    asking = spec.method == "optuna" and not sweep.stopped and len(runs) < planned
+    active = any(r.status in ACTIVE for r in runs) or bool(pruning) or asking
     scored = [r for r in runs if r.best_swd is not None]
     best = min(scored, key=lambda r: r.best_swd, default=None)
     out = {

@@ -43,6 +43,6 @@ def test_median_pruner_stops_the_failing_learning_rate_early(tmp_path):
         assert 1e-4 <= third["settings"]["lr_g+lr_d"] <= 0.05  # the sampler's own pick, inside the range
         server.client.post(f"{sweep_url}/cancel").raise_for_status()  # no need to train it: the study asks no more
         done = wait_for(lambda: (s := server.client.get(sweep_url).json())["status"] == "cancelled" and s, 120, what="cancel")
-        assert len(done["runs"]) == 3 and done["runs"][2]["status"] == "cancelled"
+        assert len(done["runs"]) == 3 and done["runs"][2]["status"] in ("cancelled", "pruned")  # the pruner may be first
     finally:
         server.stop()
