@@ -124,12 +124,14 @@ class Studies:
         open_runs = []
         for run in runs:
             params = {name: value for name, value in settings_of(spec, run.config).items() if name != "seed"}
-            if run.status in (Status.COMPLETED, Status.PRUNED):
-                state = TrialState.PRUNED if run.status == Status.PRUNED else TrialState.COMPLETE
-                value = run.best_swd if state == TrialState.COMPLETE else None
+            if run.status in (Status.COMPLETED, Status.PRUNED):  # a finished trial, with what it reported
+                state, value = (
+                    (TrialState.PRUNED, None) if run.status == Status.PRUNED
+                    else (TrialState.COMPLETE, run.best_swd) if run.best_swd is not None else (TrialState.FAIL, None)
+                )  # fmt: skip
                 live.study.add_trial(optuna.trial.create_trial(
                     params=params, distributions=live.space, value=value, intermediate_values=_scores(s, run.id, 0),
-                    state=state if value is not None or state == TrialState.PRUNED else TrialState.FAIL,
+                    state=state,
                 ))  # fmt: skip
             else:
                 live.study.enqueue_trial(params)
