@@ -14,18 +14,18 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.api import SessionDep, _check_paths
+from app.api import SessionDep
 from app.db import Run, Sample, Sweep
 from app.memory import memory_error
 from app.pages import module_graph, templates
-from app.paths import resolved
+from app.paths import PATH_FIELDS, path_error, resolved
 from app.store import UtcTime
 from app.supervisor import TransitionError
-from app.sweeps import SweepError, SweepSpec, check_optuna, run_config, run_count, settings_list, settings_of
+from app.sweeps import SweepError, SweepSpec, check_optuna, loc_of, run_config, run_count, settings_list, settings_of
 from trainer.config import TrainConfig
 from trainer.memory import estimate
 from trainer.protocol import ACTIVE, Status
@@ -41,26 +41,20 @@ def _invalid(e: SweepError) -> RequestValidationError:
 
 
 def _configs(spec: SweepSpec, request: Request) -> list[TrainConfig]:
-    """Every run's config (an Optuna sweep: its base and each axis's ends), checked as POST /api/runs checks one."""
+    """Every run's config, checked as POST /api/runs checks one (an Optuna sweep: each axis's values or ends, and one
+    config for the memory and time estimates)."""
     try:
-        base = TrainConfig(**spec.base)
-    except ValidationError as e:
-        err = e.errors(include_url=False)[0]
-        raise RequestValidationError([{"type": "value_error", "loc": ("body", "base", *err["loc"]), "msg": err["msg"]}]) from None
-    try:
-        if spec.method == "optuna":
-            check_optuna(spec)
-            configs = [base]
-        else:
-            configs = [run_config(spec, s) for s in settings_list(spec)]
+        configs = [check_optuna(spec)] if spec.method == "optuna" else [run_config(spec, s) for s in settings_list(spec)]
     except SweepError as e:
         raise _invalid(e) from None
-    for cfg in configs[:1]:  # the axes never hold paths: the base's are every run's
-        _check_paths(cfg, request.app.state.settings.data_roots)
+    roots = request.app.state.settings.data_roots
+    for cfg in configs:  # a path may only point into the data roots, as for one run; an axis may vary data_path too
+        for field in PATH_FIELDS:
+            if (value := getattr(cfg, field)) and (error := path_error(value, roots)):
+                raise _invalid(SweepError(loc_of(spec, field), error))
     biggest = max(configs, key=lambda c: estimate(c).total)
     if too_big := memory_error(biggest):
-        field, msg = too_big
-        raise RequestValidationError([{"type": "value_error", "loc": ("body", "axes" if field in spec.axes else "base", field), "msg": msg}])
+        raise _invalid(SweepError(loc_of(spec, too_big[0]), too_big[1]))
     return configs
 
 

@@ -177,8 +177,11 @@ def settings_list(spec: SweepSpec) -> list[dict[str, Any]]:
 
 
 def base_seed(spec: SweepSpec) -> int:
-    """The first seed of every setting: the base config's."""
-    return run_config(spec, {}).seed
+    """The first seed of every setting: the base config's (validated alone: the rest of the base may need the axes)."""
+    try:
+        return TrainConfig(seed=spec.base.get("seed", 0)).seed
+    except ValidationError as e:
+        raise SweepError(("base", "seed"), e.errors(include_url=False)[0]["msg"]) from None
 
 
 def run_count(spec: SweepSpec) -> int:
@@ -192,18 +195,26 @@ def run_config(spec: SweepSpec, settings: dict[str, Any], loc: tuple = ()) -> Tr
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
         field = err["loc"][0] if err["loc"] else None
-        axis = next((a for a in spec.axes if field in fields_of(a)), None)
-        where = loc or (("axes", axis) if axis else ("base", field))
+        where = loc or loc_of(spec, field)
         value = config_values(settings).get(field, spec.base.get(field))
         raise SweepError(where, f"{err['msg']} (value {value!r})") from None
 
 
-def check_optuna(spec: SweepSpec) -> None:
-    """Every value an Optuna axis can take, and every `first` setting, makes a valid config."""
+def loc_of(spec: SweepSpec, field: str | None) -> tuple:
+    """Where a config field's value comes from: the axis that sets it, else the base."""
+    axis = next((a for a in spec.axes if field in fields_of(a)), None)
+    return ("axes", axis) if axis else ("base", field)
+
+
+def check_optuna(spec: SweepSpec) -> TrainConfig:
+    """Every value an Optuna axis can take (a list's values, a range's ends), with the other axes at their first, and
+    every `first` setting, makes a valid config. Returns the config of every axis at its first value."""
     check_axes(spec)
+    anchor = {name: axis.values[0] if axis.values is not None else _tidy(axis.min, is_int(name))
+              for name, axis in spec.axes.items()}  # fmt: skip
     for name, axis in spec.axes.items():
         for value in axis.values if axis.values is not None else [_tidy(axis.min, is_int(name)), _tidy(axis.max, is_int(name))]:
-            run_config(spec, {name: value})
+            run_config(spec, {**anchor, name: value})
     for i, setting in enumerate(spec.first):
         unknown = set(setting) - set(spec.axes)
         if unknown:
@@ -218,6 +229,7 @@ def check_optuna(spec: SweepSpec) -> None:
             if not inside:
                 raise SweepError(("first", i, name), f"{value!r} is not among the axis's values or inside its range")
         run_config(spec, setting, ("first", i))
+    return run_config(spec, anchor)
 
 
 def settings_of(spec: SweepSpec, config: dict[str, Any]) -> dict[str, Any]:

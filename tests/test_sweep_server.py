@@ -74,6 +74,9 @@ def test_cancel_stops_every_run_and_bad_specs_name_the_axis(server):
     assert error({"base": TINY, "axes": {"lr": {"values": [1e-3]}}}) == (422, ["body", "axes", "lr"])
     assert error({"base": {**TINY, "ngf": 1}, "axes": {}}) == (422, ["body", "base", "ngf"])
     assert error({"base": TINY, "axes": {"lr_d": {"min": 1e-4}}})[0] == 422
+    folder = {**TINY, "dataset": "folder"}  # a path outside the data roots, in the base or on an axis
+    assert error({"base": {**folder, "data_path": "/etc"}, "axes": {}}) == (422, ["body", "base", "data_path"])
+    assert error({"base": folder, "axes": {"data_path": {"values": ["/etc"]}}}) == (422, ["body", "axes", "data_path"])
     assert error({"base": TINY, "method": "optuna", "axes": {"lr_d": {"values": [1e-3]}}}) == (422, ["body", "trials"])
     assert server.client.get("/api/sweeps/999").status_code == 404
     assert server.client.post("/api/sweeps/999/cancel").status_code == 404
