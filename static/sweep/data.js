@@ -47,3 +47,29 @@ export function label(value) {
   if (typeof value !== "number") return String(value);
   return Math.abs(value) > 0 && (Math.abs(value) < 1e-2 || Math.abs(value) >= 1e4) ? value.toExponential(1) : String(+value.toPrecision(4));
 }
+
+const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+export function settingLabel(settings) {
+  return Object.entries(settings).map(([name, value]) => `${name} ${label(value)}`).join(", ");
+}
+
+// The best k curves of SWD by images seen (epoch x images per epoch, fair across batch sizes): one per run, or with
+// `grouped` one per setting, the mean over its seeds at each point with the lowest and highest. Best: lowest score.
+export function scoreCurves(runs, axes, grouped, k) {
+  const groups = grouped ? groupBySetting(runs, axes)
+    : runs.map((r) => ({ runs: [r], settings: null, mean: score(r) ?? null }));
+  return groups.filter((g) => g.mean !== null).sort((a, b) => a.mean - b.mean).slice(0, k).map((g) => {
+    const at = new Map();
+    for (const r of g.runs) {
+      for (const [epoch, swd] of r.scores) {
+        const x = epoch * (r.images_per_epoch || 0);
+        at.set(x, [...(at.get(x) || []), swd]);
+      }
+    }
+    const xs = [...at.keys()].sort((a, b) => a - b);
+    const of = (f) => xs.map((x) => f(at.get(x)));
+    return { label: grouped ? settingLabel(g.settings) : `#${g.runs[0].id}`, xs, mean: of(mean),
+      lo: of((v) => Math.min(...v)), hi: of((v) => Math.max(...v)) };
+  });
+}

@@ -1,7 +1,7 @@
 // Page `/sweeps/{id}`: a sweep's runs as a table, a parallel-coordinates plot and a scatter of the settings against the
 // score, and the best runs' scores while they train by images seen. Live as the run list is: GET /api/sweeps/{id}
 // every 2 s while any of its runs is queued or running (or trials are left to ask), drawn once per change.
-import { axesOf, score } from "./data.js";
+import { axesOf, score, scoreCurves } from "./data.js";
 import { drawParallel, drawScatter } from "./plots.js";
 import { showTable } from "./table.js";
 
@@ -39,20 +39,26 @@ function showHead(s) {
   $("sweep-compare").textContent = `Compare the best ${top.length}`;
 }
 
-function showCurves(s) {
-  const top = best(s, TOP);
-  const tables = top.map((r) => [r.scores.map(([epoch]) => epoch * (r.images_per_epoch || 0)), r.scores.map(([, swd]) => swd)]);
-  const data = tables.length ? uPlot.join(tables) : [[]];
-  const series = [{ label: "images seen" }, ...top.map((r, i) => ({
-    label: `#${r.id}`, stroke: `hsl(${(i * 360) / TOP + 210}, 70%, 50%)`, width: 2, spanGaps: true, points: { show: true },
-  }))];
-  const width = $("curves").clientWidth || 600;
-  const of = top.map((r) => r.id).join(",");
+// The best runs' SWD by images seen; with "group seeds", the best settings' mean over their seeds with a min-max band.
+function showCurves(s, axes, grouped) {
+  const lines = scoreCurves(s.runs, axes, grouped, TOP);
+  const data = lines.length ? uPlot.join(lines.map((l) => (grouped ? [l.xs, l.mean, l.lo, l.hi] : [l.xs, l.mean]))) : [[]];
+  const colour = (i, alpha = 1) => `hsla(${(i * 360) / TOP + 210}, 70%, 50%, ${alpha})`;
+  const series = [{ label: "images seen" }];
+  const bands = [];
+  lines.forEach((l, i) => {
+    series.push({ label: l.label, stroke: colour(i), width: 2, spanGaps: true, points: { show: true } });
+    if (!grouped) return;
+    series.push({ label: "min", stroke: colour(i, 0.4), width: 1, spanGaps: true, points: { show: false } },
+      { label: "max", stroke: colour(i, 0.4), width: 1, spanGaps: true, points: { show: false } });
+    bands.push({ series: [series.length - 1, series.length - 2], fill: colour(i, 0.12) });
+  });
+  const of = `${grouped}:${lines.map((l) => l.label).join("|")}`;
   if (curves && of === curvesOf) { curves.setData(data); return; }
   if (curves) curves.destroy();
   curvesOf = of;
   curves = new uPlot({
-    width, height: 240, series,
+    width: $("curves").clientWidth || 600, height: 240, series, bands,
     axes: [{ label: "images seen", stroke: cssVar("--chart-axis") }, { label: "SWD ×1e3", stroke: cssVar("--chart-axis") }],
     scales: { x: { time: false } },
   }, data, $("curves"));
@@ -70,7 +76,7 @@ function draw() {
   showScatterChoices(axes);
   drawParallel($("parallel"), sweep, axes);
   drawScatter($("scatter"), sweep, axes, $("scatter-x").value);
-  showCurves(sweep);
+  showCurves(sweep, axes, $("group-seeds").checked);
   showTable($("sweep-table"), sweep, axes, $("group-seeds").checked);
   if (!performance.getEntriesByName("first-sweep-paint").length) performance.mark("first-sweep-paint");  // bench/first_paint.py
 }

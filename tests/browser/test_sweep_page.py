@@ -28,9 +28,13 @@ def test_stored_sweep_page_table_groups_and_plots(server, page):
     best = page.locator("#sweep-table tr.best")
     assert best.count() == 1 and "2.0e-4" in best.inner_text() and best.locator("td").nth(3).inner_text() == "1"
     assert painted(page, "#parallel") > 1000 and painted(page, "#scatter") > 500
+    assert page.locator("#curves .u-legend .u-series").count() == 1 + 5  # the best 5 runs
     assert page.locator("#sweep-compare").get_attribute("href").startswith("/compare?runs=")
     page.check("#group-seeds")
     assert rows.count() == 6
+    legend = page.locator("#curves .u-legend .u-series")
+    assert legend.count() == 1 + 5 * 3  # the best 5 settings, each its mean, min and max
+    assert "lr_g+lr_d 2.0e-4, g_every 1" in legend.nth(1).inner_text()
     first = rows.first.locator("td")
     assert first.nth(0).inner_text() == "2.0e-4" and first.nth(1).inner_text() == "1" and first.nth(2).inner_text() == "2"
     page.select_option("#scatter-x", "g_every")
