@@ -18,10 +18,9 @@ import logging
 import statistics
 import threading
 from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import TrialState
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -32,25 +31,42 @@ from app.supervisor import Supervisor, TransitionError, transition
 from app.sweeps import SweepError, SweepSpec, base_seed, is_int, run_config, settings_of
 from trainer.protocol import ACTIVE, Status
 
+if TYPE_CHECKING:
+    import optuna
+
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
-optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial would drown the server's log
 
 
-def distributions(spec: SweepSpec) -> dict[str, BaseDistribution]:
+@cache
+def _optuna() -> Any:
+    """Optuna, imported when the first Optuna sweep needs it: a server without one does not pay its ~1.5 s import."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial would drown the server's log
+    return optuna
+
+
+def _state() -> Any:  # optuna.trial.TrialState, imported with Optuna
+    return _optuna().trial.TrialState
+
+
+def distributions(spec: SweepSpec) -> dict[str, Any]:
     """The axes as Optuna's search space: a list of values is categorical, a range is a float or integer range."""
-    out: dict[str, BaseDistribution] = {}
+    d = _optuna().distributions
+    out = {}
     for name, axis in spec.axes.items():
         if axis.values is not None:
-            out[name] = CategoricalDistribution(axis.values)
+            out[name] = d.CategoricalDistribution(axis.values)
         elif is_int(name):
-            out[name] = IntDistribution(round(axis.min), round(axis.max), log=axis.log)
+            out[name] = d.IntDistribution(round(axis.min), round(axis.max), log=axis.log)
         else:
-            out[name] = FloatDistribution(axis.min, axis.max, log=axis.log)
+            out[name] = d.FloatDistribution(axis.min, axis.max, log=axis.log)
     return out
 
 
 def new_study(spec: SweepSpec) -> optuna.Study:
+    optuna = _optuna()
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=spec.pruning.startup_trials, n_warmup_steps=spec.pruning.warmup_epochs)
         if spec.pruning else optuna.pruners.NopPruner()
@@ -65,7 +81,7 @@ class Live:
 
     spec: SweepSpec
     study: optuna.Study
-    space: dict[str, BaseDistribution]
+    space: dict[str, Any]  # name -> optuna distribution
     trials: dict[int, optuna.Trial] = field(default_factory=dict)
     reported: dict[int, int] = field(default_factory=dict)
 
@@ -126,10 +142,10 @@ class Studies:
             params = {name: value for name, value in settings_of(spec, run.config).items() if name != "seed"}
             if run.status in (Status.COMPLETED, Status.PRUNED):  # a finished trial, with what it reported
                 state, value = (
-                    (TrialState.PRUNED, None) if run.status == Status.PRUNED
-                    else (TrialState.COMPLETE, run.best_swd) if run.best_swd is not None else (TrialState.FAIL, None)
+                    (_state().PRUNED, None) if run.status == Status.PRUNED
+                    else (_state().COMPLETE, run.best_swd) if run.best_swd is not None else (_state().FAIL, None)
                 )  # fmt: skip
-                live.study.add_trial(optuna.trial.create_trial(
+                live.study.add_trial(_optuna().trial.create_trial(
                     params=params, distributions=live.space, value=value, intermediate_values=_scores(s, run.id, 0),
                     state=state,
                 ))  # fmt: skip
@@ -160,16 +176,16 @@ class Studies:
             s.refresh(run)
         if run.status in (Status.COMPLETED, Status.PRUNED):
             if run.status == Status.PRUNED:
-                live.study.tell(trial, state=TrialState.PRUNED)
+                live.study.tell(trial, state=_state().PRUNED)
             elif run.best_swd is None:
-                live.study.tell(trial, state=TrialState.FAIL)
+                live.study.tell(trial, state=_state().FAIL)
             else:
                 live.study.tell(trial, run.best_swd)
             del live.trials[run.id], live.reported[run.id]
 
     def _prune(self, s: Session, live: Live, sweep: Sweep, run: Run, epoch: int, score: float) -> str:
         """Record why on the sweep (so that a restart still marks it), then cancel the run as a person would."""
-        done = live.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        done = live.study.get_trials(deepcopy=False, states=(_state().COMPLETE,))
         at_epoch = [t.intermediate_values[epoch] for t in done if epoch in t.intermediate_values]
         median = f"the median {statistics.median(at_epoch):.3g} of the finished trials" if at_epoch else "the other trials"
         reason = f"pruned by the sweep's median pruner at epoch {epoch}: SWD {score:.3g} is worse than {median} there"
@@ -192,7 +208,7 @@ class Studies:
                 cfg = run_config(live.spec, settings)
             except SweepError as e:  # a value inside a range that the config refuses: the trial fails, the sweep goes on
                 log.warning("sweep %s: trial %s: %s", sweep.id, trial.number, e)
-                live.study.tell(trial, state=TrialState.FAIL)
+                live.study.tell(trial, state=_state().FAIL)
                 made += 1
                 continue
             run = Run(name=f"{sweep.name} #{made + 1}", config=resolved(cfg.model_dump()), sweep_id=sweep.id)
