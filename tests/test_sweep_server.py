@@ -22,7 +22,7 @@ def test_grid_sweep_runs_in_order_survives_a_restart_and_completes(tmp_path):
     try:
         spec = {"name": "lr", "base": {**TINY, "epochs": 3}, "axes": {"lr_d": {"values": [2e-4, 1e-3]}}, "seeds": 2}
         plan = server.client.post("/api/sweeps/plan", json=spec).json()
-        assert plan["count"] == 4 and len(plan["settings"]) == 4
+        assert plan["count"] == 4 and len(plan["settings"]) == 4 and plan["seconds"] is None  # nothing measured yet
         r = server.client.post("/api/sweeps", json=spec)
         assert r.status_code == 201, r.text
         sweep = r.json()
@@ -46,6 +46,8 @@ def test_grid_sweep_runs_in_order_survives_a_restart_and_completes(tmp_path):
             assert run["best_swd"] is not None and len(run["scores"]) == 3
             _metrics_once(server, server.run(run["id"]))
         assert done["best"]["best_swd"] == min(run["best_swd"] for run in done["runs"])
+        measured = server.client.post("/api/sweeps/plan", json=spec).json()  # from the speed of the runs just done
+        assert measured["measured_runs"] == 4 and measured["seconds"] > 0
         listed = server.client.get("/api/sweeps").json()
         assert [s["id"] for s in listed] == [sweep["id"]] and listed[0]["runs"] is None
         assert server.client.get(f"/sweeps/{sweep['id']}").status_code == 200
