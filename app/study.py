@@ -114,10 +114,6 @@ class Studies:
         for sweep_id in ids:
             self.advance(sweep_id)
 
-    def forget(self, sweep_id: int) -> None:
-        with self.lock:
-            self.live.pop(sweep_id, None)
-
     def advance(self, sweep_id: int) -> None:
         """Report, prune, tell and ask for one Optuna sweep, as its stored runs stand now."""
         with self.lock, self.sessions() as s:

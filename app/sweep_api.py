@@ -267,15 +267,17 @@ def delete_sweep(sweep_id: SweepId, request: Request, session: SessionDep) -> Re
     busy = session.scalars(select(Run.id).where(Run.sweep_id == sweep_id, Run.status.in_(ACTIVE))).all()
     if busy:
         raise HTTPException(409, f"sweep {sweep_id} has {len(busy)} queued or running runs: cancel it before deleting it")
-    ids = list(session.scalars(select(Run.id).where(Run.sweep_id == sweep_id)))
-    # Only runs that are not active, checked by the DELETE itself: a run resumed in between keeps the sweep.
-    gone = session.execute(delete(Run).where(Run.sweep_id == sweep_id, Run.status.not_in(ACTIVE))).rowcount
-    if gone != len(ids):
-        session.rollback()
-        raise HTTPException(409, f"sweep {sweep_id}: a run was resumed meanwhile; cancel the sweep before deleting it")
-    session.delete(sweep)
-    session.commit()
-    request.app.state.studies.forget(sweep_id)
+    with request.app.state.studies.lock:  # the Optuna driver makes no run for it meanwhile
+        session.commit()  # a fresh read from here: a run it made since is seen
+        ids = list(session.scalars(select(Run.id).where(Run.sweep_id == sweep_id)))
+        # Only runs that are not active, checked by the DELETE itself: a run resumed in between keeps the sweep.
+        gone = session.execute(delete(Run).where(Run.sweep_id == sweep_id, Run.status.not_in(ACTIVE))).rowcount
+        if gone != len(ids):
+            session.rollback()
+            raise HTTPException(409, f"sweep {sweep_id}: a run was resumed meanwhile; cancel the sweep before deleting it")
+        session.delete(sweep)
+        session.commit()
+        request.app.state.studies.live.pop(sweep_id, None)
     for run_id in ids:
         shutil.rmtree(request.app.state.settings.runs_dir / str(run_id), ignore_errors=True)
     return Response(status_code=204)
