@@ -39,7 +39,7 @@ function axisRow(name = "", text = "") {
 }
 
 export function readSweep() {
-  const { name, config } = readForm();  // index.js: the form's typed values
+  const { name, config } = globalThis.readForm();  // index.js (a classic script): the form's typed values
   const axes = {};
   for (const row of document.querySelectorAll("#sweep-axes .sweep-axis")) {
     const text = row.querySelector(".sweep-values").value;
