@@ -21,9 +21,9 @@ from app.auth import TokenMiddleware, is_loopback, redact_token_logs
 from app.db import make_engine, make_sessionmaker
 from app.guard import GuardMiddleware
 from app.hub import Hub
-from app.study import Studies
 from app.pages import templates
 from app.settings import Settings
+from app.study import Studies
 from app.supervisor import Supervisor
 
 log = logging.getLogger("ganboard")

@@ -25,7 +25,7 @@ class Status(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"  # its worker was lost while the server was down
-    PRUNED = "pruned"  # a sweep's pruner stopped it early (app/sweeps.py): cancelled, then marked so, with the reason
+    PRUNED = "pruned"  # a sweep's pruner stopped it early (app/study.py): cancelled, then marked so, with the reason
 
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
