@@ -74,6 +74,7 @@ class Run(Base):
     tags: Mapped[list[str] | None] = mapped_column(JSON)
     note: Mapped[str | None]
     archived: Mapped[bool] = mapped_column(default=False)  # hidden from the run list's default view, not deleted
+    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id"), index=True)  # the sweep that made it (app/sweeps.py)
     alerts: Mapped[list[Alert]] = relationship(lazy="selectin", cascade="all, delete-orphan", passive_deletes=True)
 
     @property
@@ -101,6 +102,19 @@ class Run(Base):
     @property
     def latest_sample_url(self) -> str | None:
         return sample_url(self.id, self.latest_sample) if self.latest_sample else None
+
+
+class Sweep(Base):
+    """A search over settings (app/sweeps.py): its runs are ordinary runs with `sweep_id` set, made in order."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str]
+    spec: Mapped[dict] = mapped_column(JSON)  # app.sweeps.SweepSpec: method, base config, axes, seeds, trials
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped: Mapped[bool] = mapped_column(default=False)  # cancelled: Optuna asks for no more trials until a resume
+    pruned: Mapped[dict | None] = mapped_column(JSON)  # run id (str) -> why the pruner stopped it, until it is `pruned`
 
 
 def sample_url(run_id: int, name: str) -> str:

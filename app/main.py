@@ -16,13 +16,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import api, auth, export, history, journal, live, pages, sampling
+from app import api, auth, export, history, journal, live, pages, sampling, sweep_api
 from app.auth import TokenMiddleware, is_loopback, redact_token_logs
 from app.db import make_engine, make_sessionmaker
 from app.guard import GuardMiddleware
 from app.hub import Hub
 from app.pages import templates
 from app.settings import Settings
+from app.study import Studies
 from app.supervisor import Supervisor
 
 log = logging.getLogger("ganboard")
@@ -46,7 +47,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(journal.replay_all, app.state.sessions, settings.runs_dir)  # what came while down
         await run_in_threadpool(history.refresh_all, app.state.sessions)
         await app.state.supervisor.start()
+        app.state.studies = Studies(app.state.sessions, app.state.supervisor, settings.max_concurrent)
+        await app.state.studies.start()
         yield
+        await app.state.studies.stop()
         await app.state.supervisor.stop()
         app.state.supervisor.dbfile.close()
 
@@ -64,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(export.router)
     app.include_router(sampling.router)
     app.include_router(live.router)
+    app.include_router(sweep_api.router)
+    app.include_router(sweep_api.pages)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.ROOT / "static"), name="static")
 

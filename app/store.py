@@ -87,6 +87,7 @@ class RunOut(BaseModel):
     tags: Annotated[list[str], BeforeValidator(lambda v: v or [])] = Field(description="short labels people gave the run")
     note: str | None = Field(description="free text people wrote about the run")
     archived: bool = Field(description="hidden from the run list's default view")
+    sweep_id: int | None = Field(None, description="the sweep that made it (/api/sweeps/{id}), or null")
     alerts: list[AlertOut] = Field(validation_alias=AliasChoices("alerts_newest_first", "alerts"), description="newest first")
 
 

@@ -25,19 +25,21 @@ class Status(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"  # its worker was lost while the server was down
+    PRUNED = "pruned"  # a sweep's pruner stopped it early (app/study.py): cancelled, then marked so, with the reason
 
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED, Status.FAILED}),
     Status.RUNNING: frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.INTERRUPTED}),
     Status.FAILED: frozenset({Status.QUEUED}),
-    Status.CANCELLED: frozenset({Status.QUEUED}),
+    Status.CANCELLED: frozenset({Status.QUEUED, Status.PRUNED}),
     Status.INTERRUPTED: frozenset({Status.QUEUED}),
     Status.COMPLETED: frozenset(),
+    Status.PRUNED: frozenset(),
 }
 ACTIVE = frozenset({Status.QUEUED, Status.RUNNING})
 RESUMABLE = frozenset(s for s, nexts in TRANSITIONS.items() if Status.QUEUED in nexts)
-ENDED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.INTERRUPTED})
+ENDED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.INTERRUPTED, Status.PRUNED})
 
 
 def can_move(current: str, new: str) -> bool:

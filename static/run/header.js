@@ -36,6 +36,7 @@ export function showRun(run, previous) {
   renderHeader(run);
   const error = $("error");
   error.textContent = run.status === "failed" ? run.error || "failed (no error text)"
+    : run.status === "pruned" ? run.error || ""
     : run.status === "cancelled" && run.error ? `Cancelled, but ${run.error}` : "";
   error.hidden = !error.textContent;
   const cancel = $("cancel-button"), resume = $("resume-button");
