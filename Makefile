@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Pure and in-process tests only (no server, worker, browser or fuzz): what a change to a pure module needs first.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not server and not worker and not browser and not slow and not gpu"
 
 bench: $(STAMP)
 	$(BIN)/python bench/train_throughput.py

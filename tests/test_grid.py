@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
-from trainer.loop import grid_image
+from trainer.grid import grid_image
 
 
 @pytest.mark.parametrize("n, channels", [(64, 3), (10, 3), (5, 1)])

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from trainer.checkpoint import load_user_weights
-from trainer.loop import grid_image
+from trainer.grid import grid_image
 from trainer.models import NetD, NetG, discriminator_from_state_dict, generator_from_state_dict
 from trainer.protocol import CHECKPOINTS_DIR
 
