@@ -268,21 +268,22 @@ class SideWork:
                 self.error = e
 
     def _score(self, end: _EpochEnd) -> None:
-        snap, epoch = end.snap, end.snap.epoch
-        snap.wait()
-        scores: dict = self.evaluator.quick(snap.netg)
-        with torch.no_grad(), self.amp:
-            grid = grid_image(snap.netg(self.fixed_noise).float()).cpu()
-        best = self.best.offer_swd(scores["swd"])
-        if (end.final or not self.fid_pending) and self.evaluator.fid_due(epoch, end.train_seconds, end.final):
-            with self.fid_lock:
-                self.fid_pending += 1
-                self.scoring = epoch
-            self.fid_jobs.put((copy.deepcopy(snap.netg), host_copy(snap.netd.state_dict()), epoch, snap.step, end.final))
-        nets = snap.nets() if end.copies or best else None
-        step = snap.step
-        _sync(self.device)  # what this thread queued on the copy has run before training refills it
-        self.free.put(snap)
+        snap, epoch, step = end.snap, end.snap.epoch, end.snap.step
+        try:
+            snap.wait()
+            scores: dict = self.evaluator.quick(snap.netg)
+            with torch.no_grad(), self.amp:
+                grid = grid_image(snap.netg(self.fixed_noise).float()).cpu()
+            best = self.best.offer_swd(scores["swd"])
+            if (end.final or not self.fid_pending) and self.evaluator.fid_due(epoch, end.train_seconds, end.final):
+                with self.fid_lock:
+                    self.fid_pending += 1
+                    self.scoring = epoch
+                self.fid_jobs.put((copy.deepcopy(snap.netg), host_copy(snap.netd.state_dict()), epoch, step, end.final))
+            nets = snap.nets() if end.copies or best else None
+            _sync(self.device)  # what this thread queued on the copy has run before training refills it
+        finally:  # also after an error: a stop waits for a free snapshot
+            self.free.put(snap)
         images_per_s, seconds = end.speed()
         scoring = self.scoring if self.fid_pending else None
 
