@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.harness import scratch_server, wait_for  # noqa: E402
-from tests.test_models import ArticleNetD, ArticleNetG  # noqa: E402
+from tests.article import ArticleNetD, ArticleNetG  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.loop import train  # noqa: E402
 from trainer.state import TrainState  # noqa: E402
