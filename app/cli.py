@@ -10,12 +10,16 @@ from trainer import cli as trainer_cli
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
     from app.main import create_app
     from app.settings import Settings
 
     overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as e:  # each field and why, never the value (a URL may hold a password)
+        raise trainer_cli.CliError("; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())) from e
     try:
         app = create_app(settings)
     except RuntimeError as e:

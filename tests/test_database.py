@@ -1,8 +1,12 @@
 """The database itself (app/db.py) on each engine it runs on: a SQLite file and a PostgreSQL database (tests/databases.py).
-An older schema gains what was added since, run ids are never given twice, and a database server that drops the
-server's connections (a restart, a failover) costs no request."""
+An older schema gains what was added since, run ids are never given twice, a database server that drops the server's
+connections (a restart, a failover) costs no request and no row, and a database URL that cannot work stops `ganboard
+serve` with the reason."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 from sqlalchemy import create_engine, select, text
@@ -10,6 +14,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from app.db import Checkpoint, Run, make_engine, make_sessionmaker
+from app.settings import Settings
+from tests.harness import start_server, wait_for
 
 
 def test_an_older_database_gains_the_columns_added_since(db_url):
@@ -62,10 +68,53 @@ def test_connections_the_database_server_dropped_cost_no_request(db_url):
     for _ in range(3):
         with sessions() as s:  # the same pooled connection each time
             assert s.scalar(select(Run.name)) == "a"
-        killer = create_engine(db_url, poolclass=NullPool)
-        with killer.connect() as conn:
-            ended = conn.scalar(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                     "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": make_url(db_url).database})  # fmt: skip
-        killer.dispose()
-        assert ended >= 1  # every connection the engine pooled
+        assert drop_connections(db_url) >= 1  # every connection the engine pooled
     engine.dispose()
+
+
+def drop_connections(db_url: str) -> int:
+    """End every connection to this PostgreSQL database but ours, as a restart of the database server does."""
+    engine = create_engine(db_url, poolclass=NullPool)
+    with engine.connect() as conn:
+        ended = conn.scalar(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                 "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": make_url(db_url).database})  # fmt: skip
+    engine.dispose()
+    return ended
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_run_trains_to_the_end_while_postgresql_drops_the_servers_connections(tmp_path, db_url):
+    """What the SQLite file guard is to a deleted file (test_journal.py), reconnecting is to PostgreSQL: its connections
+    dropped three times mid-run, the API still answers, and the run completes with every step stored once (a message
+    that met a dropped connection is stored from the journal when the worker reconnects)."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    server = start_server(runs, database_url=db_url)
+    try:
+        run_id = server.create(epochs=2)["id"]
+        for _ in range(3):
+            step = wait_for(lambda: server.run(run_id)["step"], what="training")
+            assert drop_connections(db_url) >= 1
+            wait_for(lambda: server.run(run_id)["step"] > step or server.run(run_id)["status"] != "running", what="more steps")
+        done = server.wait_status(run_id, "completed", "failed")
+        assert done["status"] == "completed", done["error"]
+        steps = server.client.get(f"/api/runs/{run_id}/metrics", params={"max_points": 10**6}).json()["step"]
+        assert steps == list(range(1, done["total_steps"] + 1))
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(("url", "driver"), [("postgresql://u:p@db.lab:5432/ganboard", "postgresql+psycopg"),
+                                             ("postgres://u:p@db.lab/ganboard", "postgresql+psycopg"),
+                                             ("postgresql+psycopg://u:p@db.lab/ganboard", "postgresql+psycopg"),
+                                             ("sqlite:////srv/ganboard.db", "sqlite")])  # fmt: skip
+def test_a_plain_postgresql_url_means_psycopg_3(url, driver):
+    assert make_url(Settings(database_url=url).database_url).drivername == driver
+
+
+def test_a_database_url_that_does_not_parse_stops_serve_naming_the_setting(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--runs-dir", str(tmp_path), "--database-url",
+                           "db.lab:5432 user=ganboard password=hunter2"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    assert "database_url" in done.stderr and "not a database URL" in done.stderr and "Traceback" not in done.stderr
+    assert "hunter2" not in done.stderr  # a URL may hold a password: never echoed
