@@ -11,7 +11,10 @@ from trainer import cli as trainer_cli
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
 
+    from app.db import make_engine
     from app.main import create_app
     from app.settings import Settings
 
@@ -20,6 +23,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = Settings(**overrides)
     except ValidationError as e:  # each field and why, never the value (a URL may hold a password)
         raise trainer_cli.CliError("; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())) from e
+    try:
+        make_engine(settings.database_url).dispose()  # a database it cannot open: one line here, not uvicorn's traceback
+    except SQLAlchemyError as e:
+        shown = make_url(settings.database_url).render_as_string()  # password hidden
+        raise trainer_cli.CliError(f"database_url: cannot open {shown}: {str(getattr(e, 'orig', e)).splitlines()[0]}") from e
     try:
         app = create_app(settings)
     except RuntimeError as e:
@@ -39,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to bind (GANBOARD_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (GANBOARD_PORT, default 8000)")
     p.add_argument("--runs-dir", dest="runs_dir", help="run folders and database (GANBOARD_RUNS_DIR, default runs)")
-    p.add_argument("--database-url", dest="database_url", help="SQLAlchemy URL (GANBOARD_DATABASE_URL)")
+    p.add_argument(
+        "--database-url", dest="database_url",
+        help="sqlite:///<file> or postgresql://<user>:<password>@<host>/<database> (GANBOARD_DATABASE_URL, default "
+        "<runs-dir>/ganboard.db; docs/postgresql.md)",
+    )  # fmt: skip
     p.add_argument(
         "--max-concurrent", dest="max_concurrent", type=int,
         help="runs training at once (GANBOARD_MAX_CONCURRENT, default one per GPU, else 1)",

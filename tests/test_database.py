@@ -15,7 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from app.db import Checkpoint, Run, make_engine, make_sessionmaker
 from app.settings import Settings
-from tests.harness import start_server, wait_for
+from tests.harness import free_port, start_server, wait_for
 
 
 def test_an_older_database_gains_the_columns_added_since(db_url):
@@ -118,3 +118,12 @@ def test_a_database_url_that_does_not_parse_stops_serve_naming_the_setting(tmp_p
     assert done.returncode == 2
     assert "database_url" in done.stderr and "not a database URL" in done.stderr and "Traceback" not in done.stderr
     assert "hunter2" not in done.stderr  # a URL may hold a password: never echoed
+
+
+def test_a_database_that_cannot_be_opened_stops_serve_with_the_reason(tmp_path):
+    url = f"postgresql://ganboard:hunter2@127.0.0.1:{free_port()}/ganboard"  # nobody listens there
+    done = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--runs-dir", str(tmp_path), "--database-url", url],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "hunter2" not in done.stderr
+    assert "database_url: cannot open postgresql+psycopg://ganboard:***@127.0.0.1" in done.stderr
+    assert "refused" in done.stderr
