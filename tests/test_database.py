@@ -13,8 +13,10 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from app import export
 from app.db import Checkpoint, Run, make_engine, make_sessionmaker
 from app.settings import Settings
+from tests.browser.runs_in_db import write_run
 from tests.harness import free_port, start_server, wait_for
 
 
@@ -127,3 +129,13 @@ def test_a_database_that_cannot_be_opened_stops_serve_with_the_reason(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr and "hunter2" not in done.stderr
     assert "database_url: cannot open postgresql+psycopg://ganboard:***@127.0.0.1" in done.stderr
     assert "refused" in done.stderr
+
+
+def test_an_export_streams_every_row_in_chunks(db_url):
+    """On PostgreSQL `yield_per` reads through a server-side cursor, a path SQLite never takes."""
+    run_id = write_run(db_url, export.CHUNK * 2 + 7)
+    engine = make_engine(db_url)
+    chunks = list(export._rows(make_sessionmaker(engine), run_id))
+    engine.dispose()
+    assert [len(c) for c in chunks] == [export.CHUNK, export.CHUNK, 7]
+    assert [row[0] for c in chunks for row in c] == list(range(1, export.CHUNK * 2 + 8))
