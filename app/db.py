@@ -218,9 +218,7 @@ METRIC_COLUMNS = ROW_COLUMNS
 def make_engine(url: str) -> Engine:
     """An engine with the schema made or brought up to date. A pooled connection to a database server is checked before
     use (`pool_pre_ping`): after the server restarts, requests get a new connection instead of an error."""
-    if not url.startswith("sqlite"):
-        engine = create_engine(url, pool_pre_ping=True)
-    else:
+    if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -231,6 +229,8 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
 
     Base.metadata.create_all(engine)
     _add_missing_columns(engine)

@@ -97,8 +97,8 @@ def test_a_run_trains_to_the_end_while_postgresql_drops_the_servers_connections(
         for _ in range(3):
             step = wait_for(lambda: server.run(run_id)["step"], what="training")
             assert drop_connections(db_url) >= 1
-            wait_for(lambda: server.run(run_id)["step"] > step or server.run(run_id)["status"] != "running", what="more steps")
-        done = server.wait_status(run_id, "completed", "failed")
+            wait_for(lambda: server.run(run_id)["step"] > step or server.run(run_id)["status"] != "running", 600, what="more steps")
+        done = server.wait_status(run_id, "completed", "failed", timeout=600)
         assert done["status"] == "completed", done["error"]
         steps = server.client.get(f"/api/runs/{run_id}/metrics", params={"max_points": 10**6}).json()["step"]
         assert steps == list(range(1, done["total_steps"] + 1))
