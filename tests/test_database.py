@@ -93,7 +93,7 @@ def test_a_run_trains_to_the_end_while_postgresql_drops_the_servers_connections(
     runs.mkdir()
     server = start_server(runs, database_url=db_url)
     try:
-        run_id = server.create(epochs=2)["id"]
+        run_id = server.create(epochs=1000, max_steps=48, eval_every=1000)["id"]  # no FID: seconds, not minutes
         for _ in range(3):
             step = wait_for(lambda: server.run(run_id)["step"], what="training")
             assert drop_connections(db_url) >= 1
