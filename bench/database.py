@@ -11,7 +11,7 @@ pages on a training run.
 Each case alternates the two databases, `--rounds` times, each on a database of its own. PostgreSQL is the server
 GANBOARD_TEST_PG_URL names (tests/databases.py); `scripts/services.sh` runs it with fsync off, so its figures are
 what PostgreSQL costs in CPU and round trips, not a disk's flushes (SQLite in WAL mode flushes only at checkpoints).
-Run: `.venv/bin/python bench/database.py [--rounds 3] [--steps 20000] [--fanout]`.
+Run: `.venv/bin/python bench/database.py [--rounds 3] [--steps 20000] [--fanout [--fanout-steps 600]]`.
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=8, help="rows per batch message")
     parser.add_argument("--fanout", action="store_true", help="also bench/fanout.py on each (minutes)")
     parser.add_argument("--pages", type=int, default=100)
+    parser.add_argument("--fanout-steps", type=int, default=600, help="steps of each fan-out run")
     args = parser.parse_args()
     if why := postgres_missing():
         sys.exit(f"bench/database.py: {why}")
@@ -125,7 +126,7 @@ def main() -> None:
 
                 for _ in range(args.rounds):
                     for kind in KINDS:
-                        fanout[kind].append(train_once(servers[kind], 600, args.pages))
+                        fanout[kind].append(train_once(servers[kind], args.fanout_steps, args.pages))
 
     def line(what: str, values: dict[str, list[float]], unit: str, fmt: str = ",.0f") -> None:
         lite, pg = (statistics.median(values[k]) for k in KINDS)
@@ -136,6 +137,7 @@ def main() -> None:
     line(f"snapshot of {FIRST_PAINT_STEPS:,} steps, in-process", snapshot, "ms", ".1f")
     line(f"snapshot of {FIRST_PAINT_STEPS:,} steps, WS first frame", frame, "ms", ".1f")
     if args.fanout:
+        print(f"  fan-out: {args.pages} pages on a {args.fanout_steps}-step run (bench/fanout.py)")
         line(f"{args.pages} pages: delay p50", {k: [r["p50_ms"] for r in v] for k, v in fanout.items()}, "ms")
         line(f"{args.pages} pages: delay p99", {k: [r["p99_ms"] for r in v] for k, v in fanout.items()}, "ms")
         line(f"{args.pages} pages: server CPU per step", {k: [r["server_ms_per_step"] for r in v] for k, v in fanout.items()}, "ms", ".1f")
