@@ -10,12 +10,26 @@ from trainer import cli as trainer_cli
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from pydantic import ValidationError
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
 
+    from app.db import make_engine
     from app.main import create_app
     from app.settings import Settings
 
     overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as e:  # each field and why, never the value (a URL may hold a password)
+        raise trainer_cli.CliError("; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())) from e
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite":  # a database server it cannot reach: one line here, not uvicorn's traceback
+        try:
+            make_engine(settings.database_url).dispose()
+        except SQLAlchemyError as e:
+            why = str(getattr(e, "orig", e)).splitlines()[0]
+            raise trainer_cli.CliError(f"database_url: cannot open {url.render_as_string()}: {why}") from e  # password hidden
     try:
         app = create_app(settings)
     except RuntimeError as e:
@@ -35,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to bind (GANBOARD_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (GANBOARD_PORT, default 8000)")
     p.add_argument("--runs-dir", dest="runs_dir", help="run folders and database (GANBOARD_RUNS_DIR, default runs)")
-    p.add_argument("--database-url", dest="database_url", help="SQLAlchemy URL (GANBOARD_DATABASE_URL)")
+    p.add_argument(
+        "--database-url", dest="database_url",
+        help="sqlite:///<file> or postgresql://<user>:<password>@<host>/<database> (GANBOARD_DATABASE_URL, default "
+        "<runs-dir>/ganboard.db; docs/postgresql.md)",
+    )  # fmt: skip
     p.add_argument(
         "--max-concurrent", dest="max_concurrent", type=int,
         help="runs training at once (GANBOARD_MAX_CONCURRENT, default one per GPU, else 1)",

@@ -2,7 +2,8 @@
 worker messages already stored.
 
 SQLite in WAL mode: readers never wait for the writer, and `busy_timeout` makes writers queue instead of failing with
-"database is locked" when several runs report at once.
+"database is locked" when several runs report at once. PostgreSQL (psycopg 3) needs neither: its readers never wait
+for writers, and a writer waits for a row another one holds. What else differs is in docs/postgresql.md.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Column, Float, ForeignKey, Index, Integer, MetaData, Table, create_engine, event, inspect, text
+from sqlalchemy import JSON, BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, Table, create_engine, event, inspect
+from sqlalchemy import literal, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
@@ -69,7 +71,8 @@ class Run(Base):
     resume: Mapped[bool] = mapped_column(default=False)  # the next start continues from resume.pt
     token: Mapped[str | None]  # sha256 of the current worker's token (hash_token); kept so a restarted server accepts it
     error: Mapped[str | None]
-    journal_offset: Mapped[int | None]  # bytes of runs/<id>/journal.jsonl already replayed (app/journal.py)
+    # bytes of runs/<id>/journal.jsonl already replayed (app/journal.py); 64 bits, as every SQLite integer is
+    journal_offset: Mapped[int | None] = mapped_column(BigInteger)
     # What people write about a run (PATCH /api/runs/{id}); never touched by the supervisor or a worker.
     tags: Mapped[list[str] | None] = mapped_column(JSON)
     note: Mapped[str | None]
@@ -191,7 +194,7 @@ class Checkpoint(Base):
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(primary_key=True)
-    size: Mapped[int]
+    size: Mapped[int] = mapped_column(BigInteger)  # bytes: a checkpoint may pass 2 GiB, PostgreSQL's integer
     epoch: Mapped[int]
     step: Mapped[int | None]
     sha256: Mapped[str | None]
@@ -233,8 +236,10 @@ METRIC_COLUMNS = ROW_COLUMNS
 
 
 def make_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {})
+    """An engine with the schema made or brought up to date. A pooled connection to a database server is checked before
+    use (`pool_pre_ping`): after the server restarts, requests get a new connection instead of an error."""
     if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn, _record):
@@ -244,6 +249,8 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
 
     Base.metadata.create_all(engine)
     _add_missing_columns(engine)
@@ -257,7 +264,8 @@ def make_engine(url: str) -> Engine:
 
 def _add_missing_columns(engine: Engine) -> None:
     """A database made by an older GANboard gains the columns added since (create_all only makes tables): nullable
-    ones, and ones with a constant default, which fills the rows already there."""
+    ones, and ones with a constant default, which fills the rows already there (written as this dialect's literal:
+    PostgreSQL's boolean takes `false`, not 0)."""
     inspector = inspect(engine)
     with engine.begin() as conn:
         for table in Base.metadata.sorted_tables:
@@ -268,8 +276,8 @@ def _add_missing_columns(engine: Engine) -> None:
                 kind = column.type.compile(dialect=engine.dialect)
                 if column.nullable:
                     conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
-                elif column.default is not None and isinstance(column.default.arg, (int, float)):
-                    value = float(column.default.arg)
+                elif column.default is not None and isinstance(column.default.arg, (bool, int, float, str)):
+                    value = literal(column.default.arg, column.type).compile(engine, compile_kwargs={"literal_binds": True})
                     conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind} NOT NULL DEFAULT {value}'))
 
 

@@ -8,6 +8,9 @@ by one on the new file, and the runs' journals are replayed for whatever reached
 
 The old keeper stays open until the server stops: SQLite's last connection on a file deletes `<path>-wal` by name when
 it closes, which would be the new file's WAL. It is closed after the new engine's connections, at shutdown.
+
+A database server (PostgreSQL) keeps its own files, and a server that goes away and comes back is a reconnection
+(app.db's `pool_pre_ping`), not a lost file: there is no file to guard, and `check` does nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class DatabaseFile:
         self.identity: tuple[int, int] | None = None
         if self.path:
             self._keep()
+        else:
+            log.info("database %s is not a file here: no file guard", parsed.render_as_string())  # password hidden
 
     @property
     def engine(self) -> Engine:

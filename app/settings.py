@@ -7,8 +7,10 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 
 @cache
@@ -31,7 +33,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     runs_dir: Path = Path("runs")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<runs_dir>/ganboard.db")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL: sqlite:///<file> (default <runs_dir>/ganboard.db) or "
+        "postgresql://<user>:<password>@<host>/<database> (docs/postgresql.md)",
+    )
     max_concurrent: int | None = Field(None, ge=1, description="default: one per visible GPU, else 1")
     data_roots: list[Path] = Field(
         default_factory=lambda: [Path("data"), Path.home()],
@@ -44,6 +49,20 @@ class Settings(BaseSettings):
         "GANBOARD_ALLOWED_HOSTS), e.g. the name of a reverse proxy; other Host headers are refused (DNS rebinding)",
     )
     grace_seconds: float = Field(10.0, gt=0, description="SIGTERM to SIGKILL, when cancelling a run")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, url: str | None) -> str | None:
+        """A URL SQLAlchemy parses; plain postgresql:// (or postgres://) means psycopg 3, the driver GANboard installs."""
+        if url is None:
+            return None
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ValueError("not a database URL: sqlite:///<file> or postgresql://<user>:<password>@<host>/<database>") from None
+        if parsed.drivername in ("postgresql", "postgres"):
+            return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        return url
 
     @model_validator(mode="after")
     def _defaults(self) -> "Settings":

@@ -1,5 +1,10 @@
-"""Shared fixtures over tests/harness.py (which benches and scripts import too), and the markers every test gets from
-what it starts, so that `make test-fast` can leave out what takes time:
+"""Shared fixtures over tests/harness.py (which benches and scripts import too) and tests/databases.py.
+
+A test that takes `db_url` runs once per database kind: on a SQLite file, and on a PostgreSQL database of its own
+(skipped, saying why, where there is no PostgreSQL; failed in CI). The `server` fixture serves SQLite; a test that
+should also run through a server on PostgreSQL says `@pytest.mark.parametrize("server", KINDS, indirect=True)`.
+
+Every test gets markers from what it starts, so that `make test-fast` can leave out what takes time:
 
 - `server`: starts a real uvicorn server (and, through it, worker processes): tests/browser, a test that uses a server
   fixture, and every test of a module that calls `start_server`/`scratch_server` or runs the worker itself;
@@ -12,6 +17,8 @@ what it starts, so that `make test-fast` can leave out what takes time:
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
+from pathlib import Path
 
 import pytest
 
@@ -20,9 +27,11 @@ import pytest
 # Set before torch starts its threads; servers and workers the tests start inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from tests.harness import REPO, TINY, Server, free_port, scratch_server, start_server, wait_for  # noqa: F401
+from tests.databases import KINDS, fresh_database, postgres_missing  # noqa: E402
+from tests.harness import REPO, TINY, Server, free_port, scratch_server, start_server, wait_for  # noqa: F401, E402
 
 SERVER_FIXTURES = {"server", "solo", "running", "page", "fake_run"}
+WORKER_CALLS = ("import train", "loop.train", "trainer.cli", "trainer.sampler", "InceptionFeatures")
 _SOURCES: dict[str, str] = {}
 
 
@@ -41,7 +50,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if ("browser" in parts or SERVER_FIXTURES & set(item.fixturenames)
                 or any(call in source for call in ("start_server(", "scratch_server(", "trainer.worker"))):  # fmt: skip
             item.add_marker("server")
-        if any(call in source for call in ("import train", "loop.train", "trainer.cli", "trainer.sampler", "InceptionFeatures")):
+        if any(call in source for call in WORKER_CALLS):
             item.add_marker("worker")
         if item.path.name == "test_fuzz.py":
             item.add_marker("slow")
@@ -49,10 +58,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker("gpu")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def database(request, folder: Path) -> AbstractContextManager[str]:
+    """A fresh database of the kind the test is parametrized with (SQLite where it is not)."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "postgresql" and (why := postgres_missing()):
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    return fresh_database(kind, folder)
+
+
+@pytest.fixture(params=KINDS)
+def db_url(request, tmp_path):
+    with database(request, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=["sqlite"])
+def server(request, tmp_path_factory):
     runs = tmp_path_factory.mktemp("server") / "runs"
     runs.mkdir()
-    srv = start_server(runs, GANBOARD_MAX_CONCURRENT="2")
-    yield srv
-    srv.stop()
+    with database(request, runs) as url:
+        srv = start_server(runs, database_url=url, GANBOARD_MAX_CONCURRENT="2")
+        yield srv
+        srv.stop()

@@ -1,5 +1,6 @@
 """What the tests, benches and scripts share: a real uvicorn server in its own process on a free loopback port, with
-a temporary runs dir, polling with a deadline, and a tiny training config.
+a temporary runs dir and its database (the SQLite file in it, or any URL: tests/databases.py makes PostgreSQL ones),
+polling with a deadline, and a tiny training config.
 
 `Server.stop()` ends the server and then the worker processes it started, by their pids in its database, so nothing a
 test started outlives it and nothing else is touched.
@@ -11,7 +12,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 REPO = Path(__file__).resolve().parent.parent
 # Small enough that a run takes seconds on 2 CPU cores; no FID/KID (their last-epoch scoring takes seconds more).
@@ -55,6 +57,7 @@ def wait_for(predicate, timeout: float = 120, interval: float = 0.2, what: str =
 class Server:
     url: str
     runs_dir: Path
+    database_url: str
     proc: subprocess.Popen
     client: httpx.Client
 
@@ -87,21 +90,24 @@ class Server:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-        for pid in worker_pids(self.runs_dir):
+        for pid in worker_pids(self.runs_dir, self.database_url):
             try:
                 os.killpg(pid, signal.SIGKILL)  # a worker leads its own process group
             except ProcessLookupError:
                 pass
 
 
-def worker_pids(runs_dir: Path) -> list[int]:
+def worker_pids(runs_dir: Path, database_url: str) -> list[int]:
     """The live workers of the runs in this runs dir: pids from its database, each checked to still be a worker of
     this runs dir (a pid may have been reused)."""
-    db = runs_dir / "ganboard.db"
-    if not db.exists():
-        return []
-    with sqlite3.connect(db) as conn:
-        pids = [pid for (pid,) in conn.execute("SELECT pid FROM runs WHERE pid IS NOT NULL")]
+    if database_url == sqlite_url(runs_dir) and not (runs_dir / "ganboard.db").exists():
+        return []  # the server never got as far as making it (and connecting would)
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            pids = list(conn.scalars(text("SELECT pid FROM runs WHERE pid IS NOT NULL")))
+    finally:
+        engine.dispose()
     ours = []
     for pid in pids:
         try:
@@ -113,14 +119,21 @@ def worker_pids(runs_dir: Path) -> list[int]:
     return ours
 
 
-def start_server(runs_dir: Path, port: int | None = None, wait_path: str = "/api/runs", **env: str) -> Server:
+def sqlite_url(runs_dir: Path) -> str:
+    """The server's default database: a SQLite file in its runs dir."""
+    return f"sqlite:///{runs_dir / 'ganboard.db'}"
+
+
+def start_server(runs_dir: Path, port: int | None = None, wait_path: str = "/api/runs", database_url: str | None = None,
+                 **env: str) -> Server:  # fmt: skip
     port = port or free_port()
+    database_url = database_url or sqlite_url(runs_dir)
     log = (runs_dir.parent / f"server-{port}.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port)],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "GANBOARD_RUNS_DIR": str(runs_dir), "GANBOARD_PORT": str(port), "GANBOARD_GRACE_SECONDS": "20",
-             "GANBOARD_DATA_ROOTS": json.dumps([str(runs_dir.parent)]), **env},
+             "GANBOARD_DATA_ROOTS": json.dumps([str(runs_dir.parent)]), "GANBOARD_DATABASE_URL": database_url, **env},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=url, timeout=30)
@@ -133,16 +146,17 @@ def start_server(runs_dir: Path, port: int | None = None, wait_path: str = "/api
             return False
 
     wait_for(up, 60, what="the server to start")
-    return Server(url, runs_dir, proc, client)
+    return Server(url, runs_dir, database_url, proc, client)
 
 
 @contextmanager
-def scratch_server(**env: str) -> Iterator[Server]:
-    """A server on a temporary runs dir, for benches and scripts; stopped and removed afterwards."""
+def scratch_server(database_url: str | None = None, **env: str) -> Iterator[Server]:
+    """A server on a temporary runs dir (and its SQLite file unless `database_url` says otherwise), for benches and
+    scripts; stopped and removed afterwards."""
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp) / "runs"
         runs.mkdir()
-        server = start_server(runs, **env)
+        server = start_server(runs, database_url=database_url, **env)
         try:
             yield server
         finally:

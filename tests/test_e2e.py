@@ -1,4 +1,5 @@
-"""The dashboard through the real path: uvicorn, SQLite, worker processes, websockets."""
+"""The dashboard through the real path: uvicorn, SQLite (and PostgreSQL for a whole run, and a resume), worker processes,
+websockets."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import hashlib
 import time
 
 import pytest
-
 import torch
 from websockets.sync.client import connect
 
 from app.hub import PAGE_INTERVAL
 from tests.conftest import TINY, wait_for
+from tests.databases import KINDS
 from tests.harness import page_messages
 from trainer.config import TrainConfig
 from trainer.models import build_generator
@@ -27,6 +28,7 @@ def read_until(ws, done, limit=10_000):
     raise AssertionError("message limit reached")
 
 
+@pytest.mark.parametrize("server", KINDS, indirect=True)
 def test_a_run_streams_metrics_and_samples_then_serves_its_checkpoint(server):
     posted = time.monotonic()
     run = server.create()
@@ -84,6 +86,7 @@ def test_a_page_gets_at_most_one_frame_per_page_interval_and_every_step(server):
     assert set(range(steps[0], steps[-1] + 1)) <= set(steps)  # merged, nothing dropped
 
 
+@pytest.mark.parametrize("server", KINDS, indirect=True)
 def test_cancel_then_resume_carries_on_the_step_numbers(server):
     run = server.create(epochs=1000)
     wait_for(lambda: server.run(run["id"])["step"] > 0, what="the first steps")

@@ -1,6 +1,7 @@
 """Health alerts (app/health.py, docs/health.md): the rules on synthetic rows, raising and clearing through ingest on a
-real SQLite file, and the alerts real training provokes: D winning with a huge lr_d, and a non-finite loss from NaN
-weights (the run stops there, stores nothing non-finite and writes no checkpoint of the broken state)."""
+real SQLite file and a PostgreSQL database, and the alerts real training provokes: D winning with a huge lr_d, and a
+non-finite loss from NaN weights (the run stops there, stores nothing non-finite and writes no checkpoint of the broken
+state)."""
 
 from __future__ import annotations
 
@@ -67,9 +68,9 @@ def test_mode_collapse_is_diversity_that_fell_for_two_epochs():
 
 
 @pytest.fixture
-def stored(tmp_path):
-    """A running run in a real SQLite file, and a function storing one worker message in its own transaction."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'ganboard.db'}")
+def stored(db_url, tmp_path):
+    """A running run in a real database, and a function storing one worker message in its own transaction."""
+    engine = make_engine(db_url)
     sessions = make_sessionmaker(engine)
     with sessions.begin() as s:
         run = Run(name="r", status="running", config=TrainConfig(**TINY).model_dump(), attempt=1)

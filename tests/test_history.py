@@ -1,4 +1,5 @@
-"""The bucketed history (app/history.py) on a real SQLite file, against the same buckets worked out in Python."""
+"""The bucketed history (app/history.py) on a real SQLite file and a PostgreSQL database, against the same buckets
+worked out in Python."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from sqlalchemy import delete, func, insert, select, update
 from app import history
 from app.db import Metric, Run, make_engine, make_sessionmaker, metric_buckets
 from tests.browser.runs_in_db import row, write_run
+from tests.conftest import database
+from tests.databases import KINDS
 from trainer.protocol import ROW_COLUMNS, STATS
 
 
@@ -29,13 +32,13 @@ def expected(rows: list[dict], width: int) -> dict[int, list[dict]]:
     return groups
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("history")
-    run_id = write_run(runs, 5_003, total_steps=10_000, spike={1234: 99.0})
-    engine = make_engine(f"sqlite:///{runs / 'ganboard.db'}")
-    yield make_sessionmaker(engine), run_id
-    engine.dispose()
+@pytest.fixture(scope="module", params=KINDS)
+def db(request, tmp_path_factory):
+    with database(request, tmp_path_factory.mktemp("history")) as url:
+        run_id = write_run(url, 5_003, total_steps=10_000, spike={1234: 99.0})
+        engine = make_engine(url)
+        yield make_sessionmaker(engine), run_id
+        engine.dispose()
 
 
 def test_buckets_hold_each_series_mean_min_max_and_count(db):
@@ -64,9 +67,9 @@ def test_after_a_step_only_the_rest_of_its_bucket_and_later_ones(db):
     assert b["step"] == [5_000, 5_003] and b["rows"] == [4, 3]  # steps 4997-5000 end bucket 624, 5001-5003 start 625
 
 
-def test_a_run_of_up_to_max_buckets_steps_is_raw(tmp_path):
-    run_id = write_run(tmp_path, 50)
-    engine = make_engine(f"sqlite:///{tmp_path / 'ganboard.db'}")
+def test_a_run_of_up_to_max_buckets_steps_is_raw(db_url):
+    run_id = write_run(db_url, 50)
+    engine = make_engine(db_url)
     with make_sessionmaker(engine)() as s:
         b = history.buckets(s, s.get(Run, run_id))
     engine.dispose()
@@ -81,9 +84,9 @@ def aggregated(s, run) -> dict:
     return history.buckets(s, run)
 
 
-def test_stored_buckets_read_as_the_rows_aggregated(tmp_path):
-    run_id = write_run(tmp_path, 5_003, total_steps=10_000)
-    engine = make_engine(f"sqlite:///{tmp_path / 'ganboard.db'}")
+def test_stored_buckets_read_as_the_rows_aggregated(db_url):
+    run_id = write_run(db_url, 5_003, total_steps=10_000)
+    engine = make_engine(db_url)
     with make_sessionmaker(engine)() as s:
         run = s.get(Run, run_id)
         assert s.scalar(select(func.count()).select_from(metric_buckets)) == 626  # ceil(5,003 / 8)
@@ -95,9 +98,9 @@ def test_stored_buckets_read_as_the_rows_aggregated(tmp_path):
     engine.dispose()
 
 
-def test_rows_after_the_last_refresh_are_read_from_the_rows(tmp_path):
-    run_id = write_run(tmp_path, 1_000, total_steps=10_000)
-    engine = make_engine(f"sqlite:///{tmp_path / 'ganboard.db'}")
+def test_rows_after_the_last_refresh_are_read_from_the_rows(db_url):
+    run_id = write_run(db_url, 1_000, total_steps=10_000)
+    engine = make_engine(db_url)
     with make_sessionmaker(engine)() as s:
         run = s.get(Run, run_id)
         s.execute(insert(Metric), [{c: r[c] for c in ROW_COLUMNS} | {"run_id": run_id} for r in map(row, range(1_001, 1_100))])
@@ -109,11 +112,11 @@ def test_rows_after_the_last_refresh_are_read_from_the_rows(tmp_path):
     engine.dispose()
 
 
-def test_a_resumed_attempt_replaces_the_rows_it_rewrote_and_a_new_plan_rebuckets(tmp_path):
+def test_a_resumed_attempt_replaces_the_rows_it_rewrote_and_a_new_plan_rebuckets(db_url):
     """A resume deletes the rows after its checkpoint and logs them again with other values: no bucket keeps the old
     ones. A changed plan (more epochs) makes buckets of another width."""
-    run_id = write_run(tmp_path, 3_000, total_steps=4_000)
-    engine = make_engine(f"sqlite:///{tmp_path / 'ganboard.db'}")
+    run_id = write_run(db_url, 3_000, total_steps=4_000)
+    engine = make_engine(db_url)
     with make_sessionmaker(engine)() as s:
         run = s.get(Run, run_id)
         s.execute(delete(Metric).where(Metric.run_id == run_id, Metric.step > 2_500))

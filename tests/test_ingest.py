@@ -2,7 +2,7 @@
 
 The run is inserted straight into the server's database with a token we know (a fake supervisor), so every message, its
 acknowledgement, duplicates and bad input can be checked one by one. Real workers go through the same endpoint in
-test_e2e.py.
+test_e2e.py. The tests of what is stored run on a server on SQLite and one on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -20,16 +20,18 @@ from sqlalchemy import func, select
 from app.db import Run, hash_token, make_engine, make_sessionmaker, metric_buckets
 from app.hub import QUEUE_SIZE, RESYNC, Hub
 from tests.conftest import TINY
+from tests.databases import KINDS
 from tests.harness import page_messages
 from trainer.config import TrainConfig
 
 TOKEN = "test-token-for-a-fake-worker"
+ON_BOTH = pytest.mark.parametrize("server", KINDS, indirect=True)  # a server on SQLite, and one on PostgreSQL
 
 
 @pytest.fixture
 def fake_run(server):
     """A run the supervisor did not start: status running, our token, no worker process."""
-    engine = make_engine(f"sqlite:///{server.runs_dir / 'ganboard.db'}")
+    engine = make_engine(server.database_url)
     with make_sessionmaker(engine).begin() as s:
         run = Run(name="fake", status="running", config=TrainConfig(**TINY).model_dump(), token=hash_token(TOKEN), attempt=1)
         s.add(run)
@@ -67,7 +69,7 @@ RUNNING = dict(status="running", step=0, epoch=0, total_steps=10, total_epochs=1
 
 def set_attempt(server, run_id: int, attempt: int) -> None:
     """What the supervisor does when it starts a run again (with the same token here, so the socket stays open)."""
-    engine = make_engine(f"sqlite:///{server.runs_dir / 'ganboard.db'}")
+    engine = make_engine(server.database_url)
     with make_sessionmaker(engine).begin() as s:
         s.get(Run, run_id).attempt = attempt
     engine.dispose()
@@ -88,6 +90,7 @@ def test_a_wrong_or_missing_token_is_refused(server, fake_run):
         assert send(ws, 1, "status", **RUNNING) == {"type": "ack", "seq": 1}
 
 
+@ON_BOTH
 def test_each_message_is_stored_once_and_acknowledged_again(server, fake_run):
     (server.runs_dir / str(fake_run) / "samples" / "epoch_0001.png").write_bytes(b"\x89PNG fake")
     (server.runs_dir / str(fake_run) / "checkpoints" / "netg.pth").write_bytes(b"weights")
@@ -123,6 +126,7 @@ def test_each_message_is_stored_once_and_acknowledged_again(server, fake_run):
     assert server.client.get(ckpt["url"]).content == b"weights"
 
 
+@ON_BOTH
 def test_a_new_attempt_forgets_what_the_last_one_logged_after_its_checkpoint(server, fake_run):
     for epoch in (1, 2):
         (server.runs_dir / str(fake_run) / "samples" / f"epoch_000{epoch}.png").write_bytes(b"png")
@@ -214,6 +218,7 @@ def test_an_older_database_gains_the_new_columns(tmp_path):
         assert conn.execute("SELECT name, sha256 FROM checkpoints").fetchall() == [("netg.pth", None)]
 
 
+@ON_BOTH
 def test_hostile_messages_are_refused_and_change_nothing(server, fake_run):
     """Issue 9, defect 11: through the real socket with the run's real token."""
     with worker_socket(server, fake_run) as ws:
@@ -260,6 +265,7 @@ def test_device_bf16_and_a_run_that_cannot_resume(server, fake_run):
     assert server.run(fake_run)["status"] == "failed"
 
 
+@ON_BOTH
 def test_a_newer_snapshot_replaces_the_older_one(server, fake_run):
     """Issue 9, defects 2 and 3: mid-epoch checkpoints are labelled by what they hold and reach open pages."""
     ckpt = server.runs_dir / str(fake_run) / "checkpoints"
@@ -288,7 +294,7 @@ def test_a_newer_snapshot_replaces_the_older_one(server, fake_run):
 
 def reopen_as_running(server, run_id: int) -> None:
     """The supervisor's Resume and start, in one step (this run has no worker process)."""
-    engine = make_engine(f"sqlite:///{server.runs_dir / 'ganboard.db'}")
+    engine = make_engine(server.database_url)
     with make_sessionmaker(engine).begin() as s:
         s.get(Run, run_id).status = "running"
     engine.dispose()
@@ -301,13 +307,14 @@ def page_history(server, run_id: int) -> dict:
 
 
 def stored_buckets(server, run_id: int) -> int:
-    engine = make_engine(f"sqlite:///{server.runs_dir / 'ganboard.db'}")
+    engine = make_engine(server.database_url)
     with make_sessionmaker(engine)() as s:
         count = s.scalar(select(func.count()).select_from(metric_buckets).where(metric_buckets.c.run_id == run_id))
     engine.dispose()
     return count
 
 
+@ON_BOTH
 def test_a_page_reads_what_the_resumed_attempt_logged_not_what_it_replaced(server, fake_run):
     """The buckets ingest stores (app/history.py) follow a resume: those past the checkpoint are dropped when the new
     attempt starts, and rebuilt from its rows, so a page never mixes the two attempts' values."""

@@ -1,5 +1,5 @@
-"""The worker's journal and the server's replay of it: first on a real SQLite file, then the outages of issue 10 through
-the real server and real workers (each fails on the code before the journal)."""
+"""The worker's journal and the server's replay of it: first on a real SQLite file and a PostgreSQL database, then the
+outages of issue 10 through the real server and real workers (each fails on the code before the journal)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from tests.test_worker_sink import rows
 from trainer.journal import JournalWriter
 from trainer.protocol import JOURNAL, BatchMessage, StatusMessage
 
-# -- the replay, on a database file ---------------------------------------------------------------------------------
+# -- the replay, on a database --------------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def db(tmp_path):
-    sessions = make_sessionmaker(make_engine(f"sqlite:///{tmp_path / 'ganboard.db'}"))
+def db(db_url, tmp_path):
+    sessions = make_sessionmaker(make_engine(db_url))
     with sessions.begin() as s:
         s.add(Run(id=1, name="r", config={}, status="running", attempt=1))
     (tmp_path / "1").mkdir()

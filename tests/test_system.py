@@ -131,13 +131,12 @@ def test_system_messages_with_bad_fields_are_refused_naming_the_field(bad):
     assert next(iter(bad)) in str(e.value)
 
 
-def test_an_old_database_gains_the_system_samples_table(tmp_path):
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = make_engine(url)
+def test_an_old_database_gains_the_system_samples_table(db_url):
+    engine = make_engine(db_url)
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE system_samples"))
     engine.dispose()
-    engine = make_engine(url)
+    engine = make_engine(db_url)
     assert "system_samples" in inspect(engine).get_table_names()
     assert "ix_system_samples_run_time" in {i["name"] for i in inspect(engine).get_indexes("system_samples")}
 

@@ -21,11 +21,12 @@ def row(step: int, epoch: int = 1) -> dict:
     return {"step": step, "epoch": epoch, "batch": step, "time": float(step), **values}
 
 
-def write_run(runs_dir: Path, batches: int, total_steps: int | None = None, spike: dict[int, float] | None = None,
+def write_run(database: Path | str, batches: int, total_steps: int | None = None, spike: dict[int, float] | None = None,
               store_buckets: bool = True) -> int:
-    """A completed run of `batches` rows (steps 1..batches) planned for `total_steps`; `spike` maps step -> loss_d;
-    its buckets stored as ingest stores them, unless `store_buckets` is False (a database from before they were)."""
-    engine = make_engine(f"sqlite:///{runs_dir / 'ganboard.db'}")
+    """A completed run of `batches` rows (steps 1..batches) planned for `total_steps`, in `database` (a URL, or a runs
+    dir: its SQLite file); `spike` maps step -> loss_d; its buckets stored as ingest stores them, unless
+    `store_buckets` is False (a database from before they were)."""
+    engine = make_engine(database if isinstance(database, str) else f"sqlite:///{database / 'ganboard.db'}")
     try:
         with make_sessionmaker(engine).begin() as s:
             run = Run(name=f"{batches:,} batches", status="completed", config=TrainConfig().model_dump(), step=batches,
