@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -22,10 +22,10 @@ from app.db import Checkpoint, Run, Sample
 from app.memory import memory_error
 from app.paths import PATH_FIELDS, path_error, resolved
 from app.settings import visible_gpus
-from app.store import RunOut
+from app.store import RunOut, download_name
 from app.supervisor import TransitionError
-from trainer.config import PRESETS, TrainConfig, form_fields
-from trainer.protocol import ACTIVE, BEST, Status
+from trainer.config import PRESETS, TrainConfig, data_error, form_fields
+from trainer.protocol import ACTIVE, BEST, WORKER_LOG, Status
 from trainer.system import host_gpus
 
 router = APIRouter(prefix="/api", tags=["runs"])
@@ -125,6 +125,8 @@ def create_run(body: RunCreate, request: Request, session: SessionDep) -> dict:
     _check_paths(cfg, request.app.state.settings.data_roots)
     if too_big := memory_error(cfg):
         raise _config_error(*too_big)
+    if no_data := data_error(cfg):  # now, not from the worker after its wait in the queue
+        raise _config_error(*no_data)
     config = resolved(cfg.model_dump())  # what was checked is what the worker gets, whatever a symlink points to later
     run = Run(name=(body.name or "").strip() or f"{cfg.dataset}", config=config)
     session.add(run)
@@ -288,7 +290,7 @@ def get_best_checkpoint(
     if session.get(Checkpoint, {"run_id": run_id, "name": name}) is None:
         raise HTTPException(404, f"run {run_id} has no best checkpoint yet: no epoch has an FID so far")
     path = _registered_file(request, run_id, "checkpoints", name, True)
-    return FileResponse(path, media_type="application/octet-stream", filename=f"{run.name}-{name}")
+    return FileResponse(path, media_type="application/octet-stream", filename=download_name(run.name, name))
 
 
 @router.api_route("/runs/{run_id}/checkpoints/{name}", methods=["GET", "HEAD"], response_class=FileResponse)
@@ -296,4 +298,44 @@ def get_checkpoint(run_id: RunId, name: str, request: Request, session: SessionD
     run = _run(session, run_id)
     known = session.get(Checkpoint, {"run_id": run_id, "name": name}) is not None
     path = _registered_file(request, run_id, "checkpoints", name, known)
-    return FileResponse(path, media_type="application/octet-stream", filename=f"{run.name}-{name}")
+    return FileResponse(path, media_type="application/octet-stream", filename=download_name(run.name, name))
+
+
+LOG_TAIL_BYTES = 64 * 1024  # what the Logs tab shows at first; the whole file is a download
+
+
+class LogOut(BaseModel):
+    text: str = Field(description="the log from byte `start` to byte `end`, decoded as UTF-8 (bad bytes replaced)")
+    start: int
+    end: int = Field(description="the log's size when read: ask for `after=end` next to get what came since")
+
+
+@router.get("/runs/{run_id}/log", response_model=LogOut)
+def get_log(
+    run_id: RunId,
+    request: Request,
+    session: SessionDep,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="from this byte on; unset: the last 64 KiB")] = None,
+) -> dict:
+    """The worker's log (every attempt, appended), read by the run page's Logs tab while the run trains."""
+    _run(session, run_id)
+    path = request.app.state.settings.runs_dir / str(run_id) / WORKER_LOG
+    try:
+        with path.open("rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            start = max(0, end - LOG_TAIL_BYTES) if after is None or after > end else after  # a shorter log: a new file
+            f.seek(start)
+            data = f.read(min(end - start, LOG_TAIL_BYTES))
+    except FileNotFoundError:
+        return {"text": "", "start": 0, "end": 0}
+    return {"text": data.decode("utf-8", "replace"), "start": start, "end": start + len(data)}
+
+
+@router.api_route("/runs/{run_id}/log/worker.log", methods=["GET", "HEAD"], response_class=PlainTextResponse)
+def download_log(run_id: RunId, request: Request, session: SessionDep):
+    """The whole worker log, as a file."""
+    run = _run(session, run_id)
+    path = request.app.state.settings.runs_dir / str(run_id) / WORKER_LOG
+    if not path.is_file():
+        raise HTTPException(404, f"run {run_id} has no worker log yet: it has not started")
+    return FileResponse(path, media_type="text/plain; charset=utf-8", filename=download_name(run.name, WORKER_LOG))

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.api import RunId
 from app.db import Metric, Run, Sample
+from app.store import download_name
 from trainer.protocol import METRICS, ROW_COLUMNS, SAMPLES_DIR
 
 router = APIRouter(prefix="/api/runs/{run_id}/export", tags=["export"])
@@ -38,9 +39,8 @@ def _run_name(request: Request, run_id: int) -> str:
         return run.name
 
 
-def _attachment(filename: str) -> dict[str, str]:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in filename)
-    return {"Content-Disposition": f'attachment; filename="{safe}"'}
+def _attachment(run_name: str, suffix: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{download_name(run_name, suffix)}"'}
 
 
 def _rows(sessions: sessionmaker, run_id: int) -> Iterator[list[tuple]]:
@@ -76,7 +76,7 @@ def metrics_csv(run_id: RunId, request: Request):
     """Every per-batch row, one line each, with a header of the column names."""
     name = _run_name(request, run_id)
     body = _csv(request.app.state.sessions, run_id)
-    return StreamingResponse(body, media_type="text/csv", headers=_attachment(f"{name}-metrics.csv"))
+    return StreamingResponse(body, media_type="text/csv", headers=_attachment(name, "metrics.csv"))
 
 
 @router.get("/metrics.json", response_class=StreamingResponse)
@@ -84,7 +84,7 @@ def metrics_json(run_id: RunId, request: Request):
     """Every per-batch row: `{"columns": [...], "rows": [[...], ...]}`."""
     name = _run_name(request, run_id)
     body = _json(request.app.state.sessions, run_id)
-    return StreamingResponse(body, media_type="application/json", headers=_attachment(f"{name}-metrics.json"))
+    return StreamingResponse(body, media_type="application/json", headers=_attachment(name, "metrics.json"))
 
 
 def _sample_files(request: Request, run_id: int) -> list[tuple[int, Path]]:
@@ -129,7 +129,7 @@ def samples_zip(run_id: RunId, request: Request):
     """Every epoch's sample grid, as the PNGs the worker wrote."""
     name = _run_name(request, run_id)
     files = [(path.name, path) for _, path in _sample_files(request, run_id)]
-    return StreamingResponse(_zip(files), media_type="application/zip", headers=_attachment(f"{name}-samples.zip"))
+    return StreamingResponse(_zip(files), media_type="application/zip", headers=_attachment(name, "samples.zip"))
 
 
 @router.get("/samples.{fmt}", response_class=Response, responses={200: {"content": {"image/gif": {}, "image/webp": {}}}})
@@ -143,7 +143,7 @@ def samples_animation(run_id: RunId, fmt: Literal["gif", "webp"], request: Reque
     durations[-1] = max(durations[-1], 1500)
     out = io.BytesIO()
     frames[0].save(out, format=fmt.upper(), save_all=True, append_images=frames[1:], duration=durations, loop=0)
-    return Response(out.getvalue(), media_type=f"image/{fmt}", headers=_attachment(f"{name}-samples.{fmt}"))
+    return Response(out.getvalue(), media_type=f"image/{fmt}", headers=_attachment(name, f"samples.{fmt}"))
 
 
 def _write_events(folder: Path, session: Session, sessions: sessionmaker, run_id: int, samples: list[tuple[int, Path]]):
@@ -194,4 +194,4 @@ def tensorboard_events(run_id: RunId, request: Request):
         with tmp:
             yield from _zip(files)
 
-    return StreamingResponse(body(), media_type="application/zip", headers=_attachment(f"{name}-tensorboard.zip"))
+    return StreamingResponse(body(), media_type="application/zip", headers=_attachment(name, "tensorboard.zip"))

@@ -27,6 +27,12 @@ def _utc(t: datetime) -> str:
 UtcTime = Annotated[datetime, PlainSerializer(_utc, return_type=str)]
 
 
+def download_name(run_name: str, suffix: str) -> str:
+    """The file name of any download of a run, in one style: `<run name>-<what>`, anything but letters, digits, `-`,
+    `_` and `.` as `_` (`emoji 1` -> `emoji_1-netg.pth`)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{run_name}-{suffix}")
+
+
 class AlertOut(BaseModel):
     """A health alert (app/health.py): what is wrong in words, and what to try."""
 

@@ -171,6 +171,41 @@ def test_paths_outside_the_data_roots_are_refused(server, tmp_path):
         assert error["loc"] == ["body", "config", "data_path"] and "outside the data roots" in error["msg"]
 
 
+@pytest.mark.parametrize(
+    "dataset, files, config, field, reason",
+    [
+        ("mnist", [], {}, "data_path", "no mnist files under"),
+        ("fashion-mnist", ["FashionMNIST/raw/t10k-images-idx3-ubyte"], {}, "data_path", "set download to true"),
+        ("cifar10", [], {}, "data_path", "no cifar10 files under"),
+        ("folder", [], {}, "data_path", "holds no images (0 files"),
+        ("folder", ["notes.txt", "sub/readme.md"], {}, "data_path", "holds no images (2 files"),
+        ("folder", ["a.png", "sub/b.JPG"], {"batch_size": 3}, "batch_size", "3 is more than the 2 images"),
+    ],
+)
+def test_data_that_cannot_train_is_422_at_submit(server, dataset, files, config, field, reason):
+    """What a look at the files tells is said at once, on the field, not by the worker after its wait in the queue."""
+    root = server.runs_dir.parent / f"data-{dataset}-{len(files)}-{len(config)}"
+    root.mkdir()
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")  # not decoded: only counted
+    before = len(server.client.get("/api/runs").json())
+    r = server.client.post("/api/runs", json={"config": {"dataset": dataset, "data_path": str(root), **config}})
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["body", "config", field] and reason in error["msg"], error
+    assert len(server.client.get("/api/runs").json()) == before
+
+
+def test_torchvision_files_present_or_download_on_pass_the_submit_check(tmp_path):
+    from trainer.config import TrainConfig, data_error
+
+    assert data_error(TrainConfig(dataset="mnist", data_path=str(tmp_path), download=True)) is None
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"")
+    assert data_error(TrainConfig(dataset="mnist", data_path=str(tmp_path))) is None
+
+
 def test_an_init_checkpoint_that_would_run_code_is_refused(server):
     import pickle
 
@@ -205,3 +240,26 @@ def test_head_on_downloads_answers_their_headers(server, finished):
         r = server.client.head(item["url"])
         assert r.status_code == 200 and int(r.headers["content-length"]) == item["size"] and r.content == b""
     assert server.client.head(f"/api/runs/{finished['id']}/checkpoints/nope.pth").status_code == 404
+
+
+def test_downloads_are_named_in_one_style(server, finished):
+    run_id = finished["id"]
+    server.client.patch(f"/api/runs/{run_id}", json={"name": "my run"})
+    try:
+        for path, name in (("checkpoints/netg.pth", "my_run-netg.pth"), ("export/metrics.csv", "my_run-metrics.csv"),
+                           ("log/worker.log", "my_run-worker.log")):  # fmt: skip
+            r = server.client.get(f"/api/runs/{run_id}/{path}")
+            assert r.status_code == 200 and f'filename="{name}"' in r.headers["content-disposition"], (path, r.headers)
+    finally:
+        server.client.patch(f"/api/runs/{run_id}", json={"name": finished["name"]})
+
+
+def test_worker_log_tail_then_what_came_after(server, finished):
+    run_id = finished["id"]
+    log = server.client.get(f"/api/runs/{run_id}/log").json()
+    whole = server.client.get(f"/api/runs/{run_id}/log/worker.log").text
+    assert log["start"] == 0 and log["end"] == len(whole.encode()) and log["text"] == whole and "training on cpu" in whole
+    assert server.client.get(f"/api/runs/{run_id}/log", params={"after": log["end"]}).json() == {
+        "text": "", "start": log["end"], "end": log["end"]}
+    assert server.client.get(f"/api/runs/{run_id}/log", params={"after": 5}).json()["text"] == whole.encode()[5:].decode()
+    assert server.client.get("/api/runs/999999/log").status_code == 404
