@@ -108,7 +108,7 @@ def _batch(session: Session, run: Run, msg: BatchMessage, current: bool) -> dict
             history.forget(session, run.id, min(rows.step) - 1)
         if history.refresh_due(min(rows.step), max(rows.step)):
             history.refresh(session, run)
-    return {"type": "batch", "rows": {c: getattr(rows, c) for c in ("step", "epoch", *STATS)}}
+    return {"type": "batch", "rows": {c: getattr(rows, c) for c in ("step", "epoch", "time", *STATS)}}  # every x axis
 
 
 def _system(session: Session, run: Run, msg: SystemMessage) -> dict:
