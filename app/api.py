@@ -241,7 +241,7 @@ def get_system(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=1_000_000, description="the newest this many samples")] = store.SYSTEM_RECENT,
 ) -> list[dict]:
-    """The worker's machine every few seconds, oldest first: time (unix s), step, cpu_percent (100 = one core), rss_mb,
+    """The worker's machine every few seconds, oldest first: the attempt, time (unix s), step, cpu_percent (100 = one core), rss_mb,
     and gpu_util (%), gpu_mem_mb, gpu_temp_c on a GPU (else null)."""
     _run(session, run_id)
     return store.recent_system(session, run_id, limit)

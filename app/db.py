@@ -185,6 +185,7 @@ class SystemSample(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    attempt: Mapped[int | None]  # images/s is measured between samples of one attempt (null: stored before it was kept)
     time: Mapped[float]
     step: Mapped[int]
     cpu_percent: Mapped[float]

@@ -112,7 +112,7 @@ def _batch(session: Session, run: Run, msg: BatchMessage, current: bool) -> dict
 
 
 def _system(session: Session, run: Run, msg: SystemMessage) -> dict:
-    sample = SystemSample(run_id=run.id, **msg.model_dump(exclude={"type", "seq", "attempt"}))
+    sample = SystemSample(run_id=run.id, **msg.model_dump(exclude={"type", "seq"}))
     session.add(sample)
     return {"type": "system", **system_json(sample)}
 

@@ -120,7 +120,7 @@ SYSTEM_RECENT = 2000  # machine samples a run page starts with: ~2.8 hours at on
 
 
 def system_json(sample: SystemSample) -> dict[str, Any]:
-    return {name: getattr(sample, name) for name in SYSTEM_FIELDS}
+    return {"attempt": sample.attempt, **{name: getattr(sample, name) for name in SYSTEM_FIELDS}}
 
 
 def recent_system(session: Session, run_id: int, limit: int = SYSTEM_RECENT) -> list[dict]:
