@@ -81,7 +81,7 @@ class SampleOut(FileOut):
 
 
 class CheckpointOut(FileOut):
-    label: str = Field(description='what it holds, e.g. "after epoch 10", "epoch 29, step 812"')
+    label: str = Field(description='what it holds, e.g. "after epoch 10", "in epoch 29, step 812"')
     step: int | None = Field(None, description="the step it was saved after")
     sha256: str | None = Field(None, description="SHA-256 of the file as the worker reported it")
 

@@ -43,6 +43,7 @@ class Run(Base):
     epoch: Mapped[int] = mapped_column(default=0)
     total_steps: Mapped[int | None]
     total_epochs: Mapped[int | None]
+    batches_per_epoch: Mapped[int | None]  # as the worker reported when it started
     images_per_s: Mapped[float | None]
     loss_d: Mapped[float | None]
     loss_g: Mapped[float | None]
@@ -87,6 +88,23 @@ class Run(Base):
         if not self.images_per_s or self.total_steps is None:
             return None
         return max(0, self.total_steps - self.step) * self.config["batch_size"] / self.images_per_s
+
+    @property
+    def epoch_in_progress(self) -> int | None:
+        """The epoch its newest step lies in, when that is past the last completed one (`epoch` counts completed
+        epochs): while it trains, and where it stopped inside an epoch. The page, the list and the checkpoint labels
+        ("in epoch 4, step 90") all say it this way."""
+        if self.total_epochs is not None and self.epoch >= self.total_epochs:
+            return None
+        if self.status == Status.RUNNING or (self.batches_per_epoch and self.step > self.epoch * self.batches_per_epoch):
+            return self.epoch + 1
+        return None
+
+    @property
+    def mean_images_per_s(self) -> float | None:
+        """Images trained over the time it ran, summed over attempts (data loading and epoch ends included)."""
+        active = self.active_seconds
+        return self.step * self.config["batch_size"] / active if active > 0 and self.step else None
 
     @property
     def resumable(self) -> bool:

@@ -63,11 +63,15 @@ class RunOut(BaseModel):
     started_at: UtcTime | None
     finished_at: UtcTime | None
     step: int
-    epoch: int
+    epoch: int = Field(description="epochs completed")
+    epoch_in_progress: int | None = Field(
+        description="the epoch its newest step lies in, when past the completed ones: while it trains, or where it stopped"
+    )
     total_steps: int | None
     total_epochs: int | None
     images_per_s: float | None = Field(description="over the last ~20 s of training; null unless running and measured")
     eta_seconds: float | None = Field(description="the steps left at `images_per_s`; null when that is")
+    mean_images_per_s: float | None = Field(description="images trained over `active_seconds`; null before a step")
     active_seconds: float = Field(description="time spent running, summed over attempts")
     loss_d: float | None
     loss_g: float | None

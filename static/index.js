@@ -15,13 +15,6 @@ let formInfo = null;
 const $ = (id) => document.getElementById(id);
 let allRuns = [];
 
-// Mean images/s over the time the run ran, or the live figure while it runs: what the table compares.
-function throughput(run) {
-  const live = imagesPerSecond(run);
-  if (live !== null) return live;
-  return run.active_seconds > 0 && run.step ? (run.step * run.config.batch_size) / run.active_seconds : null;
-}
-
 const cfg = (key) => (run) => run.config[key];
 const field = (key) => (run) => run[key];
 // The table's columns, in order: [key, heading, value, kind]; every key is also a sort key of both views.
@@ -53,7 +46,7 @@ const COLUMNS = [
   ["best_swd", "best SWD", field("best_swd"), "fixed"],
   ["fid", "FID", field("fid"), "fixed"],
   ["best_fid", "best FID", field("best_fid"), "fixed"],
-  ["ips", "images/s", throughput, "int"],
+  ["ips", "images/s", imagesPerSecond, "int"],
   ["created", "created", field("created_at"), "time"],
 ];
 const COLUMN = Object.fromEntries(COLUMNS.map(([key, label, value, kind]) => [key, { key, label, value, kind }]));

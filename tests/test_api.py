@@ -263,3 +263,21 @@ def test_worker_log_tail_then_what_came_after(server, finished):
         "text": "", "start": log["end"], "end": log["end"]}
     assert server.client.get(f"/api/runs/{run_id}/log", params={"after": 5}).json()["text"] == whole.encode()[5:].decode()
     assert server.client.get("/api/runs/999999/log").status_code == 404
+
+
+def test_one_way_to_count_epochs_and_a_stopped_runs_mean_speed(server):
+    """`epoch` counts completed epochs, `epoch_in_progress` the one the newest step lies in: while it trains, and where
+    a cancel stopped it, as its checkpoint's label says. A stopped run has its mean images/s over the time it ran."""
+    run = server.create(epochs=1000)
+    running = wait_for(lambda: (r := server.run(run["id"]))["status"] == "running" and r["step"] > 0 and r)
+    assert running["epoch_in_progress"] == running["epoch"] + 1 and running["mean_images_per_s"] > 0
+    server.client.post(f"/api/runs/{run['id']}/cancel")
+    stopped = server.wait_status(run["id"], "cancelled")
+    per_epoch = 4096 // 256  # TINY: procedural faces, batches of 256
+    assert stopped["epoch"] == stopped["step"] // per_epoch and stopped["mean_images_per_s"] > 0
+    if stopped["step"] % per_epoch:  # stopped inside an epoch
+        assert stopped["epoch_in_progress"] == stopped["epoch"] + 1
+        labels = {c["name"]: c["label"] for c in server.client.get(f"/api/runs/{run['id']}/checkpoints").json()}
+        assert f"in epoch {stopped['epoch'] + 1}, step {stopped['step']}" in labels.values(), labels
+    else:
+        assert stopped["epoch_in_progress"] is None

@@ -281,7 +281,7 @@ def test_a_newer_snapshot_replaces_the_older_one(server, fake_run):
     listed = server.client.get(f"/api/runs/{fake_run}/checkpoints").json()
     assert published[-1] == listed
     assert {c["name"]: (c["label"], c["step"]) for c in listed} == {
-        "netd_e0001_s000007.pth": ("epoch 1, step 7", 7), "netg_e0001_s000007.pth": ("epoch 1, step 7", 7),
+        "netd_e0001_s000007.pth": ("in epoch 1, step 7", 7), "netg_e0001_s000007.pth": ("in epoch 1, step 7", 7),
         "resume.pt": ("resume state", 7),
     }  # fmt: skip
     assert all(c["sha256"] for c in listed)

@@ -108,14 +108,14 @@ def is_snapshot(name: str) -> bool:
 
 
 def checkpoint_label(name: str, *, epoch: int | None = None, fid: float | None = None) -> str:
-    """What a checkpoint file holds, in words: "after epoch 10", "epoch 29, step 812", "latest", "resume state", and for
+    """What a checkpoint file holds, in words: "after epoch 10", "in epoch 29, step 812", "latest", "resume state", and for
     the `BEST` pair, written at `epoch` with FID `fid`, "best FID 41.2 (epoch 7)"."""
     if name in BEST:
         return f"best FID {fid:.1f} (epoch {epoch})" if fid is not None else f"best FID (epoch {epoch})"
     if m := _SERIES_RE.match(name):
         return f"after epoch {int(m[1])}"
     if m := _SNAPSHOT_RE.match(name):
-        return f"epoch {int(m[1])}, step {int(m[2])}"
+        return f"in epoch {int(m[1])}, step {int(m[2])}"  # as the pages say where a run stopped (Run.epoch_in_progress)
     return {"resume.pt": "resume state"}.get(name, "latest")
 
 
