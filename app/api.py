@@ -198,9 +198,14 @@ def resume_run(run_id: RunId, request: Request) -> dict:
 
 @router.delete("/runs/{run_id}", status_code=204)
 def delete_run(run_id: RunId, request: Request, session: SessionDep) -> Response:
+    """Any run but a running one (409: cancel it first). A queued one is cancelled and deleted in one step: no worker
+    runs it, there is nothing to stop."""
     run = _run(session, run_id)
+    if run.status == Status.QUEUED:
+        _act(request.app.state.supervisor.cancel, run_id)  # through the supervisor: the tick may be starting it now
     # Only while it is not active, checked by the DELETE itself: a resume in between keeps the run.
     if session.execute(delete(Run).where(Run.id == run_id, Run.status.not_in(ACTIVE))).rowcount != 1:
+        session.refresh(run)
         raise HTTPException(409, f"run {run_id} is {run.status}: cancel it before deleting it")
     session.commit()
     shutil.rmtree(request.app.state.settings.runs_dir / str(run_id), ignore_errors=True)

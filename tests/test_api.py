@@ -120,6 +120,10 @@ def test_queued_run_cancels_at_once_and_deletes(server, running):
     queued = server.create()
     assert server.run(queued["id"])["status"] == "queued"
     assert server.client.post(f"/api/runs/{queued['id']}/cancel").json()["status"] == "cancelled"
+    one_step = server.create()  # a queued run deletes in one step: nothing runs it, nothing to stop
+    assert server.run(one_step["id"])["status"] == "queued"
+    assert server.client.delete(f"/api/runs/{one_step['id']}").status_code == 204
+    assert server.client.get(f"/api/runs/{one_step['id']}").status_code == 404
     server.client.post(f"/api/runs/{blocker['id']}/cancel")
     assert server.client.delete(f"/api/runs/{queued['id']}").status_code == 204
     assert server.client.get(f"/api/runs/{queued['id']}").status_code == 404
