@@ -5,6 +5,7 @@ import "../chartpng.js";  // the chart cards' PNG buttons
 import { makeCharts } from "./charts.js";
 import { showAlerts } from "./alerts.js";
 import { showCheckpoints } from "./checkpoints.js";
+import { LogView } from "./log.js";
 import { MachineCard } from "./machine.js";
 import { setupOrganise, showOrganise } from "./organise.js";
 import { renderHeader, showRun } from "./header.js";
@@ -25,6 +26,7 @@ const samples = new SamplePlayer();
 const quality = new QualityChart($("quality-chart"));
 const sampler = new Sampler(runId);
 const machine = new MachineCard($("speed-chart"), $("usage-chart"), $("machine-empty"));
+const log = new LogView(runId, $("log"), $("log-empty"));
 let history = emptyHistory(names);
 let run = null;
 let pending = [];   // [kind, metrics] received since the last frame: kind "buckets" (a snapshot) or "rows" (live)
@@ -141,6 +143,7 @@ function onRun(next) {
   for (const chart of Object.values(charts)) chart.setAlerts(run.alerts || []);
   samples.totalEpochs = run.total_epochs ?? run.config.epochs;
   showChartNote();
+  log.follow(ACTIVE.includes(run.status));
   const rewound = previous && previous.status !== "running" && run.status === "running" && history.step.length;
   const replanned = (run.total_steps ?? null) !== history.totalSteps;  // e.g. a queued run that starts
   if (rewound || replanned) resync();  // resumed from its checkpoint, or buckets made for another number of steps
@@ -164,6 +167,11 @@ $("cancel-button").addEventListener("click", (e) => action("cancel", e.currentTa
 $("resume-button").addEventListener("click", (e) => action("resume", e.currentTarget, "Resuming…"));
 setupOrganise(runId, () => run, onRun);
 
+// The exports of sample grids answer 404 until the first grid: their links show from then on.
+function showExports(grids) {
+  for (const item of document.querySelectorAll("#exports [data-needs-samples]")) item.hidden = grids === 0;
+}
+
 // ---- live messages ---------------------------------------------------------------------------------------------------
 
 function onMessage(msg) {
@@ -175,6 +183,7 @@ function onMessage(msg) {
     onRun(msg.run);
     samples.add(msg.samples);
     quality.add(msg.samples);
+    showExports(msg.samples.length);
     showCheckpoints(msg.checkpoints);
     sampler.setCheckpoints(msg.checkpoints);
     machine.set(msg.system || [], msg.run.config.batch_size);
@@ -185,6 +194,7 @@ function onMessage(msg) {
   } else if (msg.type === "epoch") {
     samples.add([msg.sample]);
     quality.add([msg.sample]);
+    showExports(1);
     showCheckpoints(msg.checkpoints);
     sampler.setCheckpoints(msg.checkpoints);
   } else if (msg.type === "checkpoints") {  // written when a run stopped mid-epoch: the whole list
@@ -244,6 +254,7 @@ window.ganboard = {
   qualityEpochs: () => quality.byEpoch.size,
   fidTicks: (ticks) => quality.uplot.axes[2].values(quality.uplot, ticks),
   machineCount: () => machine.count,
+  logText: () => log.text,
   imagesPerSecond: () => machine.imagesPerSecond(),
   machineSeriesShown: () => machine.usage.series.slice(1).map((s) => s.show),
   status: () => (run ? run.status : null),
