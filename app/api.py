@@ -29,6 +29,9 @@ from trainer.protocol import ACTIVE, BEST, WORKER_LOG, Status
 from trainer.system import host_gpus
 
 router = APIRouter(prefix="/api", tags=["runs"])
+# What is not about one run, under its own tags only (a route's tags add to its router's: on `router` they were listed
+# twice in /docs, under "runs" too).
+about = APIRouter(prefix="/api")
 
 
 def get_session(request: Request):
@@ -93,7 +96,7 @@ def _run(session: Session, run_id: int) -> Run:
     return run
 
 
-@router.get("/form", tags=["form"])
+@about.get("/form", tags=["form"])
 def form() -> dict[str, Any]:
     """What the new-run form needs: every TrainConfig field with its group and help, the presets, the devices."""
     return {
@@ -114,14 +117,28 @@ def _check_paths(cfg: TrainConfig, roots: list[Path]) -> None:
             raise _config_error(field, error)
 
 
+# A null for a field that takes no null: what an emptied form field sends. "required" says it; pydantic said "Input
+# should be a valid integer".
+_NULL_REFUSED = {"int_type", "float_type", "bool_type", "string_type", "literal_error"}
+
+
+def _config_errors(e: ValidationError) -> list[dict]:
+    out = []
+    for err in e.errors(include_url=False, include_context=False):
+        field = err["loc"][0] if len(err["loc"]) == 1 else None
+        if err.get("input", "") is None and err["type"] in _NULL_REFUSED and field in TrainConfig.model_fields:
+            default = TrainConfig.model_fields[field].default
+            err = {**err, "type": "missing", "msg": f"required (the default is {default})"}
+        out.append({**err, "loc": ("body", "config", *err["loc"])})
+    return out
+
+
 @router.post("/runs", status_code=201, response_model=RunOut)
 def create_run(body: RunCreate, request: Request, session: SessionDep) -> dict:
     try:
         cfg = TrainConfig(**body.config)
     except ValidationError as e:
-        raise RequestValidationError(
-            [{**err, "loc": ("body", "config", *err["loc"])} for err in e.errors(include_url=False, include_context=False)]
-        ) from None
+        raise RequestValidationError(_config_errors(e)) from None
     _check_paths(cfg, request.app.state.settings.data_roots)
     if too_big := memory_error(cfg):
         raise _config_error(*too_big)
@@ -252,7 +269,7 @@ def get_system(
     return store.recent_system(session, run_id, limit)
 
 
-@router.get("/machine", tags=["machine"])
+@about.get("/machine", tags=["machine"])
 def machine(request: Request, session: SessionDep) -> dict[str, Any]:
     """This server's machine: each GPU (NVML) with its memory and the runs training on it, the CPU, and the running
     runs. A run's GPU is the one the supervisor gave its worker (a run's `device` is always cuda:0 in its worker)."""

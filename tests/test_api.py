@@ -54,6 +54,20 @@ def test_bad_config_is_422_naming_the_field_and_stores_nothing(server, config, f
     assert len(server.client.get("/api/runs").json()) == before
 
 
+def test_an_empty_required_field_says_required(server):
+    """What an emptied form field sends: null. It said "Input should be a valid integer"."""
+    r = server.client.post("/api/runs", json={"config": {"batch_size": None, "lr_g": None, "dataset": None, "data_path": None}})
+    assert r.status_code == 422
+    msgs = {e["loc"][-1]: e["msg"] for e in r.json()["detail"]}
+    assert msgs == {"batch_size": "required (the default is 64)", "lr_g": "required (the default is 0.0002)",
+                    "dataset": "required (the default is emoji)"}  # data_path may be empty
+
+
+def test_the_api_docs_list_each_route_once(server):
+    paths = server.client.get("/openapi.json").json()["paths"]
+    assert paths["/api/form"]["get"]["tags"] == ["form"] and paths["/api/machine"]["get"]["tags"] == ["machine"]
+
+
 def test_malformed_bodies_are_422(server):
     assert server.client.post("/api/runs", content=b"\xff\xfe not json", headers={"content-type": "application/json"}).status_code == 422
     assert server.client.post("/api/runs", json={"name": "x" * 101}).status_code == 422
