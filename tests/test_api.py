@@ -159,6 +159,11 @@ def test_pages_and_docs(server, finished):
     assert server.client.get("/docs").status_code == 200
     assert "/api/runs/{run_id}/checkpoints/{name}" in server.client.get("/openapi.json").json()["paths"]
     assert server.client.get("/static/vendor/uPlot.iife.min.js").status_code == 200
+    guide = server.client.get("/guide/health.md")  # the run page's health alerts link to it
+    assert guide.status_code == 200 and guide.headers["content-type"].startswith("text/plain") and "d_wins" in guide.text
+    assert 'href="/guide/health.md"' in page.text
+    for name in ("nothing.md", "..%2Fpyproject.toml", "architecture.MD"):
+        assert server.client.get(f"/guide/{name}").status_code == 404
 
 
 def test_downsampling_keeps_spikes_first_and_last():
