@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, PlainTextResponse
@@ -24,7 +24,7 @@ from app.paths import PATH_FIELDS, path_error, resolved
 from app.settings import visible_gpus
 from app.store import RunOut, download_name
 from app.supervisor import TransitionError
-from trainer.config import PRESETS, TrainConfig, data_error, form_fields
+from trainer.config import PRESETS, RESUME_CHANGES, TrainConfig, data_error, form_fields
 from trainer.protocol import ACTIVE, BEST, WORKER_LOG, Status
 from trainer.system import host_gpus
 
@@ -207,10 +207,50 @@ def cancel_run(run_id: RunId, request: Request) -> dict:
     return _act(request.app.state.supervisor.cancel, run_id)
 
 
+class ResumeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    config: dict[str, Any] = Field(
+        default_factory=dict, description=f"settings to carry on with, of {', '.join(RESUME_CHANGES)}; the rest stay"
+    )
+
+
+class ExtendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(ge=1, le=100_000, description="how many more epochs to train")
+
+
+def _checked_changes(run: Run, changes: dict[str, Any]) -> dict[str, Any]:
+    """Changes to a stopped run's config, each one a run may make when it carries on (422 naming the field if not)."""
+    for field in changes:
+        if field not in RESUME_CHANGES:
+            raise _config_error(field, f"cannot change when resuming: the checkpoint depends on it (these can: "
+                                       f"{', '.join(RESUME_CHANGES)})")  # fmt: skip
+    try:
+        cfg = TrainConfig(**{**run.config, **changes})
+    except ValidationError as e:
+        raise RequestValidationError(_config_errors(e)) from None
+    if cfg.epochs <= run.epoch:
+        raise _config_error("epochs", f"{run.epoch} epochs are done already: give more than that")
+    return {field: getattr(cfg, field) for field in changes}
+
+
 @router.post("/runs/{run_id}/resume", response_model=RunOut)
-def resume_run(run_id: RunId, request: Request) -> dict:
-    """Queue a failed, cancelled or interrupted run again, to continue from its last checkpoint."""
-    return _act(request.app.state.supervisor.resume, run_id)
+def resume_run(
+    run_id: RunId, request: Request, session: SessionDep, body: Annotated[ResumeBody | None, Body()] = None
+) -> dict:
+    """Queue a failed, cancelled or interrupted run again, to continue from its last checkpoint; with `config`, on
+    changed settings (learning rates, epochs, the save and eval schedule), recorded in the run's `changes`."""
+    changes = _checked_changes(_run(session, run_id), body.config) if body and body.config else None
+    return _act(lambda i: request.app.state.supervisor.resume(i, changes), run_id)
+
+
+@router.post("/runs/{run_id}/extend", response_model=RunOut)
+def extend_run(run_id: RunId, body: ExtendBody, request: Request) -> dict:
+    """Train a completed run `epochs` more epochs from its resume.pt: the same run, its charts carrying on; the new
+    number of epochs is recorded in its `changes`."""
+    return _act(lambda i: request.app.state.supervisor.extend(i, body.epochs), run_id)
 
 
 @router.delete("/runs/{run_id}", status_code=204)

@@ -70,6 +70,8 @@ class Run(Base):
     # What people write about a run (PATCH /api/runs/{id}); never touched by the supervisor or a worker.
     tags: Mapped[list[str] | None] = mapped_column(JSON)
     note: Mapped[str | None]
+    # Settings changed when it was resumed or extended: [{"at", "step", "epoch", "changed": {key: [old, new]}}]
+    changes: Mapped[list[dict] | None] = mapped_column(JSON)
     archived: Mapped[bool] = mapped_column(default=False)  # hidden from the run list's default view, not deleted
     alerts: Mapped[list[Alert]] = relationship(lazy="selectin", cascade="all, delete-orphan", passive_deletes=True)
 

@@ -139,6 +139,15 @@ def transition(session: Session, run: Run, new: Status, **fields) -> None:
     log.info("run %s: %s -> %s (attempt %s)", run.id, old, new, run.attempt)
 
 
+def _changed(run: Run, changes: dict) -> dict:
+    """The fields that put `changes` into the run's config and record them in its `changes`; none when nothing changes."""
+    changed = {k: [run.config.get(k), v] for k, v in changes.items() if run.config.get(k) != v}
+    if not changed:
+        return {}
+    record = {"at": utcnow().isoformat() + "Z", "step": run.step, "epoch": run.epoch, "changed": changed}
+    return {"config": {**run.config, **changes}, "changes": [*(run.changes or []), record]}
+
+
 class Worker:
     """A worker process for one attempt of a run: one we started (a Popen), or one a previous server started (a pid)."""
 
@@ -237,8 +246,9 @@ class Supervisor:
         with self.lock:
             return self._change(run_id, cancel)
 
-    def resume(self, run_id: int) -> Run:
-        """Queue an ended run again; it continues from resume.pt when there is one."""
+    def resume(self, run_id: int, changes: dict | None = None) -> Run:
+        """Queue an ended run again; it continues from resume.pt when there is one. `changes`: config values to train on
+        from there (checked by the caller against config.RESUME_CHANGES), recorded in the run's `changes`."""
 
         def resume(session: Session, run: Run) -> None:
             if run.status not in RESUMABLE:
@@ -246,10 +256,26 @@ class Supervisor:
             if run.unresumable:
                 raise TransitionError(f"run {run.id} cannot resume, it would fail the same way: {run.unresumable}")
             checkpoint = (self.run_dir(run.id) / CHECKPOINTS_DIR / RESUME).is_file()
-            transition(session, run, Status.QUEUED, resume=checkpoint, error=None)
+            transition(session, run, Status.QUEUED, resume=checkpoint, error=None, **_changed(run, changes or {}))
 
         with self.lock:
             run = self._change(run_id, resume)
+        self.poke()
+        return run
+
+    def extend(self, run_id: int, epochs: int) -> Run:
+        """Queue a completed run again for `epochs` more epochs, from its resume.pt: the same run, its charts go on."""
+
+        def extend(session: Session, run: Run) -> None:
+            if run.status != Status.COMPLETED:
+                raise TransitionError(f"run {run.id} is {run.status}: only a completed run trains more epochs (Resume the others)")
+            if not (self.run_dir(run.id) / CHECKPOINTS_DIR / RESUME).is_file():
+                raise TransitionError(f"run {run.id} has no {RESUME} to carry on from")
+            more = {"epochs": run.config["epochs"] + epochs, "max_steps": None}  # a step limit would end it at once
+            transition(session, run, Status.QUEUED, resume=True, error=None, **_changed(run, more))
+
+        with self.lock:
+            run = self._change(run_id, extend)
         self.poke()
         return run
 

@@ -17,6 +17,9 @@ DATASETS = ("emoji", "procedural", "folder", "mnist", "fashion-mnist", "cifar10"
 IMAGE_SIZES = (32, 64, 96, 128)
 FIELD_GROUPS = ("data", "model", "optimisation", "schedule", "hardware")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+# What a stopped or finished run may change when it carries on from its resume.pt: nothing the checkpoint's shapes, the
+# data or the noise depend on.
+RESUME_CHANGES = ("lr_g", "lr_d", "epochs", "max_steps", "save_every", "eval_every")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 # The file each torchvision set cannot load without (under its root), in either of the layouts torchvision reads.
 TORCHVISION_FILES = {

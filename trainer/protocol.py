@@ -33,10 +33,10 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.FAILED: frozenset({Status.QUEUED}),
     Status.CANCELLED: frozenset({Status.QUEUED}),
     Status.INTERRUPTED: frozenset({Status.QUEUED}),
-    Status.COMPLETED: frozenset(),
+    Status.COMPLETED: frozenset({Status.QUEUED}),  # "train N more epochs" (POST extend), from its resume.pt
 }
 ACTIVE = frozenset({Status.QUEUED, Status.RUNNING})
-RESUMABLE = frozenset(s for s, nexts in TRANSITIONS.items() if Status.QUEUED in nexts)
+RESUMABLE = frozenset({Status.FAILED, Status.CANCELLED, Status.INTERRUPTED})  # Resume; a completed run is extended
 ENDED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.INTERRUPTED})
 
 

@@ -5,6 +5,7 @@ import "../chartpng.js";  // the chart cards' PNG buttons
 import { makeCharts } from "./charts.js";
 import { showAlerts } from "./alerts.js";
 import { showCheckpoints } from "./checkpoints.js";
+import { setupCarry } from "./carry.js";
 import { LogView } from "./log.js";
 import { MachineCard } from "./machine.js";
 import { setupOrganise, showOrganise } from "./organise.js";
@@ -166,6 +167,7 @@ async function action(name, button, busyText) {
 $("cancel-button").addEventListener("click", (e) => action("cancel", e.currentTarget, "Cancelling…"));
 $("resume-button").addEventListener("click", (e) => action("resume", e.currentTarget, "Resuming…"));
 setupOrganise(runId, () => run, onRun);
+setupCarry(runId, () => run, onRun);
 
 // The exports of sample grids answer 404 until the first grid: their links show from then on.
 function showExports(grids) {
