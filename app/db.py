@@ -70,6 +70,9 @@ class Run(Base):
     # What people write about a run (PATCH /api/runs/{id}); never touched by the supervisor or a worker.
     tags: Mapped[list[str] | None] = mapped_column(JSON)
     note: Mapped[str | None]
+    # Where each attempt after the first began training ([{"attempt", "step"}]): a resume, a restart after an outage;
+    # the run page marks them on its charts.
+    restarts: Mapped[list[dict] | None] = mapped_column(JSON)
     # Settings changed when it was resumed or extended: [{"at", "step", "epoch", "changed": {key: [old, new]}}]
     changes: Mapped[list[dict] | None] = mapped_column(JSON)
     archived: Mapped[bool] = mapped_column(default=False)  # hidden from the run list's default view, not deleted

@@ -173,6 +173,8 @@ def _status(session: Session, run: Run, msg: StatusMessage) -> None:
         session.execute(delete(Sample).where(Sample.run_id == run.id, Sample.epoch > msg.epoch))
         run.step, run.epoch, run.total_steps, run.total_epochs = msg.step, msg.epoch, msg.total_steps, msg.total_epochs
         run.batches_per_epoch = msg.batches_per_epoch
+        if msg.attempt > 1:
+            run.restarts = [*(run.restarts or []), {"attempt": msg.attempt, "step": msg.step}]
         run.device, run.bf16 = msg.device, msg.bf16
         history.forget(session, run.id, msg.step)
         history.refresh(session, run)  # and for the plan it now has

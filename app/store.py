@@ -93,6 +93,9 @@ class RunOut(BaseModel):
     tags: Annotated[list[str], BeforeValidator(lambda v: v or [])] = Field(description="short labels people gave the run")
     note: str | None = Field(description="free text people wrote about the run")
     archived: bool = Field(description="hidden from the run list's default view")
+    restarts: Annotated[list[dict], BeforeValidator(lambda v: v or [])] = Field(
+        description='where each attempt after the first began training: {"attempt", "step"} (a resume, a restart)'
+    )
     changes: Annotated[list[dict], BeforeValidator(lambda v: v or [])] = Field(
         description='settings changed when it was resumed or extended: {"at", "step", "epoch", "changed": {key: [old, new]}}'
     )

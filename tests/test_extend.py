@@ -64,6 +64,7 @@ def test_resume_with_changed_learning_rates_records_the_change(server):
     assert change["changed"] == {"lr_d": [2e-4, 1e-4], "epochs": [1000, 999]} and change["step"] == stopped["step"]
     wait_for(lambda: server.run(run["id"])["step"] > stopped["step"], what="steps after the resume")
     assert server.run(run["id"])["total_epochs"] == 999
+    assert server.run(run["id"])["restarts"] == [{"attempt": 2, "step": stopped["step"]}]  # marked on the page's charts
     server.client.post(f"/api/runs/{run['id']}/cancel")
     server.wait_status(run["id"], "cancelled")
     assert server.client.post(f"/api/runs/{run['id']}/resume").json()["changes"] == [change]  # a plain resume: no change

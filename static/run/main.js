@@ -141,7 +141,7 @@ function onRun(next) {
   showAlerts(run.alerts || []);
   showConnection();
   quality.setResolution(run.fid_at);
-  for (const chart of Object.values(charts)) chart.setAlerts(run.alerts || []);
+  for (const chart of Object.values(charts)) chart.setMarks(run.alerts || [], run.restarts || []);
   samples.totalEpochs = run.total_epochs ?? run.config.epochs;
   showChartNote();
   log.follow(ACTIVE.includes(run.status));
@@ -264,6 +264,7 @@ window.ganboard = {
   socket,
   feed: onMessage,  // a message as if the server sent it
   alertSteps: () => Object.fromEntries(Object.entries(charts).map(([k, c]) => [k, c.alerts.map((a) => a.step)])),
+  restartSteps: () => Object.fromEntries(Object.entries(charts).map(([k, c]) => [k, c.restarts.map((r) => r.step)])),
   get charts() {  // read each time: the log-scale toggle makes the loss chart anew
     return Object.fromEntries(Object.entries(charts).map(([k, c]) => [k === "d" ? "dgz" : k, c.uplot]));
   },

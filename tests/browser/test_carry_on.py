@@ -39,3 +39,13 @@ def test_resume_with_changes_and_train_more_are_offered_and_recorded(server, pag
     assert run["config"]["lr_d"] == 0.0001 and run["changes"][0]["changed"] == {"lr_d": [0.0002, 0.0001]}
     page.wait_for_selector("#config-changes:not([hidden])")
     assert "lr_d 0.0002 → 0.0001" in page.text_content("#config-changes")
+
+
+def test_the_charts_mark_where_later_attempts_began(server, page):
+    run_id = write_run(server.runs_dir, 500)
+    page.goto(f"{server.url}/runs/{run_id}")
+    page.wait_for_function("window.ganboard.pointCount() > 0")
+    assert page.evaluate("window.ganboard.restartSteps()")["loss"] == []
+    page.evaluate("(run) => window.ganboard.feed({type: 'run', run})",
+                  {**server.run(run_id), "restarts": [{"attempt": 2, "step": 120}, {"attempt": 3, "step": 300}]})
+    assert page.evaluate("window.ganboard.restartSteps()") == {"loss": [120, 300], "d": [120, 300], "grad": [120, 300]}
