@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -22,13 +22,16 @@ from app.db import Checkpoint, Run, Sample
 from app.memory import memory_error
 from app.paths import PATH_FIELDS, path_error, resolved
 from app.settings import visible_gpus
-from app.store import RunOut
+from app.store import RunOut, download_name
 from app.supervisor import TransitionError
-from trainer.config import PRESETS, TrainConfig, form_fields
-from trainer.protocol import ACTIVE, BEST, Status
+from trainer.config import PRESETS, RESUME_CHANGES, TrainConfig, data_error, form_fields
+from trainer.protocol import ACTIVE, BEST, WORKER_LOG, Status
 from trainer.system import host_gpus
 
 router = APIRouter(prefix="/api", tags=["runs"])
+# What is not about one run, under its own tags only (a route's tags add to its router's: on `router` they were listed
+# twice in /docs, under "runs" too).
+about = APIRouter(prefix="/api")
 
 
 def get_session(request: Request):
@@ -81,7 +84,7 @@ class SampleOut(FileOut):
 
 
 class CheckpointOut(FileOut):
-    label: str = Field(description='what it holds, e.g. "after epoch 10", "epoch 29, step 812"')
+    label: str = Field(description='what it holds, e.g. "after epoch 10", "in epoch 29, step 812"')
     step: int | None = Field(None, description="the step it was saved after")
     sha256: str | None = Field(None, description="SHA-256 of the file as the worker reported it")
 
@@ -93,7 +96,7 @@ def _run(session: Session, run_id: int) -> Run:
     return run
 
 
-@router.get("/form", tags=["form"])
+@about.get("/form", tags=["form"])
 def form() -> dict[str, Any]:
     """What the new-run form needs: every TrainConfig field with its group and help, the presets, the devices."""
     return {
@@ -114,17 +117,33 @@ def _check_paths(cfg: TrainConfig, roots: list[Path]) -> None:
             raise _config_error(field, error)
 
 
+# A null for a field that takes no null: what an emptied form field sends. "required" says it; pydantic said "Input
+# should be a valid integer".
+_NULL_REFUSED = {"int_type", "float_type", "bool_type", "string_type", "literal_error"}
+
+
+def _config_errors(e: ValidationError) -> list[dict]:
+    out = []
+    for err in e.errors(include_url=False, include_context=False):
+        field = err["loc"][0] if len(err["loc"]) == 1 else None
+        if err.get("input", "") is None and err["type"] in _NULL_REFUSED and field in TrainConfig.model_fields:
+            default = TrainConfig.model_fields[field].default
+            err = {**err, "type": "missing", "msg": f"required (the default is {default})"}
+        out.append({**err, "loc": ("body", "config", *err["loc"])})
+    return out
+
+
 @router.post("/runs", status_code=201, response_model=RunOut)
 def create_run(body: RunCreate, request: Request, session: SessionDep) -> dict:
     try:
         cfg = TrainConfig(**body.config)
     except ValidationError as e:
-        raise RequestValidationError(
-            [{**err, "loc": ("body", "config", *err["loc"])} for err in e.errors(include_url=False, include_context=False)]
-        ) from None
+        raise RequestValidationError(_config_errors(e)) from None
     _check_paths(cfg, request.app.state.settings.data_roots)
     if too_big := memory_error(cfg):
         raise _config_error(*too_big)
+    if no_data := data_error(cfg):  # now, not from the worker after its wait in the queue
+        raise _config_error(*no_data)
     config = resolved(cfg.model_dump())  # what was checked is what the worker gets, whatever a symlink points to later
     run = Run(name=(body.name or "").strip() or f"{cfg.dataset}", config=config)
     session.add(run)
@@ -188,17 +207,62 @@ def cancel_run(run_id: RunId, request: Request) -> dict:
     return _act(request.app.state.supervisor.cancel, run_id)
 
 
+class ResumeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    config: dict[str, Any] = Field(
+        default_factory=dict, description=f"settings to carry on with, of {', '.join(RESUME_CHANGES)}; the rest stay"
+    )
+
+
+class ExtendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(ge=1, le=100_000, description="how many more epochs to train")
+
+
+def _checked_changes(run: Run, changes: dict[str, Any]) -> dict[str, Any]:
+    """Changes to a stopped run's config, each one a run may make when it carries on (422 naming the field if not)."""
+    for field in changes:
+        if field not in RESUME_CHANGES:
+            raise _config_error(field, f"cannot change when resuming: the checkpoint depends on it (these can: "
+                                       f"{', '.join(RESUME_CHANGES)})")  # fmt: skip
+    try:
+        cfg = TrainConfig(**{**run.config, **changes})
+    except ValidationError as e:
+        raise RequestValidationError(_config_errors(e)) from None
+    if cfg.epochs <= run.epoch:
+        raise _config_error("epochs", f"{run.epoch} epochs are done already: give more than that")
+    return {field: getattr(cfg, field) for field in changes}
+
+
 @router.post("/runs/{run_id}/resume", response_model=RunOut)
-def resume_run(run_id: RunId, request: Request) -> dict:
-    """Queue a failed, cancelled or interrupted run again, to continue from its last checkpoint."""
-    return _act(request.app.state.supervisor.resume, run_id)
+def resume_run(
+    run_id: RunId, request: Request, session: SessionDep, body: Annotated[ResumeBody | None, Body()] = None
+) -> dict:
+    """Queue a failed, cancelled or interrupted run again, to continue from its last checkpoint; with `config`, on
+    changed settings (learning rates, epochs, the save and eval schedule), recorded in the run's `changes`."""
+    changes = _checked_changes(_run(session, run_id), body.config) if body and body.config else None
+    return _act(lambda i: request.app.state.supervisor.resume(i, changes), run_id)
+
+
+@router.post("/runs/{run_id}/extend", response_model=RunOut)
+def extend_run(run_id: RunId, body: ExtendBody, request: Request) -> dict:
+    """Train a completed run `epochs` more epochs from its resume.pt: the same run, its charts carrying on; the new
+    number of epochs is recorded in its `changes`."""
+    return _act(lambda i: request.app.state.supervisor.extend(i, body.epochs), run_id)
 
 
 @router.delete("/runs/{run_id}", status_code=204)
 def delete_run(run_id: RunId, request: Request, session: SessionDep) -> Response:
+    """Any run but a running one (409: cancel it first). A queued one is cancelled and deleted in one step: no worker
+    runs it, there is nothing to stop."""
     run = _run(session, run_id)
+    if run.status == Status.QUEUED:
+        _act(request.app.state.supervisor.cancel, run_id)  # through the supervisor: the tick may be starting it now
     # Only while it is not active, checked by the DELETE itself: a resume in between keeps the run.
     if session.execute(delete(Run).where(Run.id == run_id, Run.status.not_in(ACTIVE))).rowcount != 1:
+        session.refresh(run)
         raise HTTPException(409, f"run {run_id} is {run.status}: cancel it before deleting it")
     session.commit()
     shutil.rmtree(request.app.state.settings.runs_dir / str(run_id), ignore_errors=True)
@@ -239,13 +303,13 @@ def get_system(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=1_000_000, description="the newest this many samples")] = store.SYSTEM_RECENT,
 ) -> list[dict]:
-    """The worker's machine every few seconds, oldest first: time (unix s), step, cpu_percent (100 = one core), rss_mb,
+    """The worker's machine every few seconds, oldest first: the attempt, time (unix s), step, cpu_percent (100 = one core), rss_mb,
     and gpu_util (%), gpu_mem_mb, gpu_temp_c on a GPU (else null)."""
     _run(session, run_id)
     return store.recent_system(session, run_id, limit)
 
 
-@router.get("/machine", tags=["machine"])
+@about.get("/machine", tags=["machine"])
 def machine(request: Request, session: SessionDep) -> dict[str, Any]:
     """This server's machine: each GPU (NVML) with its memory and the runs training on it, the CPU, and the running
     runs. A run's GPU is the one the supervisor gave its worker (a run's `device` is always cuda:0 in its worker)."""
@@ -288,7 +352,7 @@ def get_best_checkpoint(
     if session.get(Checkpoint, {"run_id": run_id, "name": name}) is None:
         raise HTTPException(404, f"run {run_id} has no best checkpoint yet: no epoch has been scored yet")
     path = _registered_file(request, run_id, "checkpoints", name, True)
-    return FileResponse(path, media_type="application/octet-stream", filename=f"{run.name}-{name}")
+    return FileResponse(path, media_type="application/octet-stream", filename=download_name(run.name, name))
 
 
 @router.api_route("/runs/{run_id}/checkpoints/{name}", methods=["GET", "HEAD"], response_class=FileResponse)
@@ -296,4 +360,44 @@ def get_checkpoint(run_id: RunId, name: str, request: Request, session: SessionD
     run = _run(session, run_id)
     known = session.get(Checkpoint, {"run_id": run_id, "name": name}) is not None
     path = _registered_file(request, run_id, "checkpoints", name, known)
-    return FileResponse(path, media_type="application/octet-stream", filename=f"{run.name}-{name}")
+    return FileResponse(path, media_type="application/octet-stream", filename=download_name(run.name, name))
+
+
+LOG_TAIL_BYTES = 64 * 1024  # what the Logs tab shows at first; the whole file is a download
+
+
+class LogOut(BaseModel):
+    text: str = Field(description="the log from byte `start` to byte `end`, decoded as UTF-8 (bad bytes replaced)")
+    start: int
+    end: int = Field(description="the log's size when read: ask for `after=end` next to get what came since")
+
+
+@router.get("/runs/{run_id}/log", response_model=LogOut)
+def get_log(
+    run_id: RunId,
+    request: Request,
+    session: SessionDep,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="from this byte on; unset: the last 64 KiB")] = None,
+) -> dict:
+    """The worker's log (every attempt, appended), read by the run page's Logs tab while the run trains."""
+    _run(session, run_id)
+    path = request.app.state.settings.runs_dir / str(run_id) / WORKER_LOG
+    try:
+        with path.open("rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            start = max(0, end - LOG_TAIL_BYTES) if after is None or after > end else after  # a shorter log: a new file
+            f.seek(start)
+            data = f.read(min(end - start, LOG_TAIL_BYTES))
+    except FileNotFoundError:
+        return {"text": "", "start": 0, "end": 0}
+    return {"text": data.decode("utf-8", "replace"), "start": start, "end": start + len(data)}
+
+
+@router.api_route("/runs/{run_id}/log/worker.log", methods=["GET", "HEAD"], response_class=PlainTextResponse)
+def download_log(run_id: RunId, request: Request, session: SessionDep):
+    """The whole worker log, as a file."""
+    run = _run(session, run_id)
+    path = request.app.state.settings.runs_dir / str(run_id) / WORKER_LOG
+    if not path.is_file():
+        raise HTTPException(404, f"run {run_id} has no worker log yet: it has not started")
+    return FileResponse(path, media_type="text/plain; charset=utf-8", filename=download_name(run.name, WORKER_LOG))

@@ -45,8 +45,9 @@ class Run(Base):
     epoch: Mapped[int] = mapped_column(default=0)
     total_steps: Mapped[int | None]
     total_epochs: Mapped[int | None]
+    batches_per_epoch: Mapped[int | None]  # as the worker reported when it started
     images_per_s: Mapped[float | None]  # over the last ~20 s of this attempt's batch rows
-    mean_images_per_s: Mapped[float | None]  # over this attempt's batch rows so far: what the ETA is made from
+    attempt_images_per_s: Mapped[float | None]  # over this attempt's batch rows so far: what the ETA is made from
     loss_d: Mapped[float | None]
     loss_g: Mapped[float | None]
     d_x: Mapped[float | None]
@@ -76,6 +77,11 @@ class Run(Base):
     # What people write about a run (PATCH /api/runs/{id}); never touched by the supervisor or a worker.
     tags: Mapped[list[str] | None] = mapped_column(JSON)
     note: Mapped[str | None]
+    # Where each attempt after the first began training ([{"attempt", "step"}]): a resume, a restart after an outage;
+    # the run page marks them on its charts.
+    restarts: Mapped[list[dict] | None] = mapped_column(JSON)
+    # Settings changed when it was resumed or extended: [{"at", "step", "epoch", "changed": {key: [old, new]}}]
+    changes: Mapped[list[dict] | None] = mapped_column(JSON)
     archived: Mapped[bool] = mapped_column(default=False)  # hidden from the run list's default view, not deleted
     sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id"), index=True)  # the sweep that made it (app/sweeps.py)
     alerts: Mapped[list[Alert]] = relationship(lazy="selectin", cascade="all, delete-orphan", passive_deletes=True)
@@ -94,9 +100,26 @@ class Run(Base):
     def eta_seconds(self) -> float | None:
         """The steps left at this attempt's average speed: steadier than the last seconds' speed, which a CPU run's
         FID or another run starting moves for a while."""
-        if self.status != Status.RUNNING or not self.mean_images_per_s or self.total_steps is None:
+        if self.status != Status.RUNNING or not self.attempt_images_per_s or self.total_steps is None:
             return None
-        return max(0, self.total_steps - self.step) * self.config["batch_size"] / self.mean_images_per_s
+        return max(0, self.total_steps - self.step) * self.config["batch_size"] / self.attempt_images_per_s
+
+    @property
+    def epoch_in_progress(self) -> int | None:
+        """The epoch its newest step lies in, when that is past the last completed one (`epoch` counts completed
+        epochs): while it trains, and where it stopped inside an epoch. The page, the list and the checkpoint labels
+        ("in epoch 4, step 90") all say it this way."""
+        if self.total_epochs is not None and self.epoch >= self.total_epochs:
+            return None
+        if self.status == Status.RUNNING or (self.batches_per_epoch and self.step > self.epoch * self.batches_per_epoch):
+            return self.epoch + 1
+        return None
+
+    @property
+    def mean_images_per_s(self) -> float | None:
+        """Images trained over the time it ran, summed over attempts (data loading and epoch ends included)."""
+        active = self.active_seconds
+        return self.step * self.config["batch_size"] / active if active > 0 and self.step else None
 
     @property
     def resumable(self) -> bool:
@@ -208,6 +231,7 @@ class SystemSample(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    attempt: Mapped[int | None]  # images/s is measured between samples of one attempt (null: stored before it was kept)
     time: Mapped[float]
     step: Mapped[int]
     cpu_percent: Mapped[float]

@@ -14,6 +14,7 @@ import json
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from datetime import timezone
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +24,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api import RunId
-from app.db import Metric, Run, Sample
+from app.db import Metric, Run, Sample, SystemSample
+from app.store import download_name
 from trainer.protocol import METRICS, ROW_COLUMNS, SAMPLES_DIR
 
 router = APIRouter(prefix="/api/runs/{run_id}/export", tags=["export"])
@@ -38,9 +40,8 @@ def _run_name(request: Request, run_id: int) -> str:
         return run.name
 
 
-def _attachment(filename: str) -> dict[str, str]:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in filename)
-    return {"Content-Disposition": f'attachment; filename="{safe}"'}
+def _attachment(run_name: str, suffix: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{download_name(run_name, suffix)}"'}
 
 
 def _rows(sessions: sessionmaker, run_id: int) -> Iterator[list[tuple]]:
@@ -76,7 +77,7 @@ def metrics_csv(run_id: RunId, request: Request):
     """Every per-batch row, one line each, with a header of the column names."""
     name = _run_name(request, run_id)
     body = _csv(request.app.state.sessions, run_id)
-    return StreamingResponse(body, media_type="text/csv", headers=_attachment(f"{name}-metrics.csv"))
+    return StreamingResponse(body, media_type="text/csv", headers=_attachment(name, "metrics.csv"))
 
 
 @router.get("/metrics.json", response_class=StreamingResponse)
@@ -84,7 +85,7 @@ def metrics_json(run_id: RunId, request: Request):
     """Every per-batch row: `{"columns": [...], "rows": [[...], ...]}`."""
     name = _run_name(request, run_id)
     body = _json(request.app.state.sessions, run_id)
-    return StreamingResponse(body, media_type="application/json", headers=_attachment(f"{name}-metrics.json"))
+    return StreamingResponse(body, media_type="application/json", headers=_attachment(name, "metrics.json"))
 
 
 def _sample_files(request: Request, run_id: int) -> list[tuple[int, Path]]:
@@ -129,7 +130,7 @@ def samples_zip(run_id: RunId, request: Request):
     """Every epoch's sample grid, as the PNGs the worker wrote."""
     name = _run_name(request, run_id)
     files = [(path.name, path) for _, path in _sample_files(request, run_id)]
-    return StreamingResponse(_zip(files), media_type="application/zip", headers=_attachment(f"{name}-samples.zip"))
+    return StreamingResponse(_zip(files), media_type="application/zip", headers=_attachment(name, "samples.zip"))
 
 
 @router.get("/samples.{fmt}", response_class=Response, responses={200: {"content": {"image/gif": {}, "image/webp": {}}}})
@@ -143,25 +144,47 @@ def samples_animation(run_id: RunId, fmt: Literal["gif", "webp"], request: Reque
     durations[-1] = max(durations[-1], 1500)
     out = io.BytesIO()
     frames[0].save(out, format=fmt.upper(), save_all=True, append_images=frames[1:], duration=durations, loop=0)
-    return Response(out.getvalue(), media_type=f"image/{fmt}", headers=_attachment(f"{name}-samples.{fmt}"))
+    return Response(out.getvalue(), media_type=f"image/{fmt}", headers=_attachment(name, f"samples.{fmt}"))
+
+
+QUALITY_TAGS = {"swd": "quality/SWD x1e3", "fid": "quality/FID", "kid": "quality/KID"}  # per epoch, lower is better
+SYSTEM_TAGS = {"cpu_percent": "machine/CPU %", "rss_mb": "machine/RSS MB", "gpu_util": "machine/GPU %",
+               "gpu_mem_mb": "machine/GPU memory MB", "gpu_temp_c": "machine/GPU temperature C"}  # fmt: skip
+
+
+def _hparams(config: dict) -> dict:
+    """The run's config as TensorBoard's HParams plugin takes it: numbers, strings and booleans (unset ones left out)."""
+    return {k: v for k, v in config.items() if isinstance(v, (bool, int, float, str))}
 
 
 def _write_events(folder: Path, session: Session, sessions: sessionmaker, run_id: int, samples: list[tuple[int, Path]]):
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import summary_v2 as hparams
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    def scalars(wall_time: float, step: int, values: dict[str, float | None]) -> Event:
+        summary = Summary(value=[Summary.Value(tag=t, simple_value=v) for t, v in values.items() if v is not None])
+        return Event(wall_time=wall_time, step=step, summary=summary)
 
     tags = {m.name: f"{m.chart}/{m.label}" for m in METRICS}
     at = {c: i for i, c in enumerate(ROW_COLUMNS)}
     writer = EventFileWriter(str(folder))
+    run = session.get(Run, run_id)
+    started = (run.started_at or run.created_at).replace(tzinfo=timezone.utc).timestamp()  # stored as naive UTC
+    # The HParams tab's row for this run: its config; the scalars below are its metrics.
+    writer.add_event(Event(wall_time=started, summary=hparams.hparams_pb(
+        _hparams(run.config), trial_id=run.name, start_time_secs=int(started))))  # fmt: skip
     for chunk in _rows(sessions, run_id):
         for row in chunk:
             values = [Summary.Value(tag=tags[m], simple_value=row[at[m]]) for m in tags if row[at[m]] is not None]
             writer.add_event(Event(wall_time=row[at["time"]], step=row[at["step"]], summary=Summary(value=values)))
-    last_steps = dict(
-        session.execute(select(Metric.epoch, func.max(Metric.step)).where(Metric.run_id == run_id).group_by(Metric.epoch))
-        .tuples().all()
-    )
+    epoch_ends = {  # epoch -> (its last step, that step's time)
+        epoch: (step, at) for epoch, step, at in session.execute(
+            select(Metric.epoch, func.max(Metric.step), func.max(Metric.time)).where(Metric.run_id == run_id)
+            .group_by(Metric.epoch))
+    }  # fmt: skip
+    last_steps = {epoch: step for epoch, (step, _) in epoch_ends.items()}
     for epoch, path in samples:
         from PIL import Image
 
@@ -171,12 +194,20 @@ def _write_events(folder: Path, session: Session, sessions: sessionmaker, run_id
         step = last_steps.get(epoch, epoch)
         writer.add_event(Event(wall_time=path.stat().st_mtime, step=step,
                                summary=Summary(value=[Summary.Value(tag="samples", image=image)])))  # fmt: skip
+    scored = session.scalars(select(Sample).where(Sample.run_id == run_id).order_by(Sample.epoch))
+    for s in scored:
+        step, at = epoch_ends.get(s.epoch, (s.epoch, started))
+        writer.add_event(scalars(at, step, {tag: getattr(s, name) for name, tag in QUALITY_TAGS.items()}))
+    machine = session.scalars(select(SystemSample).where(SystemSample.run_id == run_id).order_by(SystemSample.time))
+    for m in machine:
+        writer.add_event(scalars(m.time, m.step, {tag: getattr(m, name) for name, tag in SYSTEM_TAGS.items()}))
     writer.close()
 
 
 @router.get("/tensorboard.zip", response_class=StreamingResponse)
 def tensorboard_events(run_id: RunId, request: Request):
-    """A TensorBoard log folder: every metric as a scalar by step, every grid as an image. Unzip it and run
+    """A TensorBoard log folder: every metric as a scalar by step, every grid as an image, SWD, FID and KID by epoch
+    (at the epoch's last step), the machine samples, and the config for the HParams tab. Unzip it and run
     `tensorboard --logdir` on the folder."""
     name = _run_name(request, run_id)
     sessions = request.app.state.sessions
@@ -194,4 +225,4 @@ def tensorboard_events(run_id: RunId, request: Request):
         with tmp:
             yield from _zip(files)
 
-    return StreamingResponse(body(), media_type="application/zip", headers=_attachment(f"{name}-tensorboard.zip"))
+    return StreamingResponse(body(), media_type="application/zip", headers=_attachment(name, "tensorboard.zip"))

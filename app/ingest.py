@@ -115,17 +115,17 @@ def _batch(session: Session, run: Run, msg: BatchMessage, current: bool) -> dict
                 setattr(run, name, value)
         if run.status == Status.RUNNING:
             run.images_per_s = _images_per_s(session, run, rows.step[-1], rows.time[-1], RATE_WINDOW)
-            run.mean_images_per_s = _images_per_s(session, run, rows.step[-1], rows.time[-1])
+            run.attempt_images_per_s = _images_per_s(session, run, rows.step[-1], rows.time[-1])
     if rows.step:
         if not current:  # an older attempt's late rows may fall inside stored buckets
             history.forget(session, run.id, min(rows.step) - 1)
         if history.refresh_due(min(rows.step), max(rows.step)):
             history.refresh(session, run)
-    return {"type": "batch", "rows": {c: getattr(rows, c) for c in ("step", "epoch", *STATS)}}
+    return {"type": "batch", "rows": {c: getattr(rows, c) for c in ("step", "epoch", "time", *STATS)}}  # every x axis
 
 
 def _system(session: Session, run: Run, msg: SystemMessage) -> dict:
-    sample = SystemSample(run_id=run.id, **msg.model_dump(exclude={"type", "seq", "attempt"}))
+    sample = SystemSample(run_id=run.id, **msg.model_dump(exclude={"type", "seq"}))
     session.add(sample)
     return {"type": "system", **system_json(sample)}
 
@@ -222,6 +222,9 @@ def _status(session: Session, run: Run, msg: StatusMessage) -> None:
         session.execute(delete(Metric).where(Metric.run_id == run.id, Metric.step > msg.step))
         session.execute(delete(Sample).where(Sample.run_id == run.id, Sample.epoch > msg.epoch))
         run.step, run.epoch, run.total_steps, run.total_epochs = msg.step, msg.epoch, msg.total_steps, msg.total_epochs
+        run.batches_per_epoch = msg.batches_per_epoch
+        if msg.attempt > 1:
+            run.restarts = [*(run.restarts or []), {"attempt": msg.attempt, "step": msg.step}]
         run.device, run.bf16, run.graphed = msg.device, msg.bf16, msg.graphed
         history.forget(session, run.id, msg.step)
         history.refresh(session, run)  # and for the plan it now has

@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(auth.router)
     app.include_router(api.router)
+    app.include_router(api.about)
     app.include_router(export.router)
     app.include_router(sampling.router)
     app.include_router(live.router)
@@ -75,13 +76,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/docs", include_in_schema=False)
     def swagger_ui() -> HTMLResponse:  # served from static/vendor/, so it works offline
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="GANboard API", swagger_js_url=VENDOR + "swagger-ui-bundle.js",
-                                   swagger_css_url=VENDOR + "swagger-ui.css", swagger_favicon_url="/static/favicon.svg")  # fmt: skip
+        return _in_app(get_swagger_ui_html(openapi_url=app.openapi_url, title="GANboard API", swagger_js_url=VENDOR + "swagger-ui-bundle.js",
+                                           swagger_css_url=VENDOR + "swagger-ui.css", swagger_favicon_url="/static/favicon.svg"))  # fmt: skip
 
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url=app.openapi_url, title="GANboard API", redoc_js_url=VENDOR + "redoc.standalone.js",
-                              redoc_favicon_url="/static/favicon.svg", with_google_fonts=False)  # fmt: skip
+        return _in_app(get_redoc_html(openapi_url=app.openapi_url, title="GANboard API", redoc_js_url=VENDOR + "redoc.standalone.js",
+                                      redoc_favicon_url="/static/favicon.svg", with_google_fonts=False))  # fmt: skip
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -107,6 +108,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
 
     return app
+
+
+# The API docs pages as parts of the app: the theme the app shows (its toggle's choice, else the system's) and a bar
+# leading back to the app and between the two docs pages.
+_DOCS_HEAD = """<link rel="stylesheet" href="/static/docs.css"><script>
+  document.documentElement.dataset.theme = localStorage.getItem("ganboard-theme")
+    || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
+</script>"""
+_DOCS_BAR = """<nav class="docs-bar"><a href="/">&larr; GANboard</a><a href="/docs">Swagger UI</a><a href="/redoc">ReDoc</a>
+  <a href="/openapi.json">openapi.json</a></nav>"""
+
+
+def _in_app(page: HTMLResponse) -> HTMLResponse:
+    html = page.body.decode().replace("<head>", "<head>" + _DOCS_HEAD, 1).replace("<body>", "<body>" + _DOCS_BAR, 1)
+    return HTMLResponse(html)
 
 
 def _error_page(request: Request, status: int, detail: str) -> HTMLResponse:

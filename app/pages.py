@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
@@ -17,6 +17,7 @@ from app.db import Run
 from trainer.protocol import METRICS, Status
 
 ROOT = Path(__file__).resolve().parent.parent
+GUIDES = ROOT / "docs"
 templates = Jinja2Templates(directory=ROOT / "templates")
 router = APIRouter(include_in_schema=False)
 IMPORT = re.compile(r'^import\s(?:[^;]*?\sfrom\s+)?"(\.{1,2}/[^"]+)"', re.M)  # static imports of the page's own modules
@@ -89,3 +90,12 @@ def compare_page(request: Request, runs: str | None = None):
     context = {"run_ids": ids, "unknown": unknown, "error": error, "max_runs": MAX_COMPARED,
                "metrics": [asdict(m) for m in METRICS], "modules": COMPARE_MODULES}  # fmt: skip
     return templates.TemplateResponse(request, "compare.html", context, status_code=status)
+
+
+@router.get("/guide/{name}", response_class=PlainTextResponse)
+def guide(name: str):
+    """A page of docs/ the app links to (health.md: what each alert means), as text, so the link works offline."""
+    path = GUIDES / name
+    if not re.fullmatch(r"[a-z]+\.md", name) or not path.is_file():
+        raise HTTPException(404, f"no guide named {name!r}")
+    return PlainTextResponse(path.read_text(), media_type="text/plain; charset=utf-8")

@@ -27,6 +27,12 @@ def _utc(t: datetime) -> str:
 UtcTime = Annotated[datetime, PlainSerializer(_utc, return_type=str)]
 
 
+def download_name(run_name: str, suffix: str) -> str:
+    """The file name of any download of a run, in one style: `<run name>-<what>`, anything but letters, digits, `-`,
+    `_` and `.` as `_` (`emoji 1` -> `emoji_1-netg.pth`)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{run_name}-{suffix}")
+
+
 class AlertOut(BaseModel):
     """A health alert (app/health.py): what is wrong in words, and what to try."""
 
@@ -57,12 +63,16 @@ class RunOut(BaseModel):
     started_at: UtcTime | None
     finished_at: UtcTime | None
     step: int
-    epoch: int
+    epoch: int = Field(description="epochs completed")
+    epoch_in_progress: int | None = Field(
+        description="the epoch its newest step lies in, when past the completed ones: while it trains, or where it stopped"
+    )
     total_steps: int | None
     total_epochs: int | None
     images_per_s: float | None = Field(description="over the last ~20 s of training; null unless running and measured")
-    mean_images_per_s: float | None = Field(description="over this attempt's training so far")
-    eta_seconds: float | None = Field(description="the steps left at `mean_images_per_s`; null when that is")
+    attempt_images_per_s: float | None = Field(description="over this attempt's training so far")
+    eta_seconds: float | None = Field(description="the steps left at `attempt_images_per_s`; null unless running")
+    mean_images_per_s: float | None = Field(description="images trained over `active_seconds`; null before a step")
     active_seconds: float = Field(description="time spent running, summed over attempts")
     loss_d: float | None
     loss_g: float | None
@@ -88,6 +98,12 @@ class RunOut(BaseModel):
     note: str | None = Field(description="free text people wrote about the run")
     archived: bool = Field(description="hidden from the run list's default view")
     sweep_id: int | None = Field(None, description="the sweep that made it (/api/sweeps/{id}), or null")
+    restarts: Annotated[list[dict], BeforeValidator(lambda v: v or [])] = Field(
+        description='where each attempt after the first began training: {"attempt", "step"} (a resume, a restart)'
+    )
+    changes: Annotated[list[dict], BeforeValidator(lambda v: v or [])] = Field(
+        description='settings changed when it was resumed or extended: {"at", "step", "epoch", "changed": {key: [old, new]}}'
+    )
     alerts: list[AlertOut] = Field(validation_alias=AliasChoices("alerts_newest_first", "alerts"), description="newest first")
 
 
@@ -123,7 +139,7 @@ SYSTEM_RECENT = 2000  # machine samples a run page starts with: ~2.8 hours at on
 
 
 def system_json(sample: SystemSample) -> dict[str, Any]:
-    return {name: getattr(sample, name) for name in SYSTEM_FIELDS}
+    return {"attempt": sample.attempt, **{name: getattr(sample, name) for name in SYSTEM_FIELDS}}
 
 
 def recent_system(session: Session, run_id: int, limit: int = SYSTEM_RECENT) -> list[dict]:

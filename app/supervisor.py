@@ -119,7 +119,7 @@ def transition(session: Session, run: Run, new: Status, **fields) -> None:
     now = utcnow()
     if new == Status.RUNNING:
         fields.update(running_since=now, started_at=run.started_at or now, finished_at=None, images_per_s=None,
-                      mean_images_per_s=None)
+                      attempt_images_per_s=None)
     elif old == Status.RUNNING:
         ran = (now - run.running_since).total_seconds() if run.running_since else 0.0
         fields.update(running_since=None, ran_seconds=run.ran_seconds + ran, images_per_s=None, scoring=None)
@@ -138,6 +138,15 @@ def transition(session: Session, run: Run, new: Status, **fields) -> None:
     for key, value in fields.items():
         set_committed_value(run, key, value)
     log.info("run %s: %s -> %s (attempt %s)", run.id, old, new, run.attempt)
+
+
+def _changed(run: Run, changes: dict) -> dict:
+    """The fields that put `changes` into the run's config and record them in its `changes`; none when nothing changes."""
+    changed = {k: [run.config.get(k), v] for k, v in changes.items() if run.config.get(k) != v}
+    if not changed:
+        return {}
+    record = {"at": utcnow().isoformat() + "Z", "step": run.step, "epoch": run.epoch, "changed": changed}
+    return {"config": {**run.config, **changes}, "changes": [*(run.changes or []), record]}
 
 
 class Worker:
@@ -246,8 +255,9 @@ class Supervisor:
         if worker is not None and worker.attempt == attempt and worker.kill_at is not None:
             worker.kill_at, worker.stopped_at = time.monotonic() + self.settings.grace_seconds, step
 
-    def resume(self, run_id: int) -> Run:
-        """Queue an ended run again; it continues from resume.pt when there is one."""
+    def resume(self, run_id: int, changes: dict | None = None) -> Run:
+        """Queue an ended run again; it continues from resume.pt when there is one. `changes`: config values to train on
+        from there (checked by the caller against config.RESUME_CHANGES), recorded in the run's `changes`."""
 
         def resume(session: Session, run: Run) -> None:
             if run.status not in RESUMABLE:
@@ -255,10 +265,26 @@ class Supervisor:
             if run.unresumable:
                 raise TransitionError(f"run {run.id} cannot resume, it would fail the same way: {run.unresumable}")
             checkpoint = (self.run_dir(run.id) / CHECKPOINTS_DIR / RESUME).is_file()
-            transition(session, run, Status.QUEUED, resume=checkpoint, error=None)
+            transition(session, run, Status.QUEUED, resume=checkpoint, error=None, **_changed(run, changes or {}))
 
         with self.lock:
             run = self._change(run_id, resume)
+        self.poke()
+        return run
+
+    def extend(self, run_id: int, epochs: int) -> Run:
+        """Queue a completed run again for `epochs` more epochs, from its resume.pt: the same run, its charts go on."""
+
+        def extend(session: Session, run: Run) -> None:
+            if run.status != Status.COMPLETED:
+                raise TransitionError(f"run {run.id} is {run.status}: only a completed run trains more epochs (Resume the others)")
+            if not (self.run_dir(run.id) / CHECKPOINTS_DIR / RESUME).is_file():
+                raise TransitionError(f"run {run.id} has no {RESUME} to carry on from")
+            more = {"epochs": run.config["epochs"] + epochs, "max_steps": None}  # a step limit would end it at once
+            transition(session, run, Status.QUEUED, resume=True, error=None, **_changed(run, more))
+
+        with self.lock:
+            run = self._change(run_id, extend)
         self.poke()
         return run
 

@@ -48,12 +48,14 @@ function humanSeconds(seconds) {
   return h ? `${h}h ${m}m` : m ? `${m}m ${s}s` : `${s}s`;
 }
 
-// Speed, ETA and time spent running, as the server measured them (images/s over recent steps, not the data loading);
-// null when there is nothing to measure, e.g. on a run that is not running. The run list and the run page both use these.
+// Speed, ETA and time spent running, as the server measured them: images/s over recent steps while it runs (not the data
+// loading), else the mean over the time it ran; null when there is nothing to measure. The run list and the run page
+// both use these.
 const known = (v) => v !== null && v !== undefined;
 
 function imagesPerSecond(run) {
-  return run.status === "running" && known(run.images_per_s) ? run.images_per_s : null;
+  if (run.status === "running") return known(run.images_per_s) ? run.images_per_s : null;
+  return known(run.mean_images_per_s) ? run.mean_images_per_s : null;
 }
 
 function etaSeconds(run) {
@@ -62,7 +64,8 @@ function etaSeconds(run) {
 
 function speedText(run) {
   const ips = imagesPerSecond(run), eta = etaSeconds(run);
-  return [ips === null ? "" : `${ips.toFixed(0)} images/s`, eta === null ? "" : `ETA ${humanSeconds(eta)}`].filter(Boolean).join(" · ");
+  const mean = run.status === "running" ? "" : " on average";
+  return [ips === null ? "" : `${ips.toFixed(0)} images/s${mean}`, eta === null ? "" : `ETA ${humanSeconds(eta)}`].filter(Boolean).join(" · ");
 }
 
 // Time spent running (not the time a run sat cancelled before a resume), when the server counts it.
@@ -86,16 +89,13 @@ function progressFraction(run) {
   return run.total_steps ? Math.min(1, run.step / run.total_steps) : 0;
 }
 
-// run.epoch counts finished epochs; while a run trains, people expect the epoch it is in.
-function currentEpoch(run) {
-  const total = run.total_epochs ?? run.config.epochs;
-  return run.status === "running" && run.epoch < total ? run.epoch + 1 : run.epoch;
-}
-
+// One way to count, as the API does: run.epoch is the epochs completed, run.epoch_in_progress the one its newest step
+// lies in (while it trains, or where it stopped inside an epoch), as the checkpoint labels say ("in epoch 4, step 90").
 function progressLabel(run) {
   const epochs = run.total_epochs ?? run.config.epochs;
+  const inEpoch = run.epoch_in_progress ? ` · in epoch ${run.epoch_in_progress}` : "";
   const steps = run.total_steps ? ` · step ${run.step.toLocaleString()} of ${run.total_steps.toLocaleString()}` : "";
-  return `epoch ${currentEpoch(run)} of ${epochs}${steps}`;
+  return `${run.epoch} of ${epochs} epochs${inEpoch}${steps}`;
 }
 
 function setBadge(node, status) {

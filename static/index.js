@@ -15,13 +15,6 @@ let formInfo = null;
 const $ = (id) => document.getElementById(id);
 let allRuns = [];
 
-// Mean images/s over the time the run ran, or the live figure while it runs: what the table compares.
-function throughput(run) {
-  const live = imagesPerSecond(run);
-  if (live !== null) return live;
-  return run.active_seconds > 0 && run.step ? (run.step * run.config.batch_size) / run.active_seconds : null;
-}
-
 const cfg = (key) => (run) => run.config[key];
 const field = (key) => (run) => run[key];
 // The table's columns, in order: [key, heading, value, kind]; every key is also a sort key of both views.
@@ -53,11 +46,14 @@ const COLUMNS = [
   ["best_swd", "best SWD", field("best_swd"), "fixed"],
   ["fid", "FID", field("fid"), "fixed"],
   ["best_fid", "best FID", field("best_fid"), "fixed"],
-  ["ips", "images/s", throughput, "int"],
+  ["ips", "images/s", imagesPerSecond, "int"],
   ["created", "created", field("created_at"), "time"],
 ];
 const COLUMN = Object.fromEntries(COLUMNS.map(([key, label, value, kind]) => [key, { key, label, value, kind }]));
-const LIST_SORTS = ["created", "name", "status", "progress", "loss_d", "loss_g", "ips"];  // the list view's columns
+const LIST_SORTS = ["created", "name", "status", "progress", "loss_d", "loss_g", "best_swd", "best_fid", "ips"];  // the list view's
+const LOWER_IS_BETTER = new Set(["swd", "best_swd", "fid", "best_fid"]);  // sorted best first: ascending
+// The direction a column sorts in when first chosen: names and words A to Z, scores best first, other figures largest first.
+const firstDir = (key) => (COLUMN[key].kind === "text" || LOWER_IS_BETTER.has(key) ? "asc" : "desc");
 
 // The state, as the URL query holds it; defaults are left out of the URL.
 const DEFAULTS = { q: "", status: "", dataset: "", tag: "", archived: "", config: "", sort: "created", dir: "desc", view: "list" };
@@ -80,16 +76,17 @@ function writeURL() {
   history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
 }
 
-// The config filter: terms like `lr_d=0.001 batch_size>64 dataset=mnist`, all of which a run's config must meet.
-// Returns {tests: [run -> bool], error: the first term it cannot use, in words}.
-const CONFIG_TERM = /^([A-Za-z_][\w.]*)(>=|<=|=|>|<)(.+)$/;
+// The config filter: terms like `lr_d=0.001 batch_size>64 dataset=mnist` (`==` is `=`), all of which a run's config
+// must meet. Returns {tests: [run -> bool], error: the first term it cannot use, in words}.
+const CONFIG_TERM = /^([A-Za-z_][\w.]*)(>=|<=|==|=|>|<)(.+)$/;
 function parseConfigFilter(text, runs) {
   const keys = new Set(runs.flatMap((r) => Object.keys(r.config)));
   const tests = [];
   for (const term of text.trim().split(/\s+/).filter(Boolean)) {
     const m = CONFIG_TERM.exec(term);
-    if (!m) return { tests, error: `"${term}": write key=value, key>value or key<value` };
-    const [, key, op, value] = m;
+    if (!m || /^[=<>!]/.test(m[3])) return { tests, error: `"${term}": write key=value, key>value or key<value` };
+    const [, key, written, value] = m;
+    const op = written === "==" ? "=" : written;
     if (!keys.has(key)) return { tests, error: `"${key}": no run has this config key` };
     const number = value.trim() !== "" && Number.isFinite(Number(value)) ? Number(value) : null;
     if (op !== "=" && number === null) return { tests, error: `"${term}": ${op} needs a number` };
@@ -154,6 +151,79 @@ function showPicked() {
   link.href = `/compare?runs=${ids.join(",")}`;
   link.setAttribute("aria-disabled", String(ids.length < 2));
   link.title = ids.length > MAX_COMPARED ? `at most ${MAX_COMPARED} runs at once` : ids.length < 2 ? "tick two or more runs to compare them" : "open the ticked runs side by side";
+  showBulk();
+}
+
+// ---- the ticked runs: archive, tag, export or delete them together ------------------------------------------------
+
+const pickedRuns = () => allRuns.filter((r) => picked.has(r.id));
+
+function showBulk() {
+  const runs = pickedRuns();
+  $("bulk-actions").hidden = runs.length === 0;
+  $("bulk-count").textContent = `${runs.length} ticked:`;
+  $("bulk-archive").hidden = !runs.some((r) => !r.archived);
+  $("bulk-unarchive").hidden = !runs.some((r) => r.archived);
+}
+
+// `action(run)` for each ticked run in turn; then what worked and, by run, what did not (a running run is not deleted).
+async function eachPicked(what, action) {
+  const runs = pickedRuns(), failed = [];
+  const buttons = [...$("bulk-actions").querySelectorAll("button")];
+  buttons.forEach((b) => { b.disabled = true; });
+  for (const run of runs) {
+    try { await action(run); } catch (error) { failed.push(`${run.name}: ${error.message}`); }
+  }
+  buttons.forEach((b) => { b.disabled = false; });
+  await refreshRuns();
+  const done = `${what} ${runs.length - failed.length} of ${runs.length}`;
+  $("bulk-status").textContent = failed.length ? `${done}. Not done: ${failed.join("; ")}` : `${done}.`;
+  $("bulk-status").classList.toggle("form-error", failed.length > 0);
+}
+
+const patchRun = (run, body) => fetchJSON(`/api/runs/${run.id}`, { method: "PATCH", body: JSON.stringify(body) });
+
+function csvCell(v) {
+  const text = v === null || v === undefined ? "" : String(v);
+  return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+// The table view's columns for the ticked runs, raw values (full precision), as a CSV file.
+function exportPicked() {
+  const lines = [["id", ...COLUMNS.map(([key]) => key)], ...pickedRuns().map((run) => [run.id, ...COLUMNS.map(([key]) => {
+    const v = key === "name" ? run.name : key === "tags" ? run.tags.join(" ") : COLUMN[key].value(run);
+    return v;
+  })])];
+  const blob = new Blob([lines.map((line) => line.map(csvCell).join(",")).join("\n") + "\n"], { type: "text/csv" });
+  const a = el("a", { href: URL.createObjectURL(blob), download: "ganboard-runs.csv" });
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
+
+function setupBulk() {
+  $("bulk-archive").addEventListener("click", () => eachPicked("archived", (run) => patchRun(run, { archived: true })));
+  $("bulk-unarchive").addEventListener("click", () => eachPicked("unarchived", (run) => patchRun(run, { archived: false })));
+  const addTag = () => {
+    const tag = $("bulk-tag").value.trim();
+    if (!tag) { $("bulk-tag").focus(); return; }
+    eachPicked(`tagged "${tag}":`, (run) => patchRun(run, { tags: [...run.tags, tag] })).then(() => { $("bulk-tag").value = ""; });
+  };
+  $("bulk-tag-button").addEventListener("click", addTag);
+  $("bulk-tag").addEventListener("keydown", (e) => { if (e.key === "Enter") addTag(); });
+  $("bulk-export").addEventListener("click", exportPicked);
+  $("bulk-delete").addEventListener("click", () => {
+    const n = pickedRuns().length;
+    if (!window.confirm(`Delete ${n} run${n === 1 ? "" : "s"}, with their metrics, grids and checkpoints, for good?`)) return;
+    eachPicked("deleted", async (run) => {
+      await fetchJSON(`/api/runs/${run.id}`, { method: "DELETE" });
+      picked.delete(run.id);
+    });
+  });
+  $("bulk-clear").addEventListener("click", () => {
+    picked.clear();
+    $("bulk-status").textContent = "";
+    showPicked();
+  });
 }
 
 function runRow(run) {
@@ -329,9 +399,9 @@ function buildListControls() {
     const th = event.target.closest("th[data-sort]");
     if (!th) return;
     const key = th.dataset.sort;
-    setState(key === state.sort ? { dir: state.dir === "asc" ? "desc" : "asc" } : { sort: key, dir: COLUMN[key].kind === "text" ? "asc" : "desc" });
+    setState(key === state.sort ? { dir: state.dir === "asc" ? "desc" : "asc" } : { sort: key, dir: firstDir(key) });
   });
-  $("run-sort").addEventListener("change", (e) => setState({ sort: e.target.value }));
+  $("run-sort").addEventListener("change", (e) => setState({ sort: e.target.value, dir: firstDir(e.target.value) }));
   $("sort-dir").addEventListener("click", () => setState({ dir: state.dir === "asc" ? "desc" : "asc" }));
   $("run-search").addEventListener("input", (e) => setState({ q: e.target.value }));
   $("filter-config").addEventListener("input", (e) => setState({ config: e.target.value }));
@@ -356,6 +426,7 @@ function buildListControls() {
     if ($("compare-link").getAttribute("aria-disabled") === "true") event.preventDefault();
   });
   addShortcuts([{ keys: ["/"], help: "search the runs", run: () => $("run-search").focus() }]);
+  setupBulk();
 }
 
 // The strip over the list: each GPU of the server with its memory and the runs on it, or the CPU and the running runs.
@@ -386,6 +457,7 @@ async function refreshRuns() {
     return;
   }
   render();
+  showEstimate();  // a run that just trained is a new measurement
   $("runs-loading").hidden = true;
 }
 
@@ -460,8 +532,40 @@ function fillForm(config) {
   markPreset();
 }
 
+// ---- how long the form's run would train here, from what this machine measured ------------------------------------
+// Only from a run of the same shape on the same kind of device: small models are bound by overheads, not arithmetic,
+// so scaling one size's speed to another misleads (the quick preset's ~1,000 images/s would make the article's 96px
+// model ~16 images/s by its FLOPs; it trains at ~94 here).
+const DATASET_IMAGES = { emoji: 1860, procedural: 4096, mnist: 60000, "fashion-mnist": 60000, cifar10: 50000 };
+const SHAPE = ["image_size", "channels", "ngf", "ndf", "nz", "batch_size", "d_every", "g_every"];
+const deviceKind = (device) => (String(device).startsWith("cuda") ? "GPU" : "CPU");
+
+function estimateText(config) {
+  const kind = config.device === "auto" ? (formInfo.devices.some((d) => d.startsWith("cuda")) ? "GPU" : "CPU") : deviceKind(config.device);
+  const measured = allRuns.find((r) => r.device && deviceKind(r.device) === kind && imagesPerSecond(r)
+    && SHAPE.every((k) => r.config[k] === config[k]));  // the newest
+  const shape = `${config.image_size}px, ngf ${config.ngf}, ndf ${config.ndf}, batch ${config.batch_size}`;
+  if (!measured) {
+    return `No run of this shape (${shape}) has trained on this machine's ${kind} yet, so no estimate: its speed and ETA `
+      + "show after its first steps. Bigger images and wider nets cost far more per image.";
+  }
+  const ips = imagesPerSecond(measured);
+  const perEpoch = DATASET_IMAGES[config.dataset] ? Math.floor(DATASET_IMAGES[config.dataset] / config.batch_size) * config.batch_size : null;
+  let images = perEpoch && config.epochs ? perEpoch * config.epochs : null;
+  if (config.max_steps) images = Math.min(images ?? Infinity, config.max_steps * config.batch_size);
+  const speed = `${ips.toFixed(0)} images/s, as “${measured.name}” of this shape trained here`;
+  return images && Number.isFinite(images)
+    ? `About ${humanSeconds(images / ips)} of training on this machine's ${kind} (${images.toLocaleString()} images at ${speed}).`
+    : `${speed}; an epoch is the folder's images at that speed.`;
+}
+
+function showEstimate() {
+  if (formInfo) $("estimate").textContent = estimateText(readForm().config);
+}
+
 // The preset whose values the form holds now, lit up; none once a field differs.
 function markPreset() {
+  showEstimate();
   const { config } = readForm();
   for (const button of document.querySelectorAll("#presets .preset")) {
     const preset = formInfo.presets[button.dataset.preset];

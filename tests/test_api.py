@@ -54,6 +54,20 @@ def test_bad_config_is_422_naming_the_field_and_stores_nothing(server, config, f
     assert len(server.client.get("/api/runs").json()) == before
 
 
+def test_an_empty_required_field_says_required(server):
+    """What an emptied form field sends: null. It said "Input should be a valid integer"."""
+    r = server.client.post("/api/runs", json={"config": {"batch_size": None, "lr_g": None, "dataset": None, "data_path": None}})
+    assert r.status_code == 422
+    msgs = {e["loc"][-1]: e["msg"] for e in r.json()["detail"]}
+    assert msgs == {"batch_size": "required (the default is 64)", "lr_g": "required (the default is 0.0002)",
+                    "dataset": "required (the default is emoji)"}  # data_path may be empty
+
+
+def test_the_api_docs_list_each_route_once(server):
+    paths = server.client.get("/openapi.json").json()["paths"]
+    assert paths["/api/form"]["get"]["tags"] == ["form"] and paths["/api/machine"]["get"]["tags"] == ["machine"]
+
+
 def test_malformed_bodies_are_422(server):
     assert server.client.post("/api/runs", content=b"\xff\xfe not json", headers={"content-type": "application/json"}).status_code == 422
     assert server.client.post("/api/runs", json={"name": "x" * 101}).status_code == 422
@@ -120,6 +134,10 @@ def test_queued_run_cancels_at_once_and_deletes(server, running):
     queued = server.create()
     assert server.run(queued["id"])["status"] == "queued"
     assert server.client.post(f"/api/runs/{queued['id']}/cancel").json()["status"] == "cancelled"
+    one_step = server.create()  # a queued run deletes in one step: nothing runs it, nothing to stop
+    assert server.run(one_step["id"])["status"] == "queued"
+    assert server.client.delete(f"/api/runs/{one_step['id']}").status_code == 204
+    assert server.client.get(f"/api/runs/{one_step['id']}").status_code == 404
     server.client.post(f"/api/runs/{blocker['id']}/cancel")
     assert server.client.delete(f"/api/runs/{queued['id']}").status_code == 204
     assert server.client.get(f"/api/runs/{queued['id']}").status_code == 404
@@ -141,6 +159,11 @@ def test_pages_and_docs(server, finished):
     assert server.client.get("/docs").status_code == 200
     assert "/api/runs/{run_id}/checkpoints/{name}" in server.client.get("/openapi.json").json()["paths"]
     assert server.client.get("/static/vendor/uPlot.iife.min.js").status_code == 200
+    guide = server.client.get("/guide/health.md")  # the run page's health alerts link to it
+    assert guide.status_code == 200 and guide.headers["content-type"].startswith("text/plain") and "d_wins" in guide.text
+    assert 'href="/guide/health.md"' in page.text
+    for name in ("nothing.md", "..%2Fpyproject.toml", "architecture.MD"):
+        assert server.client.get(f"/guide/{name}").status_code == 404
 
 
 def test_downsampling_keeps_spikes_first_and_last():
@@ -169,6 +192,41 @@ def test_paths_outside_the_data_roots_are_refused(server, tmp_path):
         assert r.status_code == 422
         (error,) = r.json()["detail"]
         assert error["loc"] == ["body", "config", "data_path"] and "outside the data roots" in error["msg"]
+
+
+@pytest.mark.parametrize(
+    "dataset, files, config, field, reason",
+    [
+        ("mnist", [], {}, "data_path", "no mnist files under"),
+        ("fashion-mnist", ["FashionMNIST/raw/t10k-images-idx3-ubyte"], {}, "data_path", "set download to true"),
+        ("cifar10", [], {}, "data_path", "no cifar10 files under"),
+        ("folder", [], {}, "data_path", "holds no images (0 files"),
+        ("folder", ["notes.txt", "sub/readme.md"], {}, "data_path", "holds no images (2 files"),
+        ("folder", ["a.png", "sub/b.JPG"], {"batch_size": 3}, "batch_size", "3 is more than the 2 images"),
+    ],
+)
+def test_data_that_cannot_train_is_422_at_submit(server, dataset, files, config, field, reason):
+    """What a look at the files tells is said at once, on the field, not by the worker after its wait in the queue."""
+    root = server.runs_dir.parent / f"data-{dataset}-{len(files)}-{len(config)}"
+    root.mkdir()
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")  # not decoded: only counted
+    before = len(server.client.get("/api/runs").json())
+    r = server.client.post("/api/runs", json={"config": {"dataset": dataset, "data_path": str(root), **config}})
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["body", "config", field] and reason in error["msg"], error
+    assert len(server.client.get("/api/runs").json()) == before
+
+
+def test_torchvision_files_present_or_download_on_pass_the_submit_check(tmp_path):
+    from trainer.config import TrainConfig, data_error
+
+    assert data_error(TrainConfig(dataset="mnist", data_path=str(tmp_path), download=True)) is None
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"")
+    assert data_error(TrainConfig(dataset="mnist", data_path=str(tmp_path))) is None
 
 
 def test_an_init_checkpoint_that_would_run_code_is_refused(server):
@@ -205,3 +263,44 @@ def test_head_on_downloads_answers_their_headers(server, finished):
         r = server.client.head(item["url"])
         assert r.status_code == 200 and int(r.headers["content-length"]) == item["size"] and r.content == b""
     assert server.client.head(f"/api/runs/{finished['id']}/checkpoints/nope.pth").status_code == 404
+
+
+def test_downloads_are_named_in_one_style(server, finished):
+    run_id = finished["id"]
+    server.client.patch(f"/api/runs/{run_id}", json={"name": "my run"})
+    try:
+        for path, name in (("checkpoints/netg.pth", "my_run-netg.pth"), ("export/metrics.csv", "my_run-metrics.csv"),
+                           ("log/worker.log", "my_run-worker.log")):  # fmt: skip
+            r = server.client.get(f"/api/runs/{run_id}/{path}")
+            assert r.status_code == 200 and f'filename="{name}"' in r.headers["content-disposition"], (path, r.headers)
+    finally:
+        server.client.patch(f"/api/runs/{run_id}", json={"name": finished["name"]})
+
+
+def test_worker_log_tail_then_what_came_after(server, finished):
+    run_id = finished["id"]
+    log = server.client.get(f"/api/runs/{run_id}/log").json()
+    whole = server.client.get(f"/api/runs/{run_id}/log/worker.log").text
+    assert log["start"] == 0 and log["end"] == len(whole.encode()) and log["text"] == whole and "training on cpu" in whole
+    assert server.client.get(f"/api/runs/{run_id}/log", params={"after": log["end"]}).json() == {
+        "text": "", "start": log["end"], "end": log["end"]}
+    assert server.client.get(f"/api/runs/{run_id}/log", params={"after": 5}).json()["text"] == whole.encode()[5:].decode()
+    assert server.client.get("/api/runs/999999/log").status_code == 404
+
+
+def test_one_way_to_count_epochs_and_a_stopped_runs_mean_speed(server):
+    """`epoch` counts completed epochs, `epoch_in_progress` the one the newest step lies in: while it trains, and where
+    a cancel stopped it, as its checkpoint's label says. A stopped run has its mean images/s over the time it ran."""
+    run = server.create(epochs=1000)
+    running = wait_for(lambda: (r := server.run(run["id"]))["status"] == "running" and r["step"] > 0 and r)
+    assert running["epoch_in_progress"] == running["epoch"] + 1 and running["mean_images_per_s"] > 0
+    server.client.post(f"/api/runs/{run['id']}/cancel")
+    stopped = server.wait_status(run["id"], "cancelled")
+    per_epoch = 4096 // 256  # TINY: procedural faces, batches of 256
+    assert stopped["epoch"] == stopped["step"] // per_epoch and stopped["mean_images_per_s"] > 0
+    if stopped["step"] % per_epoch:  # stopped inside an epoch
+        assert stopped["epoch_in_progress"] == stopped["epoch"] + 1
+        labels = {c["name"]: c["label"] for c in server.client.get(f"/api/runs/{run['id']}/checkpoints").json()}
+        assert f"in epoch {stopped['epoch'] + 1}, step {stopped['step']}" in labels.values(), labels
+    else:
+        assert stopped["epoch_in_progress"] is None

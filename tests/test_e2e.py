@@ -129,10 +129,15 @@ def test_a_worker_that_fails_shows_failed_with_its_error(server):
     broken = server.runs_dir.parent / "broken"
     broken.mkdir()
     (broken / "a.jpg").write_bytes(b"not a jpeg")
-    run = server.create(dataset="folder", data_path=str(broken))
+    run = server.create(dataset="folder", data_path=str(broken), batch_size=1)  # counted at submit, unreadable later
     failed = server.wait_status(run["id"], "failed", "completed")
     assert failed["status"] == "failed"
     assert "could be read" in failed["error"] and str(broken) in failed["error"]
+    # Data that cannot load: the message alone (the traceback is in the worker log) and no Resume, which would fail too.
+    assert "Traceback" not in failed["error"] and failed["resumable"] is False
+    assert "Traceback" in server.client.get(f"/api/runs/{run['id']}/log").json()["text"]
+    r = server.client.post(f"/api/runs/{run['id']}/resume")
+    assert r.status_code == 409 and "could be read" in r.json()["detail"]
 
 
 def test_a_worker_killed_outright_fails_with_its_log(server):

@@ -55,6 +55,29 @@ def test_tensorboard_reads_the_event_file(server, finished, tmp_path):
     loss_d = events.Scalars("loss/loss_D")
     assert [e.step for e in loss_d] == list(range(1, finished["step"] + 1))
     assert len(events.Images("samples")) == 2
+    swd = events.Scalars("quality/SWD x1e3")  # every epoch's, at its last step
+    assert [e.step for e in swd] == [finished["step"] // 2, finished["step"]] and all(e.value > 0 for e in swd)
+    fids = [s["fid"] for s in server.client.get(f"/api/runs/{finished['id']}/samples").json() if s["fid"] is not None]
+    assert [e.value for e in events.Scalars("quality/FID")] == pytest.approx(fids) if fids else True
+    machine = server.client.get(f"/api/runs/{finished['id']}/system").json()
+    assert [e.value for e in events.Scalars("machine/CPU %")] == pytest.approx([m["cpu_percent"] for m in machine])
+    assert "machine/GPU %" not in events.Tags()["scalars"]  # no GPU here: no value, no tag
+
+
+def test_tensorboard_hparams_tab_holds_the_config(server, finished, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    r = server.client.get(f"/api/runs/{finished['id']}/export/tensorboard.zip")
+    zipfile.ZipFile(io.BytesIO(r.content)).extractall(tmp_path)
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    (content,) = events.PluginTagToContent("hparams").values()
+    start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    hparams = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
+    assert hparams["dataset"] == "procedural" and hparams["lr_d"] == pytest.approx(2e-4) and hparams["epochs"] == 2
+    assert "data_path" not in hparams  # unset: left out
 
 
 def test_export_errors_name_the_problem(server):

@@ -110,6 +110,7 @@ def test_each_message_is_stored_once_and_acknowledged_again(server, fake_run):
     batches = [m["rows"]["step"] for m in live if m["type"] == "batch"]
     assert batches == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]  # the duplicate never reached the page
     assert batches and all(set(m["rows"]) >= {"loss_d", "loss_g", "d_x", "d_g_z"} for m in live if m["type"] == "batch")
+    assert [m["rows"]["time"] for m in live if m["type"] == "batch"] == [rows(1, 5)["time"], rows(6, 10)["time"]]  # x axes
     (page_epoch,) = [m for m in live if m["type"] == "epoch"]
     assert page_epoch["sample"]["url"] == f"/api/runs/{fake_run}/samples/epoch_0001.png"
 
@@ -286,7 +287,7 @@ def test_a_newer_snapshot_replaces_the_older_one(server, fake_run):
     listed = server.client.get(f"/api/runs/{fake_run}/checkpoints").json()
     assert published[-1] == listed
     assert {c["name"]: (c["label"], c["step"]) for c in listed} == {
-        "netd_e0001_s000007.pth": ("epoch 1, step 7", 7), "netg_e0001_s000007.pth": ("epoch 1, step 7", 7),
+        "netd_e0001_s000007.pth": ("in epoch 1, step 7", 7), "netg_e0001_s000007.pth": ("in epoch 1, step 7", 7),
         "resume.pt": ("resume state", 7),
     }  # fmt: skip
     assert all(c["sha256"] for c in listed)

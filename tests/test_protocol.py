@@ -48,6 +48,6 @@ def test_a_status_moves_only_along_the_lifecycle():
 
 def test_snapshot_names_say_what_they_hold():
     g, d = snapshot_checkpoint_names(29, 812)
-    assert checkpoint_label(g) == checkpoint_label(d) == "epoch 29, step 812"
+    assert checkpoint_label(g) == checkpoint_label(d) == "in epoch 29, step 812"
     assert checkpoint_label("netg_0010.pth") == "after epoch 10" and checkpoint_label("netg.pth") == "latest"
     assert "loss_d_real" in STATS

@@ -221,6 +221,19 @@ def test_with_no_server_the_worker_waits_its_ack_limit_and_exits_normally(tmp_pa
     assert status["status"] == "failed" and "config.json" in status["error"]
 
 
+def test_no_machine_sample_before_the_attempt_says_its_starting_step(tmp_path):
+    """A resumed attempt starts at its checkpoint's step: a sample saying step 0 before that made a rate spike."""
+    server = FlakyServer(drop_every=1000)
+    sink = WsSink(f"ws://127.0.0.1:{server.port}/ws/worker/1", "secret", 2, tmp_path / JOURNAL)
+    sample = {"time": 1.7e9, "cpu_percent": 100.0, "rss_mb": 500.0}
+    sink.on_system({**sample, "step": sink.step})  # as trainer/system.py calls it, while the data loads
+    sink.on_status("running", step=0, epoch=0, total_steps=10, total_epochs=1, batches_per_epoch=10, device="cpu")
+    sink.on_system({**sample, "step": sink.step})
+    assert sink.close(timeout=30)
+    server.server.shutdown()
+    assert [(m["type"], m.get("step")) for m in journal_of(tmp_path / JOURNAL)] == [("status", 0), ("system", 0)]
+
+
 def test_bad_arguments_exit_2():
     r = subprocess.run([sys.executable, "-m", "trainer.worker", "--run-id", "x"], capture_output=True, text=True)
     assert r.returncode == 2 and "usage" in r.stderr

@@ -6,6 +6,7 @@ Field metadata (`group`, `description`) drives the dashboard's new-run form.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,16 @@ DATASETS = ("emoji", "procedural", "folder", "mnist", "fashion-mnist", "cifar10"
 IMAGE_SIZES = (32, 64, 96, 128)
 FIELD_GROUPS = ("data", "model", "optimisation", "schedule", "hardware")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+# What a stopped or finished run may change when it carries on from its resume.pt: nothing the checkpoint's shapes, the
+# data or the noise depend on.
+RESUME_CHANGES = ("lr_g", "lr_d", "epochs", "max_steps", "save_every", "eval_every")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# The file each torchvision set cannot load without (under its root), in either of the layouts torchvision reads.
+TORCHVISION_FILES = {
+    "mnist": ("MNIST/raw/train-images-idx3-ubyte", "MNIST/processed/training.pt"),
+    "fashion-mnist": ("FashionMNIST/raw/train-images-idx3-ubyte", "FashionMNIST/processed/training.pt"),
+    "cifar10": ("cifar-10-batches-py/data_batch_1",),
+}
 
 
 def _field(default: Any, group: str, description: str, **kw: Any) -> Any:
@@ -157,6 +168,42 @@ PRESETS: dict[str, dict[str, Any]] = {
         save_every=1,
     ),
 }
+
+
+def cache_dir() -> Path:
+    """Where rendered and downloaded datasets (and FID statistics) are kept between runs."""
+    return Path(os.environ.get("GANBOARD_CACHE") or Path.home() / ".cache" / "ganboard")
+
+
+def torchvision_root(cfg: TrainConfig) -> Path:
+    return Path(cfg.data_path).expanduser() if cfg.data_path else cache_dir() / "torchvision"
+
+
+def data_error(cfg: TrainConfig) -> tuple[str, str] | None:
+    """(field, reason) when the run's data cannot train, as far as a look at the files tells: a torchvision set not
+    there with download off, a folder with no images or fewer than a batch. Cheap enough for a form submit: files are
+    counted, none is decoded. The worker still finds what only decoding shows (unreadable images)."""
+    if cfg.dataset in TORCHVISION_FILES and not cfg.download:
+        root = torchvision_root(cfg)
+        if not any((root / name).is_file() for name in TORCHVISION_FILES[cfg.dataset]):
+            return "data_path", (
+                f"no {cfg.dataset} files under {str(root)!r} (looked for {TORCHVISION_FILES[cfg.dataset][0]}): "
+                "set download to true or put the files there"
+            )
+    if cfg.dataset == "folder" and cfg.data_path:
+        root = Path(cfg.data_path).expanduser()
+        files = images = 0
+        for _dir, _subdirs, names in os.walk(root):
+            files += len(names)
+            images += sum(os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS for n in names)
+        if not images:
+            return "data_path", (
+                f"{cfg.data_path!r} holds no images ({files} files in the folder and its subfolders; "
+                f"accepted extensions: {', '.join(IMAGE_EXTENSIONS)})"
+            )
+        if images < cfg.batch_size:
+            return "batch_size", f"{cfg.batch_size} is more than the {images} images in {cfg.data_path!r}"
+    return None
 
 
 def form_fields() -> list[dict[str, Any]]:

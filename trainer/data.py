@@ -21,9 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from trainer.config import TrainConfig
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+from trainer.config import IMAGE_EXTENSIONS, TrainConfig, cache_dir, torchvision_root
 MAX_BYTES = 4 * 2**30  # the most we are willing to hold in memory
 PROCEDURAL_COUNT = 4096
 CHUNK = 1024  # images per step of the float conversions, which need 4 bytes per value
@@ -31,10 +29,6 @@ CHUNK = 1024  # images per step of the float conversions, which need 4 bytes per
 
 class DatasetError(ValueError):
     """A dataset that cannot be used, with the path or name and the reason."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("GANBOARD_CACHE") or Path.home() / ".cache" / "ganboard")
 
 
 def load_images(cfg: TrainConfig, log: Callable[[str], None] = print) -> torch.Tensor:
@@ -266,7 +260,7 @@ def _load_torchvision(cfg: TrainConfig) -> torch.Tensor:
     import torchvision.datasets as tvd
 
     cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}[cfg.dataset]
-    root = Path(cfg.data_path).expanduser() if cfg.data_path else cache_dir() / "torchvision"
+    root = torchvision_root(cfg)
     try:
         ds = cls(str(root), train=True, download=cfg.download)
     except (RuntimeError, OSError) as e:  # torchvision: "Dataset not found...", or a failed download

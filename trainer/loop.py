@@ -22,7 +22,7 @@ from typing import Protocol
 import torch
 
 from trainer.config import TrainConfig
-from trainer.data import batches_for, load_images
+from trainer.data import DatasetError, batches_for, load_images
 from trainer.evaluate import Evaluator
 from trainer.hardware import configure, resolve_device, uses_bf16
 from trainer.protocol import CHECKPOINTS_DIR, RESUME, STATS
@@ -62,6 +62,9 @@ def train(
     `threads`: CPU threads for torch (default: all cores; the supervisor shares them among concurrent CPU runs)."""
     try:
         return _train(cfg, Path(run_dir), sink, resume, stop or threading.Event(), threads)
+    except DatasetError as e:  # resuming would fail the same way; the traceback is for the worker log, not the page
+        sink.on_status("failed", error=str(e), resumable=False)
+        raise
     except Exception as e:
         error = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
         sink.on_status("failed", error=error, traceback=traceback.format_exc()[-4000:])
@@ -82,7 +85,7 @@ def _train(
     torch.manual_seed(cfg.seed)
     images = load_images(cfg, log=log.warning)
     if len(images) < cfg.batch_size:
-        raise ValueError(f"batch_size: {cfg.batch_size} is larger than the dataset ({len(images)} images)")
+        raise DatasetError(f"batch_size: {cfg.batch_size} is larger than the dataset ({len(images)} images)")
     data = batches_for(images, cfg.batch_size, device, log=log.info)
     st = TrainState.build(cfg, device)
     if resume:

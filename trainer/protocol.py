@@ -34,11 +34,11 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.FAILED: frozenset({Status.QUEUED}),
     Status.CANCELLED: frozenset({Status.QUEUED, Status.PRUNED}),
     Status.INTERRUPTED: frozenset({Status.QUEUED}),
-    Status.COMPLETED: frozenset(),
+    Status.COMPLETED: frozenset({Status.QUEUED}),  # "train N more epochs" (POST extend), from its resume.pt
     Status.PRUNED: frozenset(),
 }
 ACTIVE = frozenset({Status.QUEUED, Status.RUNNING})
-RESUMABLE = frozenset(s for s, nexts in TRANSITIONS.items() if Status.QUEUED in nexts)
+RESUMABLE = frozenset({Status.FAILED, Status.CANCELLED, Status.INTERRUPTED})  # Resume; a completed run is extended
 ENDED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.INTERRUPTED, Status.PRUNED})
 
 
@@ -118,7 +118,7 @@ BEST_BY = ("kid", "swd")  # the scores that choose the best checkpoint (trainer/
 
 
 def checkpoint_label(name: str, *, epoch: int | None = None, by: str | None = None, score: float | None = None) -> str:
-    """What a checkpoint file holds, in words: "after epoch 10", "epoch 29, step 812", "latest", "resume state", and for
+    """What a checkpoint file holds, in words: "after epoch 10", "in epoch 29, step 812", "latest", "resume state", and for
     the `BEST` pair, written at `epoch` for its score `by` ("kid" or "swd") of `score`, "best SWD 36.5 (epoch 70)"."""
     if name in BEST:
         named = f"best {(by or 'score').upper()}" + (f" {score:.4g}" if score is not None else "")
@@ -126,7 +126,7 @@ def checkpoint_label(name: str, *, epoch: int | None = None, by: str | None = No
     if m := _SERIES_RE.match(name):
         return f"after epoch {int(m[1])}"
     if m := _SNAPSHOT_RE.match(name):
-        return f"epoch {int(m[1])}, step {int(m[2])}"
+        return f"in epoch {int(m[1])}, step {int(m[2])}"  # as the pages say where a run stopped (Run.epoch_in_progress)
     return {"resume.pt": "resume state"}.get(name, "latest")
 
 

@@ -70,9 +70,12 @@ class TrainState:
         self.netg.load_state_dict(state["netg"])
         self.netd.load_state_dict(state["netd"])
         for opt, key in ((self.opt_g, "opt_g"), (self.opt_d, "opt_d")):
+            lr = opt.param_groups[0]["lr"]  # the config's: a resume may change it (config.RESUME_CHANGES)
             for group in state[key]["param_groups"]:  # capturable follows this device, not the one that saved it
                 group["capturable"] = self.device.type == "cuda"
             opt.load_state_dict(state[key])
+            for group in opt.param_groups:
+                group["lr"] = lr
         self.step, self.epoch, self.batch, self.perm = state["step"], state["epoch"], state["batch"], state["perm"]
         self.fixed_noise = state["fixed_noise"].to(self.device)
         self.best = state.get("best")  # absent from a resume.pt written before the best was chosen this way

@@ -57,7 +57,9 @@ class WsSink:
         self.changed = threading.Condition(self.lock)
         self.closing = False
         self.status: str | None = None  # the last status reported
-        self.step = 0  # the newest step reported, for the machine samples
+        # The newest step reported, for the machine samples; None until the attempt says where it starts (a resumed
+        # one starts at its checkpoint's step, and a sample saying 0 before that made a rate spike on the page).
+        self.step: int | None = None
         self.threads: int | None = None  # the share of the cores the server last sent, when training on the CPU
         self.thread = threading.Thread(target=self._run, name="ws-sink", daemon=True)
         self.thread.start()
@@ -91,7 +93,7 @@ class WsSink:
 
     def on_status(self, status: str, **info) -> None:
         self.status = status
-        self.step = info.get("step") or self.step
+        self.step = info["step"] if info.get("step") is not None else self.step
         for key in ("error", "traceback"):
             if isinstance(info.get(key), str):
                 info[key] = info[key][-TEXT_LIMIT:]
@@ -100,7 +102,9 @@ class WsSink:
             self._report_unjournalled_epoch(info["epoch"], info["step"])
 
     def on_system(self, sample: dict) -> None:
-        """From trainer/system.py's thread: the machine now."""
+        """From trainer/system.py's thread: the machine now (none before the attempt knows its starting step)."""
+        if sample["step"] is None:
+            return
         self._queue(lambda seq: SystemMessage(seq=seq, attempt=self.attempt, **sample))
 
     def _report_unjournalled_epoch(self, epoch: int, step: int) -> None:

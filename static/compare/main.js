@@ -145,6 +145,7 @@ window.compare = {
   runIds: () => runs.map((r) => r.id),
   pointCount: (id) => runs.find((r) => r.id === id).history.step.length,
   lastStep: (id) => lastStep(runs.find((r) => r.id === id).history),
+  lastTime: (id) => runs.find((r) => r.id === id).history.time.at(-1),
   xs: () => charts.loss.uplot.data[0],
   series: () => Object.fromEntries(Object.entries({ ...charts, quality }).map(([k, c]) => [k, c.seriesLabels()])),
   drawnPoints: (chart) => (chart === "quality" ? quality : charts[chart]).uplot.data.slice(1).map((col) => col.filter((v) => v !== null && v !== undefined).length),

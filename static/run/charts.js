@@ -68,20 +68,27 @@ export const valuesOnceDrawn = (scale) => (u, ticks) => {
   return ticks.map((v) => (drawn && v !== null ? uPlot.fmtNum(v) : ""));
 };
 
-function alertMarks(chart) {  // a red vertical line at the step of each health alert of the run
+// Vertical lines across the chart: red at the step of each health alert, dotted grey where an attempt after the first
+// began (a resume or a restart: the run went on from its checkpoint there).
+function alertMarks(chart) {
+  const line = (u, step) => {
+    const x = Math.round(u.valToPos(step, "x", true)) + 0.5;
+    if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
+    u.ctx.beginPath();
+    u.ctx.moveTo(x, u.bbox.top);
+    u.ctx.lineTo(x, u.bbox.top + u.bbox.height);
+    u.ctx.stroke();
+  };
   return (u) => {
     const ctx = u.ctx;
     ctx.save();
     ctx.strokeStyle = ALERT_COLOR;
     ctx.lineWidth = 2 * devicePixelRatio;
-    for (const alert of chart.alerts) {
-      const x = Math.round(u.valToPos(alert.step, "x", true)) + 0.5;
-      if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
-      ctx.beginPath();
-      ctx.moveTo(x, u.bbox.top);
-      ctx.lineTo(x, u.bbox.top + u.bbox.height);
-      ctx.stroke();
-    }
+    for (const alert of chart.alerts) line(u, alert.step);
+    ctx.strokeStyle = COLORS.guide;
+    ctx.lineWidth = 1.5 * devicePixelRatio;
+    ctx.setLineDash([2 * devicePixelRatio, 3 * devicePixelRatio]);
+    for (const restart of chart.restarts) line(u, restart.step);
     ctx.restore();
   };
 }
@@ -116,6 +123,7 @@ export class Chart {
     this.zoomed = false;
     this.log = false;
     this.alerts = [];  // [{step, kind, ...}]: marked on the chart
+    this.restarts = [];  // [{attempt, step}]: where a later attempt began, marked too
     this.syncKey = syncKey;
     this.spec = spec;
     this.points = 0;
@@ -230,10 +238,11 @@ export class Chart {
     showLatestInLegend(u);
   }
 
-  setAlerts(alerts) {
+  setMarks(alerts, restarts) {
     const steps = (list) => list.map((a) => a.step).join();
-    if (steps(alerts) === steps(this.alerts)) return;
+    if (steps(alerts) === steps(this.alerts) && steps(restarts) === steps(this.restarts)) return;
     this.alerts = alerts;
+    this.restarts = restarts;
     this.uplot.redraw(false);
   }
 

@@ -1,6 +1,6 @@
 // The checkpoint list: the latest netg.pth, netd.pth and resume.pt first, then the best by FID (with a "best" badge),
 // then the saved copies, newest first (G before D), each labelled with what it holds (the server's `label`, e.g.
-// "after epoch 10", "epoch 29, step 812" or "best FID 41.2 (epoch 7)").
+// "after epoch 10", "in epoch 29, step 812" or "best FID 41.2 (epoch 7)").
 
 const BEST = ["netg_best.pth", "netd_best.pth"];
 const LATEST = ["netg.pth", "netd.pth", "resume.pt", ...BEST];

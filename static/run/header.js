@@ -41,7 +41,8 @@ export function showRun(run, previous) {
   error.hidden = !error.textContent;
   const cancel = $("cancel-button"), resume = $("resume-button");
   cancel.hidden = !ACTIVE.includes(run.status);
-  resume.hidden = !isResumable(run);
+  resume.hidden = $("carry-button").hidden = !isResumable(run);
+  $("extend-button").hidden = run.status !== "completed";
   if (!previous || previous.status !== run.status) {
     cancel.disabled = resume.disabled = false;
     cancel.textContent = "Cancel";
@@ -59,6 +60,7 @@ function showConfig(run) {
     const real = used[key];
     return [key, real === undefined || real === null || String(real) === asked ? asked : `${real} (asked: ${asked})`];
   });
+  showChanges(run.changes || []);
   const text = JSON.stringify(rows);
   if (box.dataset.shown === text) return;
   box.dataset.shown = text;
@@ -66,4 +68,17 @@ function showConfig(run) {
   for (const [key, value] of rows) {
     box.append(el("div", { class: "kv" }, el("span", { class: "k", text: key }), el("span", { class: "v", text: value })));
   }
+}
+
+// Settings changed when the run was resumed or extended, oldest first: "at step 90 (epoch 3): lr_d 0.0002 → 0.0001".
+function showChanges(changes) {
+  const list = $("config-changes");
+  const text = JSON.stringify(changes);
+  if (list.dataset.shown === text) return;
+  list.dataset.shown = text;
+  list.replaceChildren(...changes.map((c) => el("li", {
+    text: `Changed at step ${c.step.toLocaleString()} (epoch ${c.epoch}), ${localTime(c.at)}: ` + Object.entries(c.changed)
+      .map(([key, [was, now]]) => `${key} ${was ?? "–"} → ${now ?? "–"}`).join(", "),
+  })));
+  list.hidden = changes.length === 0;
 }

@@ -57,11 +57,12 @@ export class MachineCard {
     this.draw();
   }
 
-  // images/s between each sample and the one before; null where the run went back (a resume) or no time passed.
+  // images/s between each sample and the one before of the same attempt; null at an attempt's first sample (a
+  // resumed run starts again from its checkpoint, after a pause), where the run went back or no time passed.
   imagesPerSecond() {
     return this.samples.map((s, i) => {
       const prev = this.samples[i - 1];
-      if (!prev || !this.batchSize || s.step < prev.step || s.time <= prev.time) return null;
+      if (!prev || !this.batchSize || s.attempt !== prev.attempt || s.step < prev.step || s.time <= prev.time) return null;
       return ((s.step - prev.step) * this.batchSize) / (s.time - prev.time);
     });
   }

@@ -5,6 +5,8 @@ import "../chartpng.js";  // the chart cards' PNG buttons
 import { makeCharts } from "./charts.js";
 import { showAlerts } from "./alerts.js";
 import { showCheckpoints } from "./checkpoints.js";
+import { setupCarry } from "./carry.js";
+import { LogView } from "./log.js";
 import { MachineCard } from "./machine.js";
 import { setupOrganise, showOrganise } from "./organise.js";
 import { renderHeader, showRun } from "./header.js";
@@ -25,6 +27,7 @@ const samples = new SamplePlayer();
 const quality = new QualityChart($("quality-chart"));
 const sampler = new Sampler(runId);
 const machine = new MachineCard($("speed-chart"), $("usage-chart"), $("machine-empty"));
+const log = new LogView(runId, $("log"), $("log-empty"));
 let history = emptyHistory(names);
 let run = null;
 let pending = [];   // [kind, metrics] received since the last frame: kind "buckets" (a snapshot) or "rows" (live)
@@ -138,9 +141,10 @@ function onRun(next) {
   showAlerts(run.alerts || []);
   showConnection();
   quality.setResolution(run.fid_at);
-  for (const chart of Object.values(charts)) chart.setAlerts(run.alerts || []);
+  for (const chart of Object.values(charts)) chart.setMarks(run.alerts || [], run.restarts || []);
   samples.totalEpochs = run.total_epochs ?? run.config.epochs;
   showChartNote();
+  log.follow(ACTIVE.includes(run.status));
   const rewound = previous && previous.status !== "running" && run.status === "running" && history.step.length;
   const replanned = (run.total_steps ?? null) !== history.totalSteps;  // e.g. a queued run that starts
   if (rewound || replanned) resync();  // resumed from its checkpoint, or buckets made for another number of steps
@@ -163,6 +167,12 @@ async function action(name, button, busyText) {
 $("cancel-button").addEventListener("click", (e) => action("cancel", e.currentTarget, "Cancelling…"));
 $("resume-button").addEventListener("click", (e) => action("resume", e.currentTarget, "Resuming…"));
 setupOrganise(runId, () => run, onRun);
+setupCarry(runId, () => run, onRun);
+
+// The exports of sample grids answer 404 until the first grid: their links show from then on.
+function showExports(grids) {
+  for (const item of document.querySelectorAll("#exports [data-needs-samples]")) item.hidden = grids === 0;
+}
 
 // ---- live messages ---------------------------------------------------------------------------------------------------
 
@@ -175,6 +185,7 @@ function onMessage(msg) {
     onRun(msg.run);
     samples.add(msg.samples);
     quality.add(msg.samples);
+    showExports(msg.samples.length);
     showCheckpoints(msg.checkpoints);
     sampler.setCheckpoints(msg.checkpoints);
     machine.set(msg.system || [], msg.run.config.batch_size);
@@ -187,6 +198,7 @@ function onMessage(msg) {
       samples.add([msg.sample]);
       quality.add([msg.sample]);
     }
+    if (msg.type === "epoch") showExports(1);
     showCheckpoints(msg.checkpoints);
     sampler.setCheckpoints(msg.checkpoints);
   } else if (msg.type === "checkpoints") {  // written when a run stopped mid-epoch: the whole list
@@ -246,6 +258,7 @@ window.ganboard = {
   qualityEpochs: () => quality.byEpoch.size,
   fidTicks: (ticks) => quality.uplot.axes[2].values(quality.uplot, ticks),
   machineCount: () => machine.count,
+  logText: () => log.text,
   imagesPerSecond: () => machine.imagesPerSecond(),
   machineSeriesShown: () => machine.usage.series.slice(1).map((s) => s.show),
   status: () => (run ? run.status : null),
@@ -253,6 +266,7 @@ window.ganboard = {
   socket,
   feed: onMessage,  // a message as if the server sent it
   alertSteps: () => Object.fromEntries(Object.entries(charts).map(([k, c]) => [k, c.alerts.map((a) => a.step)])),
+  restartSteps: () => Object.fromEntries(Object.entries(charts).map(([k, c]) => [k, c.restarts.map((r) => r.step)])),
   get charts() {  // read each time: the log-scale toggle makes the loss chart anew
     return Object.fromEntries(Object.entries(charts).map(([k, c]) => [k === "d" ? "dgz" : k, c.uplot]));
   },

@@ -78,7 +78,7 @@ export function setupOrganise(runId, getRun, onRun) {
     try {
       await fetchJSON(`/api/runs/${runId}`, { method: "DELETE" });
       window.location.href = "/";
-    } catch (error) {  // 409 while it is queued or running: the server says why
+    } catch (error) {  // 409 while it is running: the server says why
       deleteError.textContent = `Not deleted: ${error.message}`;
       deleteError.hidden = false;
     }

@@ -32,6 +32,7 @@ export class SamplePlayer {
     const sample = this.samples[index];
     if (!sample) return;
     if (this.img.getAttribute("src") !== sample.url) this.img.src = sample.url;
+    this.img.parentElement.href = sample.url;  // the link opens the grid at its own size
     this.img.hidden = false;
     $("sample-empty").hidden = true;
     $("sample-label").textContent = `epoch ${sample.epoch}${this.totalEpochs ? ` of ${this.totalEpochs}` : ""}`;

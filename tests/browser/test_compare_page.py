@@ -131,6 +131,7 @@ def test_compare_three_stored_runs_and_a_live_one(server, page):
     page.wait_for_function(f"window.compare.pointCount({live}) > 0")
     first = page.evaluate(f"window.compare.lastStep({live})")
     page.wait_for_function(f"window.compare.lastStep({live}) > {first}")
+    assert page.evaluate(f"window.compare.lastTime({live})") is not None  # live rows carry the wall-time axis's x
     page.select_option("#x-axis", "step")
 
     page.screenshot(path=str(ARTIFACTS / "compare-1280.png"), full_page=True)

@@ -12,13 +12,13 @@ from trainer.config import TrainConfig
 BATCH = TrainConfig().batch_size
 
 
-def add_samples(runs_dir, run_id: int, n: int, gpu: bool) -> None:
+def add_samples(runs_dir, run_id: int, n: int, gpu: bool, attempt: int = 1, first: int = 0) -> None:
     """A sample every 5 s, 10 steps apart: 2*BATCH images/s."""
     engine = make_engine(f"sqlite:///{runs_dir / 'ganboard.db'}")
     with make_sessionmaker(engine).begin() as s:
-        rows = [dict(run_id=run_id, time=1.7e9 + 5 * i, step=10 * i, cpu_percent=150.0 + i, rss_mb=900.0 + i,
+        rows = [dict(run_id=run_id, attempt=attempt, time=1.7e9 + 5 * i, step=10 * i, cpu_percent=150.0 + i, rss_mb=900.0 + i,
                      gpu_util=80.0 if gpu else None, gpu_mem_mb=4000.0 if gpu else None, gpu_temp_c=60.0 if gpu else None)
-                for i in range(n)]  # fmt: skip
+                for i in range(first, first + n)]  # fmt: skip
         s.execute(insert(SystemSample), rows)
     engine.dispose()
 
@@ -40,10 +40,22 @@ def test_the_machine_card_draws_speed_and_usage_and_adds_live_samples(server, pa
     legend = page.locator("#usage-chart .u-legend").text_content()
     assert "179%" in legend and "929 MB" in legend  # the newest values, with the cursor off the chart
 
-    page.evaluate("""window.ganboard.feed({type: "system", time: 1.7e9 + 150, step: 300, cpu_percent: 99,
+    page.evaluate("""window.ganboard.feed({type: "system", attempt: 1, time: 1.7e9 + 150, step: 300, cpu_percent: 99,
                       rss_mb: 1000, gpu_util: null, gpu_mem_mb: null, gpu_temp_c: null})""")
     assert page.evaluate("window.ganboard.machineCount()") == 31
     assert page.evaluate("window.ganboard.imagesPerSecond()")[-1] == 2 * BATCH
+
+
+def test_images_per_second_comes_from_samples_of_one_attempt(server, page):
+    """A resumed attempt's first sample follows a pause and a jump in steps: no rate between two attempts (it drew
+    ~1,150 images/s spikes after every resume)."""
+    run_id = write_run(server.runs_dir, 100)
+    add_samples(server.runs_dir, run_id, 10, gpu=False)
+    add_samples(server.runs_dir, run_id, 10, gpu=False, attempt=2, first=10)
+    page.goto(f"{server.url}/runs/{run_id}")
+    page.wait_for_function("window.ganboard && window.ganboard.machineCount() === 20")
+    speeds = page.evaluate("window.ganboard.imagesPerSecond()")
+    assert speeds[0] is None and speeds[10] is None and speeds[1:10] == speeds[11:] == [2 * BATCH] * 9
 
     gpu_run = write_run(server.runs_dir, 100)
     add_samples(server.runs_dir, gpu_run, 5, gpu=True)

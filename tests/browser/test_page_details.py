@@ -114,6 +114,10 @@ def test_the_sample_player_checkpoints_config_and_smoothing(server, finished, pa
     seen = page.evaluate("window.seen")
     assert [s.rsplit("/", 1)[1] for s in seen[-3:]] == ["epoch_0001.png", "epoch_0002.png", "epoch_0003.png"]
     assert page.input_value("#epoch-slider") == "3"
+    with page.context.expect_page() as opened:  # the grid opens at its own size
+        page.click("#sample-img")
+    assert opened.value.url.endswith("/samples/epoch_0003.png")
+    opened.value.close()
 
     # Checkpoints: the latest files first, then per-epoch copies; each with a size and the API's download URL.
     api = {c["name"]: c for c in server.client.get(f"/api/runs/{finished['id']}/checkpoints").json()}

@@ -8,7 +8,6 @@ import pytest
 
 from tests.browser.runs_in_db import write_run
 
-REDOCLY_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 
 def test_the_series_functions(server, page):
@@ -130,7 +129,10 @@ def test_speed_eta_durations_resume_and_checkpoint_labels_follow_the_run_json(se
     feed({"type": "run", "run": run_json(server, run_id, status="cancelled", images_per_s=123.4, eta_seconds=90,
                                          active_seconds=3725, resumable=False, **times)})  # fmt: skip
     text = page.text_content("#progress-text")
-    assert "ETA" not in text and "images/s" not in text  # nothing on a stopped run
+    assert "ETA" not in text and "images/s" not in text  # no step trained: nothing to measure
+    feed({"type": "run", "run": run_json(server, run_id, status="cancelled", step=90, epoch=3, epoch_in_progress=4,
+                                         total_epochs=70, mean_images_per_s=61.2, active_seconds=3725, **times)})  # fmt: skip
+    assert page.text_content("#progress-text") == "3 of 70 epochs · in epoch 4 · step 90 of 1,000 · 61 images/s on average"
     assert "after 1h 2m" in page.text_content("#run-times") and page.is_hidden("#resume-button")
     feed({"type": "run", "run": run_json(server, run_id, status="cancelled", resumable=True, **times)})
     assert page.is_visible("#resume-button")
@@ -138,18 +140,19 @@ def test_speed_eta_durations_resume_and_checkpoint_labels_follow_the_run_json(se
     checkpoints = [
         {"name": n, "size": 10, "epoch": e, "step": st, "label": lab, "sha256": None, "url": f"/x/{n}"}
         for n, e, st, lab in [("netg.pth", 29, 812, "latest"), ("netg_0010.pth", 10, 280, "after epoch 10"),
-                              ("netg_e0029_s000812.pth", 29, 812, "epoch 29, step 812"), ("resume.pt", 29, 812, "resume state")]
+                              ("netg_e0029_s000812.pth", 29, 812, "in epoch 29, step 812"), ("resume.pt", 29, 812, "resume state")]
     ]  # fmt: skip
     feed({"type": "checkpoints", "checkpoints": checkpoints})  # a stop mid-epoch
     assert page.locator("#checkpoints a").all_text_contents() == ["netg.pth", "resume.pt", "netg_e0029_s000812.pth", "netg_0010.pth"]
-    assert "epoch 29, step 812" in page.text_content("#checkpoints") and "after epoch 10" in page.text_content("#checkpoints")
+    assert "in epoch 29, step 812" in page.text_content("#checkpoints") and "after epoch 10" in page.text_content("#checkpoints")
 
 
 def test_the_run_list_shows_the_same_speed_eta_and_duration(server, page):
     running = write_run(server.runs_dir, 0, total_steps=1000)
     stopped = write_run(server.runs_dir, 0, total_steps=1000)
     extra = {running: dict(status="running", images_per_s=50.0, eta_seconds=125, active_seconds=60, started_at="2026-01-01T00:00:00Z"),
-             stopped: dict(status="cancelled", images_per_s=50.0, eta_seconds=125, active_seconds=7200,
+             stopped: dict(status="cancelled", images_per_s=50.0, eta_seconds=125, active_seconds=7200, mean_images_per_s=12.3,
+                           step=90, epoch=3, epoch_in_progress=4, total_epochs=70,
                            started_at="2026-01-01T00:00:00Z", finished_at="2026-01-02T00:00:00Z")}  # fmt: skip
 
     def with_fields(route):
@@ -161,7 +164,8 @@ def test_the_run_list_shows_the_same_speed_eta_and_duration(server, page):
     row = lambda run_id, cell: page.text_content(f'tr[data-run-id="{run_id}"] {cell}')  # noqa: E731
     page.wait_for_selector(f'tr[data-run-id="{stopped}"]')
     assert row(running, ".ips") == "50" and row(running, ".progress-text").endswith("ETA 2m 5s")
-    assert row(stopped, ".ips") == "–" and "ETA" not in row(stopped, ".progress-text")
+    assert row(stopped, ".ips") == "12" and "ETA" not in row(stopped, ".progress-text")  # its mean over the time it ran
+    assert row(stopped, ".progress-text") == "3 of 70 epochs · in epoch 4 · step 90 of 1,000"  # as the run page says
     assert row(stopped, ".duration") == "2h 0m"  # the time it ran, not the day it sat cancelled
 
 
@@ -180,7 +184,12 @@ def test_the_api_docs_work_offline(server, page, path, ready):
     page.goto(server.url + path)
     page.wait_for_selector(ready, timeout=60_000)
     assert "/api/runs/{run_id}/cancel" in page.text_content("body")
-    assert set(outside) <= {REDOCLY_LOGO}, outside  # ReDoc's "by Redocly" logo: dropped when it cannot load
+    assert outside == []  # not even ReDoc's "by Redocly" logo (static/vendor/README.md)
+    assert page.get_attribute(".docs-bar a:first-child", "href") == "/"  # a way back to the app
+    page.evaluate("localStorage.setItem('ganboard-theme', 'dark')")  # as the app's toggle leaves it
+    page.reload()
+    page.wait_for_selector(ready, timeout=60_000)
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(15, 17, 21)"
 
 
 def test_the_snapshot_heard_before_the_modules_loaded_is_drawn(server, page):
