@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.db import Checkpoint, Run
+from app.runfiles import RunFileResponse, open_in_run, regular_size
 from app.settings import visible_gpus
 from trainer.protocol import CHECKPOINTS_DIR
 
@@ -79,8 +80,14 @@ def _checkpoint(request: Request, run_id: int, name: str) -> Path:
         if session.get(Run, run_id) is None:
             raise HTTPException(404, f"run {run_id} not found")
         known = session.get(Checkpoint, {"run_id": run_id, "name": name})
-    path = request.app.state.settings.runs_dir / str(run_id) / CHECKPOINTS_DIR / name
-    if known is None or not path.is_file():
+    run_dir = request.app.state.settings.runs_dir / str(run_id)
+    path = run_dir / CHECKPOINTS_DIR / name
+    try:
+        if known is not None:
+            regular_size(run_dir, CHECKPOINTS_DIR, name)  # a regular file inside the run's folder, reached without links
+    except OSError:
+        known = None
+    if known is None:
         raise HTTPException(404, f"checkpoint {name!r} not found in run {run_id}")
     if not name.startswith("netg"):
         raise _field_error("checkpoint", f"{name} is not a generator: choose a netg*.pth checkpoint")
@@ -164,7 +171,10 @@ async def generate_samples(run_id: RunId, body: SampleRequest, request: Request)
 @router.api_route("/generated/{name}", methods=["GET", "HEAD"], response_class=FileResponse)
 def get_generated(run_id: RunId, name: str, request: Request):
     """An image made by POST .../samples/generate; only the names it gives out (a hash and .png or .webp)."""
-    path = request.app.state.settings.runs_dir / str(run_id) / GENERATED_DIR / name
-    if not _NAME.match(name) or not path.is_file():
-        raise HTTPException(404, f"generated image {name!r} not found in run {run_id}")
-    return FileResponse(path, media_type="image/webp" if name.endswith(".webp") else "image/png")
+    try:
+        if not _NAME.match(name):
+            raise FileNotFoundError(name)
+        file = open_in_run(request.app.state.settings.runs_dir / str(run_id), GENERATED_DIR, name)
+    except OSError:
+        raise HTTPException(404, f"generated image {name!r} not found in run {run_id}") from None
+    return RunFileResponse(file, media_type="image/webp" if name.endswith(".webp") else "image/png")

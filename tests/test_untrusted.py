@@ -1,0 +1,122 @@
+"""Issue 20: what a worker that cannot be trusted with the server's files, a lost database, odd bodies and a torn
+journal could do to a real server. Each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY, start_server
+from trainer.protocol import EpochMessage
+
+SECRET = b"the server's own file, never to be served"
+
+
+@pytest.fixture(scope="module")
+def finished(server) -> dict:
+    run = server.create(epochs=1)
+    server.wait_status(run["id"], "completed")
+    return {"id": run["id"], "dir": server.runs_dir / str(run["id"])}
+
+
+@pytest.fixture
+def secret(tmp_path) -> Path:
+    path = tmp_path / "outside" / "secret.pth"
+    path.parent.mkdir()
+    path.write_bytes(SECRET)
+    return path
+
+
+def swap_for_link(path: Path, target: Path) -> bytes:
+    """Put a symlink to `target` where `path` was; returns what `path` held, to put back."""
+    held = path.read_bytes()
+    path.unlink()
+    path.symlink_to(target)
+    return held
+
+
+def put_back(path: Path, held: bytes) -> None:
+    path.unlink()
+    path.write_bytes(held)
+
+
+# -- 1. files outside the run's folder -----------------------------------------------------------------------------
+
+
+def test_a_registered_file_replaced_by_a_link_is_not_served_nor_zipped(server, finished, secret):
+    """Before: 200 with the outside file's bytes, and the bytes in samples.zip."""
+    run_id, run_dir = finished["id"], finished["dir"]
+    ckpt = run_dir / "checkpoints" / "netg.pth"
+    (sample,) = server.client.get(f"/api/runs/{run_id}/samples").json()
+    grid = run_dir / "samples" / sample["name"]
+    held = {ckpt: swap_for_link(ckpt, secret), grid: swap_for_link(grid, secret)}
+    try:
+        for url in (f"/api/runs/{run_id}/checkpoints/netg.pth", sample["url"]):
+            r = server.client.get(url)
+            assert r.status_code == 404 and SECRET not in r.content, (url, r.status_code)
+        assert server.client.get(f"/api/runs/{run_id}/export/samples.zip").status_code == 404  # its only grid
+    finally:
+        for path, data in held.items():
+            put_back(path, data)
+    assert server.client.get(f"/api/runs/{run_id}/checkpoints/netg.pth").content == held[ckpt]  # the real file: served
+    log = (run_dir / "worker.log").read_text()
+    assert "not served: checkpoints/netg.pth is a link or lies behind one" in log
+
+
+def test_a_checkpoints_folder_that_is_a_link_is_not_served(server, finished, tmp_path):
+    run_id, run_dir = finished["id"], finished["dir"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "netg.pth").write_bytes(SECRET)
+    folder = run_dir / "checkpoints"
+    folder.rename(tmp_path / "kept")
+    folder.symlink_to(elsewhere)
+    try:
+        r = server.client.get(f"/api/runs/{run_id}/checkpoints/netg.pth")
+        assert r.status_code == 404 and SECRET not in r.content
+        r = server.client.post(f"/api/runs/{run_id}/samples/generate", json={"checkpoint": "netg.pth"})
+        assert r.status_code == 404
+    finally:
+        folder.unlink()
+        (tmp_path / "kept").rename(folder)
+
+
+def test_a_fifo_or_a_link_reported_as_a_checkpoint_is_not_registered(tmp_path, secret):
+    """A worker reports a symlink (and a FIFO) as new checkpoints, here through its journal, replayed at start-up.
+    Before: the link was registered and served with the outside file's bytes."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    srv = start_server(runs)
+    try:
+        run_id = srv.create(epochs=1)["id"]
+        srv.wait_status(run_id, "completed")
+    finally:
+        srv.stop()
+    run_dir = runs / str(run_id)
+    (run_dir / "checkpoints" / "evil.pth").symlink_to(secret)
+    os.mkfifo(run_dir / "checkpoints" / "pipe.pth")
+    (run_dir / "samples" / "epoch_0009.png").symlink_to(secret)
+    lines = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    attempt, seq = lines[-1]["attempt"], max(line["seq"] for line in lines if line["attempt"] == lines[-1]["attempt"])
+    epoch = EpochMessage(seq=seq + 1, attempt=attempt, epoch=9, step=1, sample="epoch_0009.png",
+                         checkpoints=["evil.pth", "pipe.pth"], images_per_s=0, seconds=0)  # fmt: skip
+    with (run_dir / "journal.jsonl").open("a") as f:
+        f.write(epoch.model_dump_json() + "\n")
+    srv = start_server(runs)
+    try:
+        names = [c["name"] for c in srv.client.get(f"/api/runs/{run_id}/checkpoints").json()]
+        assert "evil.pth" not in names and "pipe.pth" not in names and "netg.pth" in names
+        assert srv.client.get(f"/api/runs/{run_id}/checkpoints/evil.pth").status_code == 404
+        assert srv.client.get(f"/api/runs/{run_id}/samples/epoch_0009.png").status_code == 404
+        zipped = zipfile.ZipFile(io.BytesIO(srv.client.get(f"/api/runs/{run_id}/export/samples.zip").content))
+        assert zipped.namelist() == ["epoch_0001.png"]
+    finally:
+        srv.stop()
+    log = (run_dir / "worker.log").read_text()
+    assert "checkpoint evil.pth not registered: checkpoints/evil.pth is a link or lies behind one" in log
+    assert "checkpoint pipe.pth not registered: checkpoints/pipe.pth is not a regular file" in log
