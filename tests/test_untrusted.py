@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, start_server
-from trainer.protocol import EpochMessage
+from tests.conftest import start_server, wait_for
+from trainer.protocol import EpochMessage, parse_message
 
 SECRET = b"the server's own file, never to be served"
 
@@ -120,3 +120,44 @@ def test_a_fifo_or_a_link_reported_as_a_checkpoint_is_not_registered(tmp_path, s
     log = (run_dir / "worker.log").read_text()
     assert "checkpoint evil.pth not registered: checkpoints/evil.pth is a link or lies behind one" in log
     assert "checkpoint pipe.pth not registered: checkpoints/pipe.pth is not a regular file" in log
+
+
+# -- 8. a bad journal line ------------------------------------------------------------------------------------------
+
+
+def valid(line: bytes) -> bool:
+    try:
+        parse_message(line)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("bad", [
+    b'{"type":"epoch","seq":999,"attempt":1,"epoch":1,"sample":"epoch_00\n',  # complete, not JSON (a full disk)
+    b'{"type":"batch","seq":999,"attempt":1,"rows":{"st',  # torn: no newline, the worker killed mid-write
+], ids=["an invalid epoch line", "a torn last line"])  # fmt: skip
+def test_one_bad_journal_line_loses_only_itself(server, bad):
+    """Before: every Resume failed with "Invalid JSON" (the epoch line), or the next attempt's first message was glued
+    to the torn line and lost with it."""
+    run_id = server.create(epochs=50)["id"]
+    wait_for(lambda: server.client.get(f"/api/runs/{run_id}/samples").json(), 600, what="the first epoch")
+    assert server.client.post(f"/api/runs/{run_id}/cancel").status_code == 200
+    server.wait_status(run_id, "cancelled")
+    journal = server.runs_dir / str(run_id) / "journal.jsonl"
+    with journal.open("ab") as f:
+        f.write(bad)
+
+    for _ in range(2):  # the second Resume starts from an epoch whose line comes after the bad one
+        grids = len(server.client.get(f"/api/runs/{run_id}/samples").json())
+        assert server.client.post(f"/api/runs/{run_id}/resume").status_code == 200
+        wait_for(lambda: (r := server.run(run_id))["status"] == "failed"
+                 or len(server.client.get(f"/api/runs/{run_id}/samples").json()) > grids, 600, what="another epoch")  # fmt: skip
+        assert server.run(run_id)["status"] == "running", server.run(run_id)["error"]
+        assert server.client.post(f"/api/runs/{run_id}/cancel").status_code == 200
+        server.wait_status(run_id, "cancelled", timeout=600)
+    lines = journal.read_bytes().splitlines()
+    assert [line for line in lines if not valid(line)] == [bad.rstrip(b"\n")]  # only the bad line is not a message
+    for attempt in (2, 3):
+        messages = [json.loads(line) for line in lines if valid(line) and json.loads(line)["attempt"] == attempt]
+        assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))  # its every message, from 1
