@@ -20,6 +20,7 @@ from typing import BinaryIO
 from fastapi.responses import FileResponse
 from starlette.types import Receive, Scope, Send
 
+from app.db import utcnow
 from trainer.protocol import WORKER_LOG, is_plain_name
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,23 @@ def regular_size(run_dir: Path, *parts: str) -> int:
     """The size of a regular file inside the run's folder (the errors of `open_in_run`)."""
     with open_in_run(run_dir, *parts) as f:
         return os.fstat(f.fileno()).st_size
+
+
+def claim(run_dir: Path) -> None:
+    """Make a new run's folder. One already there with anything in it belongs to a run this database does not know
+    (the database was lost, or another `--database-url` points at the same runs folder): it is moved aside with a log
+    line, never written into, so the new run's worker cannot replay or extend another run's journal."""
+    try:
+        run_dir.mkdir()
+        return
+    except FileExistsError:
+        if run_dir.is_dir() and not run_dir.is_symlink() and not any(run_dir.iterdir()):
+            return  # empty: nothing in it to adopt
+    aside = run_dir.with_name(f"{run_dir.name}.orphan-{utcnow():%Y%m%dT%H%M%S.%f}")
+    os.rename(run_dir, aside)
+    log.warning("run %s: its folder held files of a run the database does not know; moved aside to %s", run_dir.name,
+                aside)
+    run_dir.mkdir()
 
 
 def note(run_dir: Path, text: str) -> None:

@@ -161,3 +161,37 @@ def test_one_bad_journal_line_loses_only_itself(server, bad):
     for attempt in (2, 3):
         messages = [json.loads(line) for line in lines if valid(line) and json.loads(line)["attempt"] == attempt]
         assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))  # its every message, from 1
+
+
+# -- 3. a lost database --------------------------------------------------------------------------------------------
+
+
+def test_a_new_run_never_writes_into_an_old_runs_folder(tmp_path):
+    """The database lost while the run folders remain. Before: the new run 1 wrote into the old run 1's folder, and
+    the old journal's messages were taken for the new run's (38 rows of its 40 steps, 3 of them the old run's)."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    srv = start_server(runs)
+    try:
+        old = srv.create(epochs=2, seed=1)
+        srv.wait_status(old["id"], "completed", timeout=600)
+    finally:
+        srv.stop()
+    old_journal = (runs / "1" / "journal.jsonl").read_bytes()
+    for name in ("ganboard.db", "ganboard.db-wal", "ganboard.db-shm"):
+        (runs / name).unlink(missing_ok=True)
+
+    srv = start_server(runs)
+    try:
+        new = srv.create(epochs=1, seed=2)
+        assert new["id"] == 1
+        done = srv.wait_status(1, "completed", "failed", timeout=600)
+        assert done["status"] == "completed", done["error"]
+        steps = srv.client.get("/api/runs/1/metrics", params={"max_points": 10**6}).json()["step"]
+        assert steps == list(range(1, done["total_steps"] + 1))  # its own steps, each once, and nothing of the old run
+        assert [s["epoch"] for s in srv.client.get("/api/runs/1/samples").json()] == [1]
+    finally:
+        srv.stop()
+    (aside,) = runs.glob("1.orphan-*")
+    assert (aside / "journal.jsonl").read_bytes() == old_journal  # the old run's files, untouched
+    assert f"moved aside to {aside}" in (tmp_path / f"server-{srv.url.rsplit(':', 1)[1]}.log").read_text()
