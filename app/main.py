@@ -21,6 +21,7 @@ from app.auth import TokenMiddleware, is_loopback, redact_token_logs
 from app.db import make_engine, make_sessionmaker
 from app.guard import GuardMiddleware
 from app.hub import Hub
+from app.limits import BodyLimitMiddleware
 from app.pages import templates
 from app.settings import Settings
 from app.supervisor import Supervisor
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="GANboard", summary="Launch and watch DCGAN training runs.", lifespan=lifespan, docs_url=None, redoc_url=None
     )
+    app.add_middleware(BodyLimitMiddleware)
     if settings.token:
         app.add_middleware(TokenMiddleware, token=settings.token)
     # Added last, so it runs first: a request from a rebound name or another origin never reaches the token check.

@@ -6,8 +6,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import select
+import socket
 import zipfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -195,3 +198,34 @@ def test_a_new_run_never_writes_into_an_old_runs_folder(tmp_path):
     (aside,) = runs.glob("1.orphan-*")
     assert (aside / "journal.jsonl").read_bytes() == old_journal  # the old run's files, untouched
     assert f"moved aside to {aside}" in (tmp_path / f"server-{srv.url.rsplit(':', 1)[1]}.log").read_text()
+
+
+# -- 7. large bodies -----------------------------------------------------------------------------------------------
+
+
+def raw_post(url: str, headers: dict[str, str]) -> socket.socket:
+    where = urlsplit(url)
+    s = socket.create_connection((where.hostname, where.port), timeout=60)
+    head = {"Host": where.netloc, "Content-Type": "application/json", **headers}
+    s.sendall("".join(["POST /api/runs HTTP/1.1\r\n", *(f"{k}: {v}\r\n" for k, v in head.items()), "\r\n"]).encode())
+    return s
+
+
+def status_of(s: socket.socket) -> int:
+    return int(s.recv(4096).split(b" ")[1])
+
+
+def test_a_body_over_the_limit_is_refused_unread(server):
+    """Before: a 200 MB body was read whole (+796 MiB) and then refused with 422; a client that announced one and sent
+    nothing waited for ever."""
+    with raw_post(server.url, {"Content-Length": str(200 << 20)}) as s:  # announced, never sent
+        assert status_of(s) == 413
+
+    with raw_post(server.url, {"Transfer-Encoding": "chunked"}) as s:
+        chunk = b"%x\r\n%s\r\n" % (1 << 16, b" " * (1 << 16))
+        sent = 0
+        while sent < 200 << 20 and not select.select([s], [], [], 0)[0]:  # until the server answers
+            s.sendall(chunk)
+            sent += 1 << 16
+        assert status_of(s) == 413 and sent < 200 << 20
+    assert server.client.get("/api/runs").status_code == 200
