@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
+import os
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,17 +31,19 @@ from app.supervisor import Supervisor
 
 log = logging.getLogger("ganboard")
 VENDOR = "/static/vendor/"
+LOCK = "ganboard.lock"  # in the runs folder: one server per runs folder
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     if not settings.token and not is_loopback(settings.host):
         raise RuntimeError(f"refusing to listen on {settings.host} without a token: set GANBOARD_TOKEN")
-    redact_token_logs()  # here, so that `uvicorn app.main:create_app --factory` is covered as well as `ganboard serve`
+    redact_token_logs(settings.token)  # here, so `uvicorn app.main:create_app --factory` is covered, and `ganboard serve`
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    runs_lock = _lock_runs_dir(settings.runs_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        settings.runs_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.database_url)
         app.state.settings = settings
         app.state.sessions = make_sessionmaker(engine)
@@ -50,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await app.state.supervisor.stop()
         app.state.supervisor.dbfile.close()
+        os.close(runs_lock)
 
     app = FastAPI(
         title="GANboard", summary="Launch and watch DCGAN training runs.", lifespan=lifespan, docs_url=None, redoc_url=None
@@ -103,6 +109,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
 
     return app
+
+
+def _lock_runs_dir(runs_dir: Path) -> int:
+    """Hold `runs_dir/ganboard.lock` for the life of this server: two servers on one runs folder would both start its
+    queued runs, and each take the other's workers for dead. The lock goes with the process, however it ends."""
+    fd = os.open(runs_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise RuntimeError(
+            f"another GANboard server (pid {holder}) uses the runs folder {runs_dir}: stop it first, or give this one "
+            "another --runs-dir (GANBOARD_RUNS_DIR)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _error_page(request: Request, status: int, detail: str) -> HTMLResponse:

@@ -8,13 +8,16 @@ import json
 import os
 import select
 import socket
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from websockets.sync.client import connect
 
-from tests.conftest import start_server, wait_for
+from tests.conftest import REPO, free_port, start_server, wait_for
 from trainer.protocol import EpochMessage, parse_message
 
 SECRET = b"the server's own file, never to be served"
@@ -136,6 +139,7 @@ def valid(line: bytes) -> bool:
     return True
 
 
+@pytest.mark.timeout(900)  # three attempts of a run
 @pytest.mark.parametrize("bad", [
     b'{"type":"epoch","seq":999,"attempt":1,"epoch":1,"sample":"epoch_00\n',  # complete, not JSON (a full disk)
     b'{"type":"batch","seq":999,"attempt":1,"rows":{"st',  # torn: no newline, the worker killed mid-write
@@ -169,6 +173,7 @@ def test_one_bad_journal_line_loses_only_itself(server, bad):
 # -- 3. a lost database --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(900)  # two runs one after the other, on a shared 2-core machine
 def test_a_new_run_never_writes_into_an_old_runs_folder(tmp_path):
     """The database lost while the run folders remain. Before: the new run 1 wrote into the old run 1's folder, and
     the old journal's messages were taken for the new run's (38 rows of its 40 steps, 3 of them the old run's)."""
@@ -176,7 +181,7 @@ def test_a_new_run_never_writes_into_an_old_runs_folder(tmp_path):
     runs.mkdir()
     srv = start_server(runs)
     try:
-        old = srv.create(epochs=2, seed=1)
+        old = srv.create(epochs=1, seed=1)
         srv.wait_status(old["id"], "completed", timeout=600)
     finally:
         srv.stop()
@@ -229,3 +234,46 @@ def test_a_body_over_the_limit_is_refused_unread(server):
             sent += 1 << 16
         assert status_of(s) == 413 and sent < 200 << 20
     assert server.client.get("/api/runs").status_code == 200
+
+
+# -- 9. a second server, tokens in the log, odd numbers ---------------------------------------------------------------
+
+
+def test_a_second_server_on_the_same_runs_folder_refuses_to_start(server):
+    """Before: it started, and both servers spawned workers for the same queued runs."""
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(free_port()), "--runs-dir", str(server.runs_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert f"another GANboard server (pid {server.proc.pid}) uses the runs folder {server.runs_dir}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert server.client.get("/api/runs").status_code == 200
+
+
+def test_mis_shaped_token_queries_never_reach_the_log(tmp_path):
+    """Before: `;token=`, `token%3D` and `token[]=` were written to the access log in clear."""
+    token = "sesame-0123456789"
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    srv = start_server(runs, GANBOARD_TOKEN=token, wait_path="/login")
+    try:
+        for secret in (token, "a-wrong-guess-42"):
+            for query in (f"a=1;token={secret}", f"token%3D{secret}", f"token[]={secret}", f"token%253D{secret}",
+                          f"%74oken={secret}", f"token={secret}"):  # fmt: skip
+                srv.client.get(f"/api/runs?{query}")
+            try:
+                connect(f"{srv.ws_url}/ws/runs/1?x=1;token={secret}", open_timeout=30).close()
+            except Exception:  # refused (no run 1, or a wrong token): only its log line matters
+                pass
+    finally:
+        srv.stop()
+    log = (tmp_path / f"server-{urlsplit(srv.url).port}.log").read_text()
+    assert "GET /api/runs?a=1;token=***" in log
+    assert token not in log and "a-wrong-guess-42" not in log
+
+
+def test_a_run_list_of_5000_digits_is_a_422_page(server):
+    """Before: 500 (int() refuses more than 4,300 digits)."""
+    r = server.client.get("/compare", params={"runs": "9" * 5000})
+    assert r.status_code == 422 and "not a run id: 99999999999999999999…" in r.text
