@@ -11,6 +11,7 @@ from trainer import cli as trainer_cli
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.limits import server_options
     from app.main import create_app
     from app.settings import Settings
 
@@ -20,7 +21,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app(settings)
     except RuntimeError as e:
         raise trainer_cli.CliError(str(e)) from e
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", **server_options(app.state.open_files))
     return 0
 
 

@@ -24,7 +24,7 @@ from app.auth import TokenMiddleware, is_loopback, redact_token_logs
 from app.db import make_engine, make_sessionmaker
 from app.guard import GuardMiddleware
 from app.hub import Hub
-from app.limits import BodyLimitMiddleware
+from app.limits import BodyLimitMiddleware, raise_open_files_limit
 from app.pages import templates
 from app.settings import Settings
 from app.supervisor import Supervisor
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     redact_token_logs(settings.token)  # here, so `uvicorn app.main:create_app --factory` is covered, and `ganboard serve`
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     runs_lock = _lock_runs_dir(settings.runs_dir)
+    open_files = raise_open_files_limit()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="GANboard", summary="Launch and watch DCGAN training runs.", lifespan=lifespan, docs_url=None, redoc_url=None
     )
     app.add_middleware(BodyLimitMiddleware)
+    app.state.open_files = open_files  # for `ganboard serve`'s uvicorn options (app/limits.py)
     if settings.token:
         app.add_middleware(TokenMiddleware, token=settings.token)
     # Added last, so it runs first: a request from a rebound name or another origin never reaches the token check.

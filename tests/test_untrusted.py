@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import resource
 import select
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from websockets.sync.client import connect
 
@@ -277,3 +279,38 @@ def test_a_run_list_of_5000_digits_is_a_422_page(server):
     """Before: 500 (int() refuses more than 4,300 digits)."""
     r = server.client.get("/compare", params={"runs": "9" * 5000})
     assert r.status_code == 422 and "not a run id: 99999999999999999999…" in r.text
+
+
+# -- 5. idle connections and open files ------------------------------------------------------------------------------
+
+
+def test_idle_connections_cannot_use_up_the_open_files(tmp_path):
+    """`ganboard serve` with at most 128 open files (soft 64, raised to 128 at start) and 300 idle connections held
+    open. Before: every fd went to an idle connection, never closed, and no new request was served again."""
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {**os.environ, "GANBOARD_DATA_ROOTS": json.dumps([str(tmp_path)])}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--runs-dir", str(tmp_path / "runs")],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 128)),
+        )  # fmt: skip
+    idle: list[socket.socket] = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def answered() -> bool:
+            try:
+                return httpx.get(f"{url}/api/runs").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(answered, 60, what="ganboard serve to answer")
+        assert "Max open files            128                  128" in Path(f"/proc/{proc.pid}/limits").read_text()
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(300)]
+        wait_for(answered, 60, what="a new request to be served")  # once the idle ones are closed, 5 s on
+    finally:
+        for s in idle:
+            s.close()
+        proc.terminate()
+        proc.wait(30)
