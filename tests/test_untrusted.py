@@ -183,7 +183,7 @@ def test_a_new_run_never_writes_into_an_old_runs_folder(tmp_path):
     runs.mkdir()
     srv = start_server(runs)
     try:
-        old = srv.create(epochs=1, seed=1)
+        old = srv.create(epochs=2, seed=1)  # more steps than the new run will have
         srv.wait_status(old["id"], "completed", timeout=600)
     finally:
         srv.stop()
@@ -202,6 +202,7 @@ def test_a_new_run_never_writes_into_an_old_runs_folder(tmp_path):
         assert [s["epoch"] for s in srv.client.get("/api/runs/1/samples").json()] == [1]
     finally:
         srv.stop()
+    assert not (runs / "1" / "journal.jsonl").read_bytes().startswith(old_journal)
     (aside,) = runs.glob("1.orphan-*")
     assert (aside / "journal.jsonl").read_bytes() == old_journal  # the old run's files, untouched
     assert f"moved aside to {aside}" in (tmp_path / f"server-{srv.url.rsplit(':', 1)[1]}.log").read_text()
