@@ -7,7 +7,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
@@ -21,6 +21,7 @@ from app import history, store
 from app.db import Checkpoint, Run, Sample
 from app.memory import memory_error
 from app.paths import PATH_FIELDS, path_error, resolved
+from app.runfiles import NotInRun, RunFileResponse, note, open_in_run
 from app.settings import visible_gpus
 from app.store import RunOut, download_name
 from app.supervisor import TransitionError
@@ -327,18 +328,23 @@ def machine(request: Request, session: SessionDep) -> dict[str, Any]:
     }
 
 
-def _registered_file(request: Request, run_id: int, folder: str, name: str, known: bool):
-    """Only names the database holds are served, so `..`, slashes or absolute paths can never reach the disk."""
-    path = request.app.state.settings.runs_dir / str(run_id) / folder / name
-    if not known or not path.is_file():
-        raise HTTPException(404, f"{folder[:-1]} {name!r} not found in run {run_id}")
-    return path
+def _registered_file(request: Request, run_id: int, folder: str, name: str, known: bool) -> BinaryIO:
+    """Only names the database holds are served, so `..`, slashes or absolute paths can never reach the disk; and only
+    as a regular file inside the run's folder, opened without following links (app/runfiles.py)."""
+    if known:
+        try:
+            return open_in_run(request.app.state.settings.runs_dir / str(run_id), folder, name)
+        except NotInRun as e:
+            note(request.app.state.settings.runs_dir / str(run_id), f"not served: {e.strerror}")
+        except OSError:
+            pass
+    raise HTTPException(404, f"{folder[:-1]} {name!r} not found in run {run_id}")
 
 
 @router.api_route("/runs/{run_id}/samples/{name}", methods=["GET", "HEAD"], response_class=FileResponse)
 def get_sample(run_id: RunId, name: str, request: Request, session: SessionDep):
     known = session.scalars(select(Sample).where(Sample.run_id == run_id, Sample.name == name)).first() is not None
-    return FileResponse(_registered_file(request, run_id, "samples", name, known), media_type="image/png")
+    return RunFileResponse(_registered_file(request, run_id, "samples", name, known), media_type="image/png")
 
 
 @router.api_route("/runs/{run_id}/checkpoints/best", methods=["GET", "HEAD"], response_class=FileResponse)
@@ -351,16 +357,16 @@ def get_best_checkpoint(
     name = BEST[net == "d"]
     if session.get(Checkpoint, {"run_id": run_id, "name": name}) is None:
         raise HTTPException(404, f"run {run_id} has no best checkpoint yet: no epoch has been scored yet")
-    path = _registered_file(request, run_id, "checkpoints", name, True)
-    return FileResponse(path, media_type="application/octet-stream", filename=download_name(run.name, name))
+    file = _registered_file(request, run_id, "checkpoints", name, True)
+    return RunFileResponse(file, media_type="application/octet-stream", filename=download_name(run.name, name))
 
 
 @router.api_route("/runs/{run_id}/checkpoints/{name}", methods=["GET", "HEAD"], response_class=FileResponse)
 def get_checkpoint(run_id: RunId, name: str, request: Request, session: SessionDep):
     run = _run(session, run_id)
     known = session.get(Checkpoint, {"run_id": run_id, "name": name}) is not None
-    path = _registered_file(request, run_id, "checkpoints", name, known)
-    return FileResponse(path, media_type="application/octet-stream", filename=download_name(run.name, name))
+    file = _registered_file(request, run_id, "checkpoints", name, known)
+    return RunFileResponse(file, media_type="application/octet-stream", filename=download_name(run.name, name))
 
 
 LOG_TAIL_BYTES = 64 * 1024  # what the Logs tab shows at first; the whole file is a download

@@ -15,7 +15,7 @@ import ipaddress
 import logging
 import re
 from html import escape
-from urllib.parse import parse_qs, quote, unquote_plus
+from urllib.parse import parse_qs, quote, quote_plus, unquote_plus
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -81,17 +81,27 @@ def _equal(given: bytes, expected: str) -> bool:
 
 
 class RedactTokens(logging.Filter):
-    """Replaces the value of `token=` in the query strings uvicorn logs (access lines, websocket lines) with ***."""
+    """Masks credentials in the request lines uvicorn logs (access lines, websocket lines): every part of a query
+    string (between `&` or `;`) that names a token in any shape (`token=`, `;token=`, `token%3D`, `token[]=`, percent-
+    encoded twice) becomes `token=***`, and the server's own token is masked wherever it appears, in any encoding."""
 
-    QUERY_PARAM = re.compile(r"([?&])([^=&\s\"]*)=([^&\s\"]*)")
+    QUERY = re.compile(r"\?([^\s\"]*)")
+    PART = re.compile(r"[^&;]+")
 
-    @classmethod
-    def redact(cls, value: object) -> object:
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def add_secret(self, token: str) -> None:
+        self.secrets |= {token, quote(token), quote_plus(token), quote(token, safe="")} - {""}
+
+    def redact(self, value: object) -> object:
         if not isinstance(value, str):
             return value
-        return cls.QUERY_PARAM.sub(
-            lambda m: f"{m[1]}{m[2]}=***" if unquote_plus(m[2]).lower() == "token" else m[0], value
-        )
+        value = self.QUERY.sub(lambda m: "?" + self.PART.sub(_mask_token, m[1]), value)
+        for secret in self.secrets:
+            value = value.replace(secret, "***")
+        return value
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.redact(record.msg)
@@ -100,12 +110,25 @@ class RedactTokens(logging.Filter):
         return True
 
 
-def redact_token_logs() -> None:
+def _mask_token(part: re.Match) -> str:
+    text = part[0]
+    for _ in range(5):  # undo percent-encoding, however many times it was applied
+        text, before = unquote_plus(text), text
+        if text == before:
+            break
+    return "token=***" if "token" in text.lower() else part[0]
+
+
+def redact_token_logs(token: str | None = None) -> None:
     """Install RedactTokens on the loggers that print request paths; logging.config keeps it when uvicorn configures."""
     for name in ("uvicorn.access", "uvicorn.error"):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactTokens) for f in logger.filters):
-            logger.addFilter(RedactTokens())
+        redact = next((f for f in logger.filters if isinstance(f, RedactTokens)), None)
+        if redact is None:
+            redact = RedactTokens()
+            logger.addFilter(redact)
+        if token:
+            redact.add_secret(token)
 
 
 def _login_page(next_path: str, error: str = "") -> str:

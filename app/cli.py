@@ -15,6 +15,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.db import make_engine
+    from app.limits import server_options
     from app.main import create_app
     from app.settings import Settings
 
@@ -34,7 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app(settings)
     except RuntimeError as e:
         raise trainer_cli.CliError(str(e)) from e
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", **server_options(app.state.open_files))
     return 0
 
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import tempfile
+import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timezone
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal, NamedTuple
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
@@ -25,11 +28,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.api import RunId
 from app.db import Metric, Run, Sample, SystemSample
+from app.runfiles import NotInRun, note, open_in_run, regular_size
 from app.store import download_name
 from trainer.protocol import METRICS, ROW_COLUMNS, SAMPLES_DIR
 
 router = APIRouter(prefix="/api/runs/{run_id}/export", tags=["export"])
 CHUNK = 5000  # rows per database fetch and per streamed piece
+CHUNK_BYTES = 1 << 20  # bytes of a file per streamed piece of a zip
 
 
 def _run_name(request: Request, run_id: int) -> str:
@@ -88,11 +93,31 @@ def metrics_json(run_id: RunId, request: Request):
     return StreamingResponse(body, media_type="application/json", headers=_attachment(name, "metrics.json"))
 
 
-def _sample_files(request: Request, run_id: int) -> list[tuple[int, Path]]:
-    folder = request.app.state.settings.runs_dir / str(run_id) / SAMPLES_DIR
+class SampleFile(NamedTuple):
+    epoch: int
+    name: str
+    run_dir: Path
+
+    def open(self) -> BinaryIO:
+        """The grid, opened without following links (app/runfiles.py)."""
+        return open_in_run(self.run_dir, SAMPLES_DIR, self.name)
+
+
+def _sample_files(request: Request, run_id: int) -> list[SampleFile]:
+    """The run's registered grids that are regular files inside its folder, in epoch order."""
+    run_dir = request.app.state.settings.runs_dir / str(run_id)
     with request.app.state.sessions() as s:
         rows = s.execute(select(Sample.epoch, Sample.name).where(Sample.run_id == run_id).order_by(Sample.epoch)).all()
-    files = [(epoch, folder / name) for epoch, name in rows if (folder / name).is_file()]
+    files = []
+    for epoch, name in rows:
+        try:
+            regular_size(run_dir, SAMPLES_DIR, name)
+        except NotInRun as e:
+            note(run_dir, f"sample grid {name} left out of an export: {e.strerror}")
+            continue
+        except OSError:
+            continue
+        files.append(SampleFile(epoch, name, run_dir))
     if not files:
         raise HTTPException(404, f"run {run_id} has no sample grids yet")
     return files
@@ -116,12 +141,22 @@ class _Chunks(io.RawIOBase):
         return data
 
 
-def _zip(files: list[tuple[str, Path]]) -> Iterator[bytes]:
+def _zip(files: list[tuple[str, Callable[[], BinaryIO]]]) -> Iterator[bytes]:
+    """A zip of (name in the zip, how to open the file) streamed as it is written; a file that cannot be opened any
+    more is left out."""
     out = _Chunks()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:  # PNGs and event files are compressed already
-        for arcname, path in files:
-            z.write(path, arcname)
-            yield out.take()
+        for arcname, open_file in files:
+            try:
+                src = open_file()
+            except OSError:
+                continue
+            with src:
+                mtime = time.localtime(os.fstat(src.fileno()).st_mtime)
+                with z.open(zipfile.ZipInfo(arcname, mtime[:6]), "w") as dst:
+                    while chunk := src.read(CHUNK_BYTES):
+                        dst.write(chunk)
+                        yield out.take()
     yield out.take()
 
 
@@ -129,7 +164,7 @@ def _zip(files: list[tuple[str, Path]]) -> Iterator[bytes]:
 def samples_zip(run_id: RunId, request: Request):
     """Every epoch's sample grid, as the PNGs the worker wrote."""
     name = _run_name(request, run_id)
-    files = [(path.name, path) for _, path in _sample_files(request, run_id)]
+    files = [(f.name, f.open) for f in _sample_files(request, run_id)]
     return StreamingResponse(_zip(files), media_type="application/zip", headers=_attachment(name, "samples.zip"))
 
 
@@ -139,7 +174,10 @@ def samples_animation(run_id: RunId, fmt: Literal["gif", "webp"], request: Reque
     from PIL import Image
 
     name = _run_name(request, run_id)
-    frames = [Image.open(path).convert("RGB") for _, path in _sample_files(request, run_id)]
+    frames = []
+    for sample in _sample_files(request, run_id):
+        with sample.open() as f:
+            frames.append(Image.open(f).convert("RGB"))
     durations = [max(20, min(ms_per_epoch, 5000))] * len(frames)
     durations[-1] = max(durations[-1], 1500)
     out = io.BytesIO()
@@ -157,7 +195,7 @@ def _hparams(config: dict) -> dict:
     return {k: v for k, v in config.items() if isinstance(v, (bool, int, float, str))}
 
 
-def _write_events(folder: Path, session: Session, sessions: sessionmaker, run_id: int, samples: list[tuple[int, Path]]):
+def _write_events(folder: Path, session: Session, sessions: sessionmaker, run_id: int, samples: list[SampleFile]):
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.compat.proto.summary_pb2 import Summary
     from tensorboard.plugins.hparams import summary_v2 as hparams
@@ -185,14 +223,20 @@ def _write_events(folder: Path, session: Session, sessions: sessionmaker, run_id
             .group_by(Metric.epoch))
     }  # fmt: skip
     last_steps = {epoch: step for epoch, (step, _) in epoch_ends.items()}
-    for epoch, path in samples:
+    for sample in samples:
         from PIL import Image
 
-        with Image.open(path) as im:
+        try:
+            f = sample.open()
+        except OSError:
+            continue
+        with f:
+            png, mtime = f.read(), os.fstat(f.fileno()).st_mtime
+        with Image.open(io.BytesIO(png)) as im:
             width, height = im.size
-        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=path.read_bytes())
-        step = last_steps.get(epoch, epoch)
-        writer.add_event(Event(wall_time=path.stat().st_mtime, step=step,
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png)
+        step = last_steps.get(sample.epoch, sample.epoch)
+        writer.add_event(Event(wall_time=mtime, step=step,
                                summary=Summary(value=[Summary.Value(tag="samples", image=image)])))  # fmt: skip
     scored = session.scalars(select(Sample).where(Sample.run_id == run_id).order_by(Sample.epoch))
     for s in scored:
@@ -219,7 +263,7 @@ def tensorboard_events(run_id: RunId, request: Request):
     folder = Path(tmp.name) / name
     with sessions() as s:
         _write_events(folder, s, sessions, run_id, samples)
-    files = [(f"{name}/{p.name}", p) for p in sorted(folder.iterdir())]
+    files = [(f"{name}/{p.name}", partial(open, p, "rb")) for p in sorted(folder.iterdir())]  # the server's own files
 
     def body() -> Iterator[bytes]:
         with tmp:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import stat
+import os
 from datetime import timezone
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -19,6 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app import health, history
+from app.runfiles import NotInRun, note, open_in_run, regular_size
 from app.db import Checkpoint, Metric, Received, Run, Sample, SystemSample, sample_url
 from app.store import alert_json, checkpoints_json, run_json, samples_json, system_json
 from app.supervisor import TransitionError, transition
@@ -47,21 +49,23 @@ def checkpoint_digests(run_dir: Path, msg: WorkerMessage) -> Digests:
     by_file: dict[tuple[int, int, int], tuple[int, str]] = {}
     digests: Digests = {}
     for name in names:
-        path = run_dir / CHECKPOINTS_DIR / name
         try:
-            st = path.stat()
+            f = open_in_run(run_dir, CHECKPOINTS_DIR, name)  # a regular file inside the run's folder, no link followed
+        except NotInRun as e:
+            note(run_dir, f"checkpoint {name} not registered: {e.strerror}")
+            continue
         except OSError:
             continue
-        if not stat.S_ISREG(st.st_mode):
-            continue
-        if name in sent:
-            if sent[name].size == st.st_size:
-                digests[name] = (st.st_size, sent[name].sha256)
-            continue
-        key = (st.st_dev, st.st_ino, st.st_mtime_ns)
-        if key not in by_file:
-            by_file[key] = (st.st_size, _sha256(path))
-        digests[name] = by_file[key]
+        with f:
+            st = os.fstat(f.fileno())
+            if name in sent:
+                if sent[name].size == st.st_size:
+                    digests[name] = (st.st_size, sent[name].sha256)
+                continue
+            key = (st.st_dev, st.st_ino, st.st_mtime_ns)
+            if key not in by_file:
+                by_file[key] = (st.st_size, _sha256(f))
+            digests[name] = by_file[key]
     return digests
 
 
@@ -157,8 +161,13 @@ def _images_per_s(session: Session, run: Run, step: int, at: float, window: floa
 def _epoch(session: Session, run: Run, run_dir: Path, msg: EpochMessage, digests: Digests, current: bool) -> dict:
     if not is_plain_name(msg.sample):
         raise ValueError(f"sample: {msg.sample!r} is not a plain file name")
-    sample_path = run_dir / SAMPLES_DIR / msg.sample
-    size = sample_path.stat().st_size if sample_path.is_file() else None
+    try:
+        size = regular_size(run_dir, SAMPLES_DIR, msg.sample)
+    except NotInRun as e:
+        note(run_dir, f"sample grid {msg.sample} not registered: {e.strerror}")
+        size = None
+    except OSError:  # not there (yet): registered all the same, served once it is
+        size = None
     session.merge(Sample(run_id=run.id, epoch=msg.epoch, name=msg.sample, size=size, swd=msg.swd, fid=msg.fid, kid=msg.kid,
                          diversity=msg.diversity))
     registered = _files(session, run, msg, digests)
@@ -243,11 +252,10 @@ def _status(session: Session, run: Run, msg: StatusMessage) -> None:
         log.info("run %s: %s from attempt %s came after another change; not applied", run.id, msg.status, msg.attempt)
 
 
-def _sha256(path: Path) -> str:
+def _sha256(f: BinaryIO) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
+    while chunk := f.read(1 << 20):
+        digest.update(chunk)
     return digest.hexdigest()
 
 

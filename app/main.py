@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
+import os
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,6 +24,7 @@ from app.auth import TokenMiddleware, is_loopback, redact_token_logs
 from app.db import make_engine, make_sessionmaker
 from app.guard import GuardMiddleware
 from app.hub import Hub
+from app.limits import BodyLimitMiddleware, raise_open_files_limit
 from app.pages import templates
 from app.settings import Settings
 from app.study import Studies
@@ -28,17 +32,20 @@ from app.supervisor import Supervisor
 
 log = logging.getLogger("ganboard")
 VENDOR = "/static/vendor/"
+LOCK = "ganboard.lock"  # in the runs folder: one server per runs folder
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     if not settings.token and not is_loopback(settings.host):
         raise RuntimeError(f"refusing to listen on {settings.host} without a token: set GANBOARD_TOKEN")
-    redact_token_logs()  # here, so that `uvicorn app.main:create_app --factory` is covered as well as `ganboard serve`
+    redact_token_logs(settings.token)  # here, so `uvicorn app.main:create_app --factory` is covered, and `ganboard serve`
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    runs_lock = _lock_runs_dir(settings.runs_dir)
+    open_files = raise_open_files_limit()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        settings.runs_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.database_url)
         app.state.settings = settings
         app.state.sessions = make_sessionmaker(engine)
@@ -53,10 +60,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.studies.stop()
         await app.state.supervisor.stop()
         app.state.supervisor.dbfile.close()
+        os.close(runs_lock)
 
     app = FastAPI(
         title="GANboard", summary="Launch and watch DCGAN training runs.", lifespan=lifespan, docs_url=None, redoc_url=None
     )
+    app.add_middleware(BodyLimitMiddleware)
+    app.state.open_files = open_files  # for `ganboard serve`'s uvicorn options (app/limits.py)
     if settings.token:
         app.add_middleware(TokenMiddleware, token=settings.token)
     # Added last, so it runs first: a request from a rebound name or another origin never reaches the token check.
@@ -123,6 +133,24 @@ _DOCS_BAR = """<nav class="docs-bar"><a href="/">&larr; GANboard</a><a href="/do
 def _in_app(page: HTMLResponse) -> HTMLResponse:
     html = page.body.decode().replace("<head>", "<head>" + _DOCS_HEAD, 1).replace("<body>", "<body>" + _DOCS_BAR, 1)
     return HTMLResponse(html)
+
+
+def _lock_runs_dir(runs_dir: Path) -> int:
+    """Hold `runs_dir/ganboard.lock` for the life of this server: two servers on one runs folder would both start its
+    queued runs, and each take the other's workers for dead. The lock goes with the process, however it ends."""
+    fd = os.open(runs_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise RuntimeError(
+            f"another GANboard server (pid {holder}) uses the runs folder {runs_dir}: stop it first, or give this one "
+            "another --runs-dir (GANBOARD_RUNS_DIR)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _error_page(request: Request, status: int, detail: str) -> HTMLResponse:

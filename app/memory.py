@@ -64,7 +64,7 @@ def memory_error(cfg: TrainConfig) -> tuple[str, str] | None:
         return None
     name, free = device
     need = estimate(cfg)
-    on_device = need.total - (need.dataset if name != "CPU" else 0)  # the dataset stays in CPU memory
+    on_device = need.total - (need.host_only if name != "CPU" else 0)  # the dataset and checkpoint copy stay on the host
     if on_device <= free:
         return None
     blame = max(

@@ -64,9 +64,10 @@ def parse_run_ids(text: str | None) -> tuple[list[int], str | None]:
     parts = [p.strip() for p in (text or "").split(",") if p.strip()]
     if not parts:
         return [], None  # nothing chosen yet: the page says how to choose
-    bad = [p for p in parts if not p.isdecimal() or int(p) < 1 or len(p) > 18]
+    bad = [p for p in parts if not p.isdecimal() or len(p) > 18 or int(p) < 1]  # length first: int() fails on 4,301 digits
     if bad:
-        return [], f"runs: not a run id: {', '.join(bad[:5])} (give positive whole numbers, comma-separated)"
+        shown = ", ".join(p if len(p) <= 20 else p[:20] + "…" for p in bad[:5])
+        return [], f"runs: not a run id: {shown} (give positive whole numbers, comma-separated)"
     ids = list(dict.fromkeys(int(p) for p in parts))
     if len(ids) > MAX_COMPARED:
         return [], f"runs: {len(ids)} runs chosen; at most {MAX_COMPARED} can be compared at once (one colour each)"

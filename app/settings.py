@@ -49,6 +49,7 @@ class Settings(BaseSettings):
         "GANBOARD_ALLOWED_HOSTS), e.g. the name of a reverse proxy; other Host headers are refused (DNS rebinding)",
     )
     grace_seconds: float = Field(10.0, gt=0, description="SIGTERM to SIGKILL, when cancelling a run")
+    sample_cache_bytes: int = Field(64 * 2**20, ge=0, description="images made by the sampler kept per run (LRU)")
 
     @field_validator("database_url")
     @classmethod

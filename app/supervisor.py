@@ -37,6 +37,7 @@ from app.db import Checkpoint, Run, hash_token, utcnow
 from app.dbfile import DatabaseFile
 from app.exits import describe_exit
 from app.paths import check_paths
+from app.runfiles import claim
 from app.hub import Hub
 from app.settings import Settings, visible_gpus
 from app.store import run_json
@@ -226,7 +227,8 @@ class Supervisor:
     # -- the API's actions ---------------------------------------------------------------------------------------------
 
     def submit(self, session: Session, run: Run) -> None:
-        """Commit a new run (a run is born queued) and wake the queue."""
+        """Commit a new run (a run is born queued), in a folder of its own, and wake the queue."""
+        claim(self.run_dir(run.id))
         session.commit()
         self._publish(run)
         self.poke()

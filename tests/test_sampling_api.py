@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
+from app.sampling import _evict
 from tests.harness import TINY
 
 CELL = TINY["image_size"] + 2
@@ -15,7 +20,7 @@ CELL = TINY["image_size"] + 2
 @pytest.fixture(scope="module")
 def done(server) -> dict:
     run = server.create()
-    server.wait_status(run["id"], "completed")
+    server.wait_status(run["id"], "completed", timeout=600)  # a shared 2-core machine
     names = [c["name"] for c in server.client.get(f"/api/runs/{run['id']}/checkpoints").json()]
     epoch_g = sorted(n for n in names if n.startswith("netg_"))[-1]
     return {"id": run["id"], "netg": epoch_g, "dir": server.runs_dir / str(run["id"])}
@@ -101,3 +106,59 @@ def test_unknown_run_and_generated_names_are_404(server, done):
     assert post(server, 999999, checkpoint="netg.pth").status_code == 404
     for name in ("x.png", "..%2Fconfig.json", "0" * 32 + ".pth"):
         assert server.client.get(f"/api/runs/{done['id']}/generated/{name}").status_code == 404
+
+
+def samplers(server) -> list[int]:
+    """The sampler processes the server started."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"trainer.sampler" in cmdline and int(stat.rsplit(")", 1)[1].split()[1]) == server.proc.pid:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_one_warm_sampler_answers_new_seeds(server, done):
+    """Issue 19.7: every miss started a Python + torch process of its own (3.5-20 s each)."""
+    first = post(server, done["id"], checkpoint=done["netg"], mode="grid", seed=101, count=4)
+    assert first.status_code == 200, first.text
+    (pid,) = samplers(server)  # it stays, warm
+    second = post(server, done["id"], checkpoint=done["netg"], mode="grid", seed=102, count=4).json()
+    assert second["cached"] is False and samplers(server) == [pid]
+    assert second["size"] == int(server.client.head(second["url"]).headers["content-length"])
+
+
+def test_abandoned_requests_are_dropped_and_the_sampler_stays_one(server, done):
+    """Issue 20.4: 40 requests abandoned after 2 s made 18 walks and started 19 sampler processes."""
+    folder = done["dir"] / "generated"
+    before = set(folder.iterdir())
+    seen: set[int] = set()
+
+    def abandon(seed: int) -> None:
+        try:
+            httpx.post(f"{server.url}/api/runs/{done['id']}/samples/generate", timeout=0.5,
+                       json={"checkpoint": done["netg"], "mode": "walk", "seed": seed, "steps": 64})  # fmt: skip
+        except httpx.TimeoutException:
+            pass
+        seen.update(samplers(server))
+
+    with ThreadPoolExecutor(40) as pool:
+        list(pool.map(abandon, range(1000, 1040)))
+    ok = post(server, done["id"], checkpoint=done["netg"], mode="grid", seed=104, count=4)  # queued behind what started
+    assert ok.status_code == 200, ok.text
+    made = {p for p in set(folder.iterdir()) - before if p.suffix == ".webp"}
+    assert len(seen) <= 1 and len(samplers(server)) == 1
+    assert len(made) <= 3, made  # the one running when its client left, not the 39 waiting
+
+
+def test_the_cache_keeps_the_most_recently_used_under_its_size(tmp_path):
+    for i, name in enumerate(["a" * 32, "b" * 32, "c" * 32]):
+        (tmp_path / f"{name}.png").write_bytes(b"x" * 100)
+        os.utime(tmp_path / f"{name}.png", ns=(i * 10**9, 0))
+    os.utime(tmp_path / f"{'a' * 32}.png", ns=(5 * 10**9, 0))  # used again last
+    _evict(tmp_path, 200, "d" * 32)
+    assert sorted(p.name[0] for p in tmp_path.iterdir()) == ["a", "c"]

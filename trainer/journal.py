@@ -3,7 +3,8 @@
 The worker writes it (`JournalWriter`), the server reads it back (`read_lines`, from a byte offset). A line is
 written with one `write()` on a file opened O_APPEND, so a worker killed -9 leaves every line it wrote in the page
 cache and at most a torn last line; fsync (every `SYNC_SECONDS`, and always for `sync=True`) bounds what a power
-cut can take. Readers skip a last line without its newline: it is still being written, or it never will be.
+cut can take. Readers skip a last line without its newline: it is still being written, or it never will be; the next
+writer ends it with a newline before its own first line, so it becomes one bad line that readers log and skip.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class JournalWriter:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+        elif _ends_torn(path):  # an earlier worker killed mid-write: end its line, or ours would be glued to it
+            os.write(self.fd, b"\n")
         self.synced = time.monotonic()
 
     def write(self, line: str, sync: bool = False) -> None:
@@ -45,6 +48,15 @@ class JournalWriter:
             self.sync()
             os.close(self.fd)
             self.fd = -1
+
+
+def _ends_torn(path: Path) -> bool:
+    """True when the file's last line has no newline: the rest of it will never come."""
+    with path.open("rb") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
 
 
 def read_lines(path: Path, offset: int = 0) -> Iterator[tuple[int, bytes]]:

@@ -1,7 +1,9 @@
 """How much memory a config needs to train, worked out from the layer shapes alone (no torch, so the server can ask).
 
 The layer stacks mirror trainer/models.py; tests/test_memory.py checks the parameter counts against the real modules.
-The figure is an estimate that errs high: weights, gradients and both Adam moments in float32; the activations that
+The figure is an estimate that errs high: weights, gradients, both Adam moments and the temporaries of Adam's step in
+float32; the host copy of weights and moments an epoch-end checkpoint takes (bench/memory_peak.py: leaving out these
+two made ngf=ndf=512 at 32 px 1.54x over the estimate, issue 20.9); the activations that
 a training step keeps for its backward pass (the larger of D's step, D on a real and a fake batch, and G's step, D on
 G's output), counted in float32 with room for the gradients flowing back; the dataset as uint8 (it stays in CPU
 memory); and a fixed allowance for the framework itself.
@@ -16,8 +18,11 @@ from trainer.config import TrainConfig
 DEPTH = {32: 3, 64: 4, 96: 4, 128: 5}  # trainer.models._DEPTH: BatchNorm layers between the 4x4 core and the image
 DATASET_IMAGES = {"emoji": 4096, "procedural": 4096, "mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000}
 FLOAT = 4  # bytes
-STATE_COPIES = 4  # weights, gradients, Adam's two moments
-KEPT_PER_OUTPUT = 3  # a layer's convolution output and normalised output are kept, plus the gradient coming back
+STATE_COPIES = 5  # weights, gradients, Adam's two moments, and the temporaries of Adam's multi-tensor step
+CHECKPOINT_COPIES = 3  # the host copy an epoch-end checkpoint takes: weights and Adam's two moments (trainer/loop.py)
+# A layer's convolution output and normalised output are kept, plus the gradients coming back and going on: with 3
+# the article's step (batch 256) peaked 1.05x over the estimate (bench/memory_peak.py).
+KEPT_PER_OUTPUT = 4
 FRAMEWORK = 2**29  # torch itself (and a CUDA context): half a GiB
 
 
@@ -65,10 +70,16 @@ class Estimate:
     model: int  # bytes: weights, gradients, Adam moments of G and D
     activations: int
     dataset: int
+    checkpoint: int  # the host copy of the resume state, while the writer saves it
+
+    @property
+    def host_only(self) -> int:
+        """What stays in CPU memory whatever the device: the dataset and the checkpoint's copy."""
+        return self.dataset + self.checkpoint
 
     @property
     def total(self) -> int:
-        return self.model + self.activations + self.dataset + FRAMEWORK
+        return self.model + self.activations + self.host_only + FRAMEWORK
 
 
 def estimate(cfg: TrainConfig) -> Estimate:
@@ -81,4 +92,5 @@ def estimate(cfg: TrainConfig) -> Estimate:
         model=(g_params + d_params) * FLOAT * STATE_COPIES,
         activations=cfg.batch_size * kept * FLOAT * KEPT_PER_OUTPUT,
         dataset=DATASET_IMAGES.get(cfg.dataset, 0) * cfg.channels * cfg.image_size**2,
+        checkpoint=(g_params + d_params) * FLOAT * CHECKPOINT_COPIES,
     )

@@ -11,15 +11,19 @@ Modes:
 
 G and D run in eval mode (BatchNorm uses its running statistics), as the article's `generate()` does and as
 `ganboard sample` does; the training grids are drawn in training mode, so the same seed gives a close but not
-identical picture. The server runs this module (app/sampling.py) so that it never imports torch itself. A bad input
-exits with status 2 and one line on stderr that starts with "error: ".
+identical picture. The server runs this module (app/sampling.py) so that it never imports torch itself, as one warm
+process (`--serve IDLE_SECONDS`, requests as JSON lines on stdin). A bad input exits with status 2 and one line on
+stderr that starts with "error: ".
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import select
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -105,13 +109,36 @@ def save_animation(frames: torch.Tensor, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def sample(args: argparse.Namespace) -> list[Path]:
+class Nets:
+    """The nets loaded so far, by file (path, size, mtime): a warm sampler answers a new seed without loading again."""
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self.loaded: OrderedDict[tuple, torch.nn.Module] = OrderedDict()
+
+    def load(self, path: Path, build, device: torch.device) -> torch.nn.Module:
+        try:
+            st = path.stat()
+        except OSError:
+            st = None
+        key = (str(path), st and st.st_size, st and st.st_mtime_ns, str(device))
+        if key not in self.loaded:
+            self.loaded[key] = load_net(path, build).to(device)
+            while len(self.loaded) > self.KEEP:
+                self.loaded.popitem(last=False)
+        self.loaded.move_to_end(key)
+        return self.loaded[key]
+
+
+def sample(args: argparse.Namespace, nets: Nets | None = None) -> list[Path]:
     """Write what `args` asks for; return the files written."""
+    nets = nets or Nets()
     device = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
     ckpt_dir = Path(args.run_dir) / CHECKPOINTS_DIR
     if "/" in args.checkpoint or args.checkpoint in (".", ".."):
         raise SampleError(f"--checkpoint {args.checkpoint!r}: a file name in {ckpt_dir}, not a path")
-    netg = load_net(ckpt_dir / args.checkpoint, generator_from_state_dict).to(device)
+    netg = nets.load(ckpt_dir / args.checkpoint, generator_from_state_dict, device)
     out = Path(args.out)
     if args.mode == "grid":
         images = draw(netg, noise(args.seed, args.count, nz_of(netg)), device)
@@ -130,7 +157,7 @@ def sample(args: argparse.Namespace) -> list[Path]:
     if not (ckpt_dir / netd_name).is_file():
         raise SampleError(f"--checkpoint {args.checkpoint}: generate mode needs the D saved with it, {netd_name}, "
                           f"and the run has none")  # fmt: skip
-    netd = load_net(ckpt_dir / netd_name, discriminator_from_state_dict).to(device)
+    netd = nets.load(ckpt_dir / netd_name, discriminator_from_state_dict, device)
     images, _ = generate(netg, netd, args.seed, args.count, device)
     save_png(grid_image(images, nrow=8), out)
     return [out]
@@ -151,13 +178,44 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def _limits_error(args: argparse.Namespace) -> str | None:
     limits = {"count": (1, GENERATE_DRAWN if args.mode == "generate" else 256), "steps": (2, 64)}
     for field, (low, high) in limits.items():
         if not low <= getattr(args, field) <= high:
-            print(f"error: --{field} must be between {low} and {high}", file=sys.stderr)
-            return 2
+            return f"--{field} must be between {low} and {high}"
+    return None
+
+
+def serve(idle_seconds: float) -> int:
+    """The warm sampler the server keeps (app/sampling.py): one request per stdin line, the arguments of the command
+    line as a JSON list; one JSON line back on stdout, `{"wrote": [...]}` or `{"error": "..."}`. The torch import and
+    the nets loaded stay warm between requests; it exits after `idle_seconds` without one, or when stdin closes."""
+    nets = Nets()
+    while select.select([sys.stdin], [], [], idle_seconds)[0]:
+        line = sys.stdin.readline()
+        if not line:
+            return 0
+        try:
+            args = parser().parse_args(json.loads(line))
+            if error := _limits_error(args):
+                raise SampleError(error)
+            reply = {"wrote": [str(p) for p in sample(args, nets)]}
+        except SampleError as e:
+            reply = {"error": str(e)}
+        except (SystemExit, ValueError) as e:  # arguments argparse or JSON refused: the server's mistake, said so
+            reply = {"error": f"bad request to the sampler: {e}"}
+        print(json.dumps(reply), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve"]:
+        return serve(float(argv[1]) if len(argv) > 1 else 60.0)
+    args = parser().parse_args(argv)
+    if error := _limits_error(args):
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     try:
         for path in sample(args):
             print(f"wrote {path}")

@@ -113,7 +113,7 @@ class WsSink:
         if not (self.run_dir / SAMPLES_DIR / sample_name(epoch)).is_file():
             return
         for _, line in read_lines(self.run_dir / JOURNAL):
-            if b'"type":"epoch"' in line and parse_message(line).epoch == epoch:
+            if b'"type":"epoch"' in line and _epoch_of(line) == epoch:
                 return
         names = [*LATEST, *epoch_checkpoint_names(epoch), RESUME]
         saved = [name for name in names if (self.run_dir / CHECKPOINTS_DIR / name).is_file()]
@@ -189,6 +189,16 @@ class WsSink:
                     with self.changed:
                         self.pending.pop(reply["seq"], None)
                         self.changed.notify_all()
+
+
+def _epoch_of(line: bytes) -> int | None:
+    """The epoch a journal line reports, or None for a line that is not a valid message (torn by a full disk or a
+    kill): the server skips such a line, and so does this."""
+    try:
+        msg = parse_message(line)
+    except ValueError:
+        return None
+    return msg.epoch if isinstance(msg, EpochMessage) else None
 
 
 def _training_gpu(device: str) -> Gpu | None:

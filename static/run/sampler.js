@@ -65,6 +65,21 @@ export class Sampler {
     $("sampler-status").textContent = text;
   }
 
+  // The result's size and a download link for each file, under the images (made here: the template is shared).
+  showDownloads(out) {
+    const name = `run-${this.runId}-${this.body().mode}-seed-${this.body().seed}`;
+    const link = (url, ext, size, what) =>
+      el("a", { href: url, download: `${name}.${ext}`, class: "button", text: `Download ${what} (${humanSize(size)})` });
+    const links = [link(out.url, "png", out.size, "PNG")];
+    if (out.animation_url) links.push(link(out.animation_url, "webp", out.animation_size, "WebP"));
+    let box = $("sampler-downloads");
+    if (!box) {
+      box = el("p", { id: "sampler-downloads", class: "sampler-downloads" });
+      $("sampler-result").after(box);
+    }
+    box.replaceChildren(...links);
+  }
+
   async generate() {
     const error = $("sampler-error");
     error.hidden = true;
@@ -79,6 +94,7 @@ export class Sampler {
       anim.hidden = !out.animation_url;
       if (out.animation_url) anim.src = out.animation_url;
       $("sampler-result").hidden = false;
+      this.showDownloads(out);
       this.setBusy(false, out.cached ? "from the cache" : `made on ${out.device} in ${seconds} s`);
     } catch (e) {
       error.textContent = reason(e);

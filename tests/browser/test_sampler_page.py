@@ -6,7 +6,7 @@ from __future__ import annotations
 
 def test_generate_a_grid_from_the_page(server, page):
     run = server.create()
-    server.wait_status(run["id"], "completed")
+    server.wait_status(run["id"], "completed", timeout=600)
     page.goto(f"{server.url}/runs/{run['id']}")
     page.wait_for_selector("#sampler-button:not([disabled])")
     options = page.eval_on_selector_all("#sampler-checkpoint option", "os => os.map(o => o.value)")
@@ -32,3 +32,6 @@ def test_generate_a_grid_from_the_page(server, page):
     assert page.is_hidden("#sampler-error")
     assert "made on cpu" in page.text_content("#sampler-status")
     assert page.get_attribute("#sampler-button", "disabled") is None
+    link = page.locator("#sampler-downloads a")
+    assert link.count() == 1 and link.get_attribute("download") == f"run-{run['id']}-grid-seed-42.png"
+    assert "Download PNG (" in link.text_content() and "KB)" in link.text_content()  # the result's size
