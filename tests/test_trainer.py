@@ -76,7 +76,8 @@ def test_tiny_run_end_to_end(tmp_path):
                      "netg_best.pth", "netd_best.pth", "resume.pt"}  # fmt: skip
     ckpt = tmp_path / "checkpoints"
     assert (ckpt / "netg.pth").samefile(ckpt / "netg_0002.pth")  # the latest is a link to the newest copy, not a copy
-    sent = {name: d for e in sink.epochs for name, d in e["digests"].items()}  # the newest digest of each name
+    reports = [*sink.epochs, sink.statuses[-1][1]]  # resume.pt comes last, with the final status
+    sent = {name: d for e in reports for name, d in e["digests"].items()}  # the newest digest of each name
     for name in names:
         assert sent[name] == {"size": (ckpt / name).stat().st_size, "sha256": hashlib.sha256((ckpt / name).read_bytes()).hexdigest()}
     netg = build_generator(cfg)
