@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app import api, auth, export, history, journal, live, pages, sampling
 from app.auth import TokenMiddleware, is_loopback, redact_token_logs
 from app.db import make_engine, make_sessionmaker
+from app.executors.slurm import SlurmExecutor
 from app.guard import GuardMiddleware
 from app.hub import Hub
 from app.pages import templates
@@ -33,6 +34,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     if not settings.token and not is_loopback(settings.host):
         raise RuntimeError(f"refusing to listen on {settings.host} without a token: set GANBOARD_TOKEN")
+    if settings.executor == "slurm":  # here, not at start-up: a cluster that cannot run our jobs is a clear error now
+        settings.runs_dir.mkdir(parents=True, exist_ok=True)
+        SlurmExecutor(settings).check(settings.runs_dir)
     redact_token_logs()  # here, so that `uvicorn app.main:create_app --factory` is covered as well as `ganboard serve`
 
     @asynccontextmanager

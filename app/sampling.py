@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.db import Checkpoint, Run
-from app.settings import visible_gpus
+from app import gpus
 from trainer.protocol import CHECKPOINTS_DIR
 
 router = APIRouter(prefix="/api/runs/{run_id}", tags=["sampling"])
@@ -102,17 +102,13 @@ def _stat(path: Path):
 
 def _device(request: Request) -> tuple[str, str]:
     """(CUDA_VISIBLE_DEVICES, --device): a GPU no training worker holds, else the CPU."""
-    workers = request.app.state.supervisor.workers.values()
-    held = {w.gpu for w in workers}
-    free = [g for g in visible_gpus() if g not in held]
-    if free and None not in held:  # None: a re-attached worker, GPU unknown
-        return free[0], "cuda"
-    return "", "cpu"
+    gpu = gpus.idle(request.app.state.supervisor.held_gpus())
+    return (gpu, "cuda") if gpu is not None else ("", "cpu")
 
 
 async def _run_sampler(cmd: list[str], gpu: str) -> None:
     """Run the sampler; its one-line error becomes a 422, a crash or a timeout a 500 with the reason."""
-    env = {k: v for k, v in os.environ.items() if k != "GANBOARD_TOKEN"} | {"CUDA_VISIBLE_DEVICES": gpu}
+    env = {k: v for k, v in os.environ.items() if k != "GANBOARD_TOKEN"} | gpus.environment(gpu)
     proc = await asyncio.create_subprocess_exec(
         *cmd, cwd=REPO, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
