@@ -307,6 +307,8 @@ class Supervisor:
         run.exit_code, run.pid = state.code, None
         if submitted:
             run.job_id = run.job_state = None
+        if run.status == Status.CANCELLED and submitted and state.stopped and worker.kill_at is None:
+            run.error = state.reason  # the cluster stopped it (scancel, a time limit); the worker saved and said so
         if not (run.status == Status.RUNNING or (run.status == Status.QUEUED and submitted)):
             return  # it reported how it ended, or it was resumed since and waits in the queue
         if worker.kill_at is not None:

@@ -36,11 +36,14 @@ class Running(NamedTuple):
 
 class Ended(NamedTuple):
     """Its process is gone. `reason` says how, for a run it did not report the end of; `interrupted`: by something
-    outside the run (a time limit, a preemption, a failed node), so it is worth resuming as it is."""
+    outside the run (a time limit, a preemption, a failed node), so it is worth resuming as it is; `stopped`: the
+    executor stopped it (a cluster's scancel or time limit), perhaps with a SIGTERM that the worker answered by saving
+    and reporting `cancelled` itself."""
 
     code: int | None
     reason: str
     interrupted: bool = False
+    stopped: bool = False
 
     def __str__(self) -> str:
         return f"ended: {self.reason}"

@@ -187,7 +187,7 @@ class SlurmExecutor:
         what = INTERRUPTED.get(state) or FAILED.get(state, state.lower())
         because = f", reason {reason}" if reason and reason != "None" else ""
         text = f"Slurm job {job} {what} (state {state}{because}, exit code {fields.get('ExitCode', 'unknown')})"
-        return Ended(code, text, interrupted=state in INTERRUPTED)
+        return Ended(code, text, interrupted=state in INTERRUPTED, stopped=state not in ("COMPLETED", "FAILED"))
 
     def stop(self, worker: Worker) -> None:
         """SIGTERM to the batch step, which is the worker itself (`exec` in the job's script); a pending job is simply
@@ -199,5 +199,7 @@ class SlurmExecutor:
         self.polled_at = 0.0
 
     def kill(self, worker: Worker) -> None:
-        _run(["scancel", worker.job_id] if isinstance(worker.state, Pending) else ["scancel", "--signal=KILL", worker.job_id])
+        """A pending job is removed from the queue. A running one gets SIGKILL in its batch step, the worker: a plain
+        `scancel` (with or without --signal=KILL) would send SIGTERM first and wait KillWait."""
+        _run(["scancel", worker.job_id] if isinstance(worker.state, Pending) else ["scancel", "--batch", "--signal=KILL", worker.job_id])
         self.polled_at = 0.0
