@@ -134,8 +134,13 @@ def create_run(body: RunCreate, request: Request, session: SessionDep) -> dict:
     if executor not in _executors(request.app.state.settings):
         raise RequestValidationError([{"type": "value_error", "loc": ("body", "executor"),
                                        "msg": f"this server has no {executor} executor (GANBOARD_EXECUTOR)"}])  # fmt: skip
-    if executor == "local" and (too_big := memory_error(cfg)):  # a cluster's node is not this machine
-        raise _config_error(*too_big)
+    if executor == "local":  # a cluster's node is not this machine
+        try:
+            gpus.place(cfg.device, busy=[])
+        except gpus.PlacementError as e:
+            raise _config_error("device", str(e)) from None
+        if too_big := memory_error(cfg):
+            raise _config_error(*too_big)
     config = resolved(cfg.model_dump())  # what was checked is what the worker gets, whatever a symlink points to later
     run = Run(name=(body.name or "").strip() or f"{cfg.dataset}", config=config, executor=executor)
     session.add(run)
