@@ -41,8 +41,8 @@ class Settings(BaseSettings):
     slurm_cpus: int = Field(2, ge=1, description="sbatch --cpus-per-task, and the run's torch threads")
     slurm_mem: str | None = Field(None, description="sbatch --mem, e.g. 16G (default: the partition's)")
     slurm_gpus: int = Field(0, ge=0, description="sbatch --gpus per run (0: the run trains on the CPU)")
-    slurm_options: list[str] = Field(default_factory=list, description="more sbatch options, a JSON list in "
-                                     'GANBOARD_SLURM_OPTIONS, e.g. ["--qos=normal", "--constraint=a100"]')
+    slurm_options: list[str] = Field(default_factory=list, description='more sbatch options, a JSON list, e.g. '
+                                     '["--qos=normal", "--constraint=a100"]')
 
     @model_validator(mode="after")
     def _defaults(self) -> "Settings":
