@@ -35,6 +35,7 @@ from app.dbfile import DatabaseFile
 from app.executors import Ended, Executor, Launch, LaunchError, Pending, Running, Worker
 from app.executors.local import LocalExecutor
 from app.executors.slurm import SlurmExecutor
+from app.diskspace import Reserve, full_disk
 from app.gpus import PlacementError
 from app.hub import Hub
 from app.lifecycle import TransitionError, transition
@@ -45,6 +46,7 @@ from trainer.protocol import ACTIVE, CHECKPOINTS_DIR, CONFIG, RESUMABLE, RESUME,
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.5
+REPLAY_PATIENCE = 10.0
 
 
 def cpu_share(runs: int) -> int:
@@ -100,6 +102,8 @@ class Supervisor:
         if settings.executor == "slurm":
             self.executors["slurm"] = SlurmExecutor(settings)
         self.workers: dict[int, Worker] = {}  # by run id; at most one per run, reaped before the run starts again
+        self.unreplayed: dict[int, float] = {}  # run id -> when its ended worker's journal replay first failed
+        self.reserve = Reserve(settings.runs_dir)  # app/diskspace.py
         self.lock = threading.Lock()  # the tick and the API's actions take turns
         self.dbfile = DatabaseFile(settings.database_url, sessions, settings.runs_dir)
         self.wakeup = asyncio.Event()
@@ -215,14 +219,15 @@ class Supervisor:
         (local ones in the free slots). Each run in its own transaction."""
         with self.lock:
             self.dbfile.check()
+            self.reserve.keep()
             for name, executor in self.executors.items():
                 executor.poll([w for w in self.workers.values() if w.executor == name])
-            for run_id in [r for r, w in self.workers.items() if isinstance(w.state, Ended)]:  # before deciding its end
-                if journal.replay(self.sessions, run_id, self.run_dir(run_id)) and self.loop:
-                    self.loop.call_soon_threadsafe(self.hub.resync, run_id)
+            ended = [r for r, w in self.workers.items() if isinstance(w.state, Ended)]
+            replayed = {run_id: self._replay_ended(run_id) for run_id in ended}  # before deciding its end
             for run_id, worker in list(self.workers.items()):
                 if isinstance(worker.state, Ended):
-                    if self._try(run_id, partial(self._ended, worker=worker)):
+                    if replayed[run_id] and self._try(run_id, partial(self._ended, worker=worker)):
+                        self.unreplayed.pop(run_id, None)
                         del self.workers[run_id]
                     continue
                 if worker.kill_at and time.monotonic() > worker.kill_at:
@@ -238,6 +243,25 @@ class Supervisor:
                 elif free > 0:
                     free -= 1
                     self._try(run_id, self._spawn)
+
+    def _replay_ended(self, run_id: int) -> bool:
+        """Replay an ended worker's journal, so that how it ended is known; True when its end may be decided. A replay
+        that fails (a full disk: the database cannot take the rows) is tried again each tick for REPLAY_PATIENCE
+        seconds, then the end is decided without it: the journal keeps the lines for a later replay, and a worker's end
+        is never left undecided (nor the other runs' ticks stopped)."""
+        try:
+            if journal.replay(self.sessions, run_id, self.run_dir(run_id)) and self.loop:
+                self.loop.call_soon_threadsafe(self.hub.resync, run_id)
+            return True
+        except Exception as e:
+            first = self.unreplayed.setdefault(run_id, time.monotonic())
+            full = full_disk(self.run_dir(run_id), str(e))
+            if time.monotonic() - first < REPLAY_PATIENCE and not full:
+                log.warning("run %s: its ended worker's journal could not be replayed (%s); trying again", run_id, e)
+                return False
+            log.error("run %s: its ended worker's journal could not be replayed (%s); deciding its end without it",
+                      run_id, e)  # fmt: skip
+            return True
 
     def _queued(self) -> list[tuple[int, str]]:
         """(id, executor) of the queued runs this server has no worker for, oldest first."""
@@ -315,11 +339,14 @@ class Supervisor:
             transition(session, run, Status.CANCELLED)
             return
         tail = log_tail(self.run_dir(run.id) / WORKER_LOG)
-        error = state.reason + (f":\n{tail}" if tail else "")
+        reason = f"{full}; {state.reason}" if (full := full_disk(self.run_dir(run.id), tail)) else state.reason
+        if full:
+            self.reserve.release()  # so that this can be written
+        error = reason + (f":\n{tail}" if tail else "")
         if run.status == Status.QUEUED:  # a cluster job that ended before its worker could say it runs
             transition(session, run, Status.FAILED, error=error)
         elif state.interrupted:
-            transition(session, run, Status.INTERRUPTED, error=f"{state.reason}; Resume continues it from its checkpoint")
+            transition(session, run, Status.INTERRUPTED, error=f"{reason}; Resume continues it from its checkpoint")
         else:
             transition(session, run, Status.FAILED, error=error)
 
