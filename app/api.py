@@ -17,14 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app import history, store
+from app import gpus, history, store
 from app.db import Checkpoint, Run, Sample
 from app.memory import memory_error
 from app.paths import PATH_FIELDS, path_error, resolved
+from app.lifecycle import TransitionError
 from app.runfiles import NotInRun, RunFileResponse, note, open_in_run
-from app.settings import visible_gpus
 from app.store import RunOut, download_name
-from app.supervisor import TransitionError
 from trainer.config import PRESETS, RESUME_CHANGES, TrainConfig, data_error, form_fields
 from trainer.protocol import ACTIVE, BEST, WORKER_LOG, Status
 from trainer.system import host_gpus
@@ -49,6 +48,8 @@ class RunCreate(BaseModel):
 
     name: str | None = Field(None, max_length=100, description="defaults to the dataset and run id")
     config: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields; missing ones take defaults")
+    executor: Literal["local", "slurm"] | None = Field(None, description="where it trains (default: GANBOARD_EXECUTOR); "
+                                                       "slurm only on a server set up for it (docs/cluster.md)")
 
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=r"^[^,]*$")]
@@ -98,13 +99,19 @@ def _run(session: Session, run_id: int) -> Run:
 
 
 @about.get("/form", tags=["form"])
-def form() -> dict[str, Any]:
+def form(request: Request) -> dict[str, Any]:
     """What the new-run form needs: every TrainConfig field with its group and help, the presets, the devices."""
     return {
         "fields": form_fields(),
         "presets": {name: TrainConfig.preset(name).model_dump() for name in PRESETS},
-        "devices": ["auto", "cpu", *(f"cuda:{i}" for i in visible_gpus())],
+        "devices": ["auto", "cpu", *(f"cuda:{i}" for i in gpus.visible())],
+        "executors": _executors(request.app.state.settings),
     }
+
+
+def _executors(settings) -> list[str]:
+    """Where a run may train, the default first: a server with Slurm offers the cluster and itself."""
+    return ["slurm", "local"] if settings.executor == "slurm" else ["local"]
 
 
 def _config_error(field: str, msg: str) -> RequestValidationError:
@@ -141,12 +148,21 @@ def create_run(body: RunCreate, request: Request, session: SessionDep) -> dict:
     except ValidationError as e:
         raise RequestValidationError(_config_errors(e)) from None
     _check_paths(cfg, request.app.state.settings.data_roots)
-    if too_big := memory_error(cfg):
-        raise _config_error(*too_big)
+    executor = body.executor or request.app.state.settings.executor
+    if executor not in _executors(request.app.state.settings):
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", "executor"),
+                                       "msg": f"this server has no {executor} executor (GANBOARD_EXECUTOR)"}])  # fmt: skip
+    if executor == "local":  # a cluster's node is not this machine
+        try:
+            gpus.place(cfg.device, busy=[])
+        except gpus.PlacementError as e:
+            raise _config_error("device", str(e)) from None
+        if too_big := memory_error(cfg):
+            raise _config_error(*too_big)
     if no_data := data_error(cfg):  # now, not from the worker after its wait in the queue
         raise _config_error(*no_data)
     config = resolved(cfg.model_dump())  # what was checked is what the worker gets, whatever a symlink points to later
-    run = Run(name=(body.name or "").strip() or f"{cfg.dataset}", config=config)
+    run = Run(name=(body.name or "").strip() or f"{cfg.dataset}", config=config, executor=executor)
     session.add(run)
     session.flush()
     if not body.name or not body.name.strip():

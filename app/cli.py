@@ -40,6 +40,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from app.settings import Settings
+
     parser = argparse.ArgumentParser(prog="ganboard", description="Launch and watch DCGAN training runs.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
@@ -59,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-concurrent", dest="max_concurrent", type=int,
         help="runs training at once (GANBOARD_MAX_CONCURRENT, default one per GPU, else 1)",
     )  # fmt: skip
+    cluster = p.add_argument_group("Slurm cluster (docs/cluster.md)")
+    for name, field in Settings.model_fields.items():
+        if name in ("executor", "public_url") or name.startswith("slurm_"):
+            env = f"GANBOARD_{name.upper()}"
+            if field.annotation == list[str]:  # a JSON list: the environment only
+                p.epilog = f"{p.epilog or ''}{env} (environment only): {field.description}. "
+                continue
+            kind = int if field.annotation is int else str
+            choices = ["local", "slurm"] if name == "executor" else None
+            cluster.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, choices=choices,
+                                 help=f"{field.description} ({env})")  # fmt: skip
     p.set_defaults(func=cmd_serve)
     trainer_cli.register(sub)
     return parser

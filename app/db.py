@@ -29,7 +29,7 @@ class Base(DeclarativeBase):
 
 
 class Run(Base):
-    """A run. Its `status` and the fields that move with it are written by app.supervisor.transition only."""
+    """A run. Its `status` and the fields that move with it are written by app.lifecycle.transition only."""
 
     __tablename__ = "runs"
     __table_args__ = {"sqlite_autoincrement": True}  # an id is never given twice, even after the newest run is deleted
@@ -67,6 +67,9 @@ class Run(Base):
     ran_seconds: Mapped[float] = mapped_column(default=0.0)  # time spent running by the attempts that ended
     unresumable: Mapped[str | None]  # why Resume would fail the same way (its data cannot load)
     pid: Mapped[int | None]
+    executor: Mapped[str | None]  # where it trains: "local" (also when null: a run from before executors) or "slurm"
+    job_id: Mapped[str | None]  # its current worker in that executor: a pid, a Slurm job id; null when there is none
+    job_state: Mapped[str | None]  # what the executor says of that worker, e.g. "pending: Resources"
     exit_code: Mapped[int | None]
     attempt: Mapped[int] = mapped_column(default=0)
     resume: Mapped[bool] = mapped_column(default=False)  # the next start continues from resume.pt

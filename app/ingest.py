@@ -23,7 +23,7 @@ from app import health, history
 from app.runfiles import NotInRun, note, open_in_run, regular_size
 from app.db import Checkpoint, Metric, Received, Run, Sample, SystemSample, sample_url
 from app.store import alert_json, checkpoints_json, run_json, samples_json, system_json
-from app.supervisor import TransitionError, transition
+from app.lifecycle import TransitionError, transition
 from trainer.protocol import CHECKPOINTS_DIR, SAMPLES_DIR, STATS, BatchMessage, EpochMessage, ScoreMessage, Status
 from trainer.protocol import StatusMessage, StoppingMessage, SystemMessage, WorkerMessage, is_plain_name, is_snapshot
 
@@ -98,6 +98,8 @@ def ingest(session: Session, run: Run, run_dir: Path, msg: WorkerMessage, digest
         changed = _forget_checkpoints(session, run, msg.removed)
         if _register_checkpoints(session, run, digests, run.epoch if msg.epoch is None else msg.epoch, msg.step) or changed:
             out.append({"type": "checkpoints", "checkpoints": checkpoints_json(session, run.id)})
+    if isinstance(msg, StatusMessage) and current and msg.status == Status.RUNNING and run.status == Status.QUEUED and run.job_id:
+        transition(session, run, Status.RUNNING)  # a cluster's job started, and its worker said so before the tick saw it
     if isinstance(msg, StatusMessage) and current and run.status == Status.RUNNING:
         _status(session, run, msg)
     if current:  # health alerts, from what was just stored (app/health.py)

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from app.db import Received, Run
+from app.ingest import checkpoint_digests, ingest
 from trainer.journal import read_lines
 from trainer.protocol import JOURNAL, parse_message
 
@@ -98,8 +99,6 @@ def _store(sessions: sessionmaker, run_id: int, run_dir: Path, lines: Sequence[t
 def _ingest(sessions: sessionmaker, run_id: int, run_dir: Path, lines: Sequence[tuple[int, bytes]]) -> int:
     """Parse the lines, leave out what is stored already, hash the new messages' checkpoints (before the transaction:
     no write lock held while files are read), then store them in one transaction."""
-    from app.ingest import checkpoint_digests, ingest  # here: app.ingest imports the supervisor, which imports us
-
     messages = []
     for end, line in lines:
         try:

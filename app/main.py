@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app import api, auth, export, history, journal, live, pages, sampling, sweep_api
 from app.auth import TokenMiddleware, is_loopback, redact_token_logs
 from app.db import make_engine, make_sessionmaker
+from app.executors.slurm import SlurmExecutor
 from app.guard import GuardMiddleware
 from app.hub import Hub
 from app.limits import BodyLimitMiddleware, raise_open_files_limit
@@ -43,6 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     runs_lock = _lock_runs_dir(settings.runs_dir)
     open_files = raise_open_files_limit()
+    if settings.executor == "slurm":  # here, not at start-up: a cluster that cannot run our jobs is a clear error now
+        SlurmExecutor(settings).check(settings.runs_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
-from app.settings import visible_gpus
+from app import gpus
 from trainer.config import TrainConfig
 from trainer.memory import estimate
 
@@ -24,30 +22,11 @@ def cpu_available() -> int | None:
     return None
 
 
-def gpu_free() -> dict[str, int]:
-    """Free memory per GPU index, in bytes, as nvidia-smi reports it now."""
-    if not shutil.which("nvidia-smi"):
-        return {}
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index,memory.total,memory.used", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10,
-        ).stdout  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    free = {}
-    for line in out.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3 and all(p.isdigit() for p in parts):
-            free[parts[0]] = (int(parts[1]) - int(parts[2])) * 2**20
-    return free
-
-
 def available(device: str) -> tuple[str, int] | None:
     """(what to call the device, bytes it has free) for a config's `device`; None when we cannot tell."""
-    if device == "cpu" or (device == "auto" and not visible_gpus()):
+    if device == "cpu" or (device == "auto" and not gpus.visible()):
         return ("CPU", mem) if (mem := cpu_available()) is not None else None
-    free = gpu_free()
+    free = gpus.free_memory()
     if device.startswith("cuda:"):
         index = device.split(":")[1]
         return (f"GPU {index}", free[index]) if index in free else None

@@ -33,8 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.db import Checkpoint, Run
+from app import gpus
 from app.runfiles import RunFileResponse, open_in_run, regular_size
-from app.settings import visible_gpus
 from trainer.protocol import CHECKPOINTS_DIR
 
 router = APIRouter(prefix="/api/runs/{run_id}", tags=["sampling"])
@@ -110,12 +110,8 @@ def _cache_key(hashes: list[str], body: SampleRequest) -> str:
 
 def _device(request: Request) -> tuple[str, str]:
     """(CUDA_VISIBLE_DEVICES, --device): a GPU no training worker holds, else the CPU."""
-    workers = request.app.state.supervisor.workers.values()
-    held = {w.gpu for w in workers}
-    free = [g for g in visible_gpus() if g not in held]
-    if free and None not in held:  # None: a re-attached worker, GPU unknown
-        return free[0], "cuda"
-    return "", "cpu"
+    gpu = gpus.idle(request.app.state.supervisor.held_gpus())
+    return (gpu, "cuda") if gpu is not None else ("", "cpu")
 
 
 class WarmSampler:
@@ -129,7 +125,7 @@ class WarmSampler:
 
     async def _start(self, gpu: str) -> None:
         await self.stop()
-        env = {k: v for k, v in os.environ.items() if k != "GANBOARD_TOKEN"} | {"CUDA_VISIBLE_DEVICES": gpu}
+        env = {k: v for k, v in os.environ.items() if k != "GANBOARD_TOKEN"} | gpus.environment(gpu)
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "trainer.sampler", "--serve", str(IDLE_SECONDS), cwd=REPO, env=env,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-
-@cache
-def visible_gpus() -> tuple[str, ...]:
-    """GPU indices as nvidia-smi lists them; the server never imports torch to find out."""
-    if not shutil.which("nvidia-smi"):
-        return ()
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return ()
-    return tuple(line.strip() for line in out.splitlines() if line.strip().isdigit())
+from app import gpus
 
 
 class Settings(BaseSettings):
@@ -37,7 +23,7 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL: sqlite:///<file> (default <runs_dir>/ganboard.db) or "
         "postgresql://<user>:<password>@<host>/<database> (docs/postgresql.md)",
     )
-    max_concurrent: int | None = Field(None, ge=1, description="default: one per visible GPU, else 1")
+    max_concurrent: int | None = Field(None, ge=1, description="local runs at once; default: one per visible GPU, else 1")
     data_roots: list[Path] = Field(
         default_factory=lambda: [Path("data"), Path.home()],
         description="folders that data_path and init checkpoints may point into (JSON list in GANBOARD_DATA_ROOTS)",
@@ -50,6 +36,19 @@ class Settings(BaseSettings):
     )
     grace_seconds: float = Field(10.0, gt=0, description="SIGTERM to SIGKILL, when cancelling a run")
     sample_cache_bytes: int = Field(64 * 2**20, ge=0, description="images made by the sampler kept per run (LRU)")
+    # Runs on a Slurm cluster (docs/cluster.md). Each run is one job; the cluster queues them, not max_concurrent.
+    executor: Literal["local", "slurm"] = Field("local", description="where new runs train: local (a subprocess of "
+                                                "the server) or slurm (one sbatch job per run)")
+    public_url: str | None = Field(None, description="the server's address as compute nodes reach it, e.g. "
+                                   "http://login1:8000 (default: loopback, right only when the cluster is this machine)")
+    slurm_partition: str | None = Field(None, description="sbatch --partition (default: the cluster's)")
+    slurm_account: str | None = Field(None, description="sbatch --account")
+    slurm_time: str | None = Field(None, description="sbatch --time, e.g. 1-00:00:00 (default: the partition's)")
+    slurm_cpus: int = Field(2, ge=1, description="sbatch --cpus-per-task, and the run's torch threads")
+    slurm_mem: str | None = Field(None, description="sbatch --mem, e.g. 16G (default: the partition's)")
+    slurm_gpus: int = Field(0, ge=0, description="sbatch --gpus per run (0: the run trains on the CPU)")
+    slurm_options: list[str] = Field(default_factory=list, description='more sbatch options, a JSON list, e.g. '
+                                     '["--qos=normal", "--constraint=a100"]')
 
     @field_validator("database_url")
     @classmethod
@@ -72,5 +71,7 @@ class Settings(BaseSettings):
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.runs_dir / 'ganboard.db'}"
         if self.max_concurrent is None:
-            self.max_concurrent = max(1, len(visible_gpus()))
+            self.max_concurrent = max(1, len(gpus.visible()))
+        if self.public_url is not None and not self.public_url.startswith(("http://", "https://")):
+            raise ValueError(f"public_url: {self.public_url!r} is not an http:// or https:// address")
         return self

@@ -90,6 +90,9 @@ class RunOut(BaseModel):
     attempt: int = Field(description="how many times a worker was started for it")
     resumable: bool = Field(description="Resume would start it again; false while it is active or when its data cannot load")
     pid: int | None
+    executor: str | None = Field(description="where it trains: local or slurm (null: local, from before executors)")
+    job_id: str | None = Field(description="its worker's id in that executor: a pid, a Slurm job id")
+    job_state: str | None = Field(description='what the executor says of it, e.g. "pending: Resources"')
     exit_code: int | None
     device: str | None = Field(description="what the worker trains on, as it reported")
     bf16: bool | None = Field(description="whether the worker trains with bfloat16 autocast, as it reported")

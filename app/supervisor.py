@@ -1,13 +1,14 @@
-"""The supervisor: a queue of runs, at most `max_concurrent` worker processes, and the one owner of a run's status.
+"""The supervisor: the queue of runs, and what a worker's life means for its run.
 
-A run's status changes only through `transition`, along `trainer.protocol.TRANSITIONS`, each change in its own
-transaction and only if the run still has the status and attempt it was read with. Every start of a run is a new
-attempt; a message or a process exit from an older attempt never changes a newer one. The tick and the API's actions
-(submit, cancel, resume) take turns on one lock, so a run is never started and cancelled at once.
+A run's status changes only through `app.lifecycle.transition`. Every start of a run is a new attempt; a message or a
+worker's end from an older attempt never changes a newer one. The tick and the API's actions (submit, cancel, resume)
+take turns on one lock, so a run is never started and cancelled at once.
 
-Each worker is `python -m trainer.worker` in its own process group, with CUDA_VISIBLE_DEVICES set to its GPU and its
-output appended to runs/<id>/worker.log. Workers outlive a server restart: at start-up a run left `running` is
-re-attached when its worker is still alive (it reconnects on its own) and marked `interrupted` when it is gone.
+Where a worker runs is its executor's business (app/executors/): the supervisor asks one to launch, poll, stop and kill
+it, and turns what it says into the run's status. Local workers are at most `max_concurrent`; a cluster queues its own
+jobs, and a run whose job waits there stays `queued` with the cluster's reason in `job_state`. Workers outlive a server
+restart: at start-up a run left `running` (or queued with a job) is re-attached to its worker by pid or job id, and
+marked `interrupted` when it is certainly gone.
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ import json
 import logging
 import os
 import secrets
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -27,26 +25,30 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.orm.attributes import set_committed_value
 from starlette.concurrency import run_in_threadpool
 
 from app import journal
 from app.db import Checkpoint, Run, hash_token, utcnow
 from app.dbfile import DatabaseFile
 from app.exits import describe_exit
-from app.paths import check_paths
 from app.runfiles import claim
+from app.executors import Ended, Executor, Launch, LaunchError, Pending, Running, Worker
+from app.executors.local import LocalExecutor
+from app.executors.slurm import SlurmExecutor
+from app.diskspace import Reserve, full_disk
+from app.gpus import PlacementError
 from app.hub import Hub
-from app.settings import Settings, visible_gpus
+from app.lifecycle import TransitionError, transition
+from app.paths import check_paths
+from app.settings import Settings
 from app.store import run_json
-from trainer.protocol import ACTIVE, CHECKPOINTS_DIR, CONFIG, ENDED, RESUMABLE, RESUME, SAMPLES_DIR, WORKER_LOG, Status
-from trainer.protocol import can_move
+from trainer.protocol import ACTIVE, CHECKPOINTS_DIR, CONFIG, RESUMABLE, RESUME, SAMPLES_DIR, WORKER_LOG, Status
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parent.parent
 TICK_SECONDS = 0.5
+REPLAY_PATIENCE = 10.0
 
 
 def cpu_share(runs: int) -> int:
@@ -66,15 +68,6 @@ def log_tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(deque(text.splitlines(), lines))
-
-
-def _is_our_worker(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return b"trainer.worker" in cmdline and state != "Z"
 
 
 def _listening_ports() -> list[int]:
@@ -103,44 +96,6 @@ def _listening_ports() -> list[int]:
         return []
 
 
-class TransitionError(Exception):
-    """A status change the lifecycle does not allow, or one that another change got to first (the API's 409)."""
-
-
-def transition(session: Session, run: Run, new: Status, **fields) -> None:
-    """Move `run` to `new`, with `fields` and the times that go with the move, in the caller's transaction.
-
-    The one place a run's status is written. The UPDATE applies only while the row still has the status and attempt
-    this session read: another thread (a worker's message, the tick, a request) may have moved it meanwhile, and then
-    this raises instead of overwriting the newer state.
-    """
-    old = Status(run.status)
-    if not can_move(old, new):
-        raise TransitionError(f"run {run.id} is {old}: it cannot become {new}")
-    now = utcnow()
-    if new == Status.RUNNING:
-        fields.update(running_since=now, started_at=run.started_at or now, finished_at=None, images_per_s=None,
-                      attempt_images_per_s=None)
-    elif old == Status.RUNNING:
-        ran = (now - run.running_since).total_seconds() if run.running_since else 0.0
-        fields.update(running_since=None, ran_seconds=run.ran_seconds + ran, images_per_s=None, scoring=None)
-    if new in ENDED:
-        fields["finished_at"] = now
-    elif new == Status.QUEUED:
-        fields["finished_at"] = None
-    fields["status"] = new
-    session.flush()
-    done = session.execute(
-        update(Run).where(Run.id == run.id, Run.status == old, Run.attempt == run.attempt).values(**fields),
-        execution_options={"synchronize_session": False},
-    )
-    if done.rowcount != 1:
-        raise TransitionError(f"run {run.id} changed while it was to become {new}; reload it")
-    for key, value in fields.items():
-        set_committed_value(run, key, value)
-    log.info("run %s: %s -> %s (attempt %s)", run.id, old, new, run.attempt)
-
-
 def _changed(run: Run, changes: dict) -> dict:
     """The fields that put `changes` into the run's config and record them in its `changes`; none when nothing changes."""
     changed = {k: [run.config.get(k), v] for k, v in changes.items() if run.config.get(k) != v}
@@ -150,32 +105,16 @@ def _changed(run: Run, changes: dict) -> dict:
     return {"config": {**run.config, **changes}, "changes": [*(run.changes or []), record]}
 
 
-class Worker:
-    """A worker process for one attempt of a run: one we started (a Popen), or one a previous server started (a pid)."""
-
-    def __init__(self, pid: int, attempt: int, popen: subprocess.Popen | None = None, gpu: str | None = None):
-        self.pid, self.attempt, self.popen, self.gpu = pid, attempt, popen, gpu
-        self.kill_at: float | None = None  # cancelled: SIGKILL after this (time.monotonic())
-        self.stopped_at: int | None = None  # the step at which it said it heard the stop
-
-    def exit_code(self) -> int | None | bool:
-        """The exit code once it has ended (None when unknown), False while it runs."""
-        if self.popen is not None:
-            code = self.popen.poll()
-            return False if code is None else code
-        return False if _is_our_worker(self.pid) else None
-
-    def signal(self, sig: int) -> None:
-        try:
-            os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            pass
-
 
 class Supervisor:
     def __init__(self, settings: Settings, sessions: sessionmaker, hub: Hub):
         self.settings, self.sessions, self.hub = settings, sessions, hub
+        self.executors: dict[str, Executor] = {"local": LocalExecutor()}
+        if settings.executor == "slurm":
+            self.executors["slurm"] = SlurmExecutor(settings)
         self.workers: dict[int, Worker] = {}  # by run id; at most one per run, reaped before the run starts again
+        self.unreplayed: dict[int, float] = {}  # run id -> when its ended worker's journal replay first failed
+        self.reserve = Reserve(settings.runs_dir)  # app/diskspace.py
         self.lock = threading.Lock()  # the tick and the API's actions take turns
         self.dbfile = DatabaseFile(settings.database_url, sessions, settings.runs_dir)
         self.wakeup = asyncio.Event()
@@ -211,40 +150,59 @@ class Supervisor:
             self.wakeup.clear()
 
     def reconcile(self) -> None:
-        """At start-up: re-attach the workers of runs left running, or mark those runs interrupted."""
+        """At start-up: re-attach the workers of runs left running, and the jobs of runs queued in a cluster; a run
+        left running whose worker is gone is interrupted."""
         with self.lock:
-            for run_id in self._ids(Run.status == Status.RUNNING):
+            for run_id in self._ids((Run.status == Status.RUNNING) | ((Run.status == Status.QUEUED) & Run.job_id.is_not(None))):
                 self._try(run_id, self._reattach)
 
     def _reattach(self, session: Session, run: Run) -> None:
-        if run.pid and _is_our_worker(run.pid):
-            self.workers[run.id] = Worker(run.pid, run.attempt, gpu="" if run.device == "cpu" else None)
-            log.info("run %s: re-attached worker pid %s", run.id, run.pid)
-        else:
+        worker = self.executor(run).attach(run)
+        if worker is not None:
+            self.workers[run.id] = worker
+            log.info("run %s: re-attached its worker (%s %s)", run.id, worker.executor, worker.job_id)
+        elif run.status == Status.RUNNING:
             error = "the server stopped while this run trained, and its worker is gone; Resume continues it"
-            transition(session, run, Status.INTERRUPTED, pid=None, error=error)
+            transition(session, run, Status.INTERRUPTED, pid=None, job_id=None, job_state=None, error=error)
+        else:
+            run.job_id = run.job_state = None  # queued again, in this server's queue
+
+    def executor(self, run: Run) -> Executor:
+        """The run's executor; a run of an executor this server does not have (Slurm, no longer configured) is
+        watched with its own so that it can end, but new runs go where the settings say."""
+        name = run.executor or "local"
+        if name not in self.executors:
+            self.executors[name] = SlurmExecutor(self.settings)
+        return self.executors[name]
 
     # -- the API's actions ---------------------------------------------------------------------------------------------
 
     def submit(self, session: Session, run: Run) -> None:
         """Commit a new run (a run is born queued), in a folder of its own, and wake the queue."""
         claim(self.run_dir(run.id))
+        run.executor = run.executor or self.settings.executor
         session.commit()
         self._publish(run)
         self.poke()
 
     def cancel(self, run_id: int) -> Run:
-        """Queued: cancelled at once. Running: SIGTERM (the worker saves a checkpoint and reports `cancelled`), SIGKILL
-        after the grace; if it ends without reporting, its exit makes the run `cancelled`."""
+        """Queued: cancelled at once (its job, when a cluster queues it, removed). Running: SIGTERM (the worker saves a
+        checkpoint and reports `cancelled`), killed after the grace; if it ends without reporting, its end makes the
+        run `cancelled`."""
 
         def cancel(session: Session, run: Run) -> None:
             if run.status not in ACTIVE:
                 raise TransitionError(f"run {run.id} is {run.status}: only a queued or running run can be cancelled")
             worker = self.workers.get(run.id)
-            if run.status == Status.QUEUED or worker is None or worker.attempt != run.attempt:
+            ours = worker is not None and worker.attempt == run.attempt and worker.job_id == run.job_id
+            if run.status == Status.QUEUED and ours:  # a job the cluster has not started
+                self.executors[worker.executor].kill(worker)
+                worker.kill_at = float("inf")
+                transition(session, run, Status.CANCELLED, job_state=None)
+            elif run.status == Status.QUEUED or worker is None or worker.attempt != run.attempt:
                 transition(session, run, Status.CANCELLED)
             elif worker.kill_at is None:
-                worker.signal(signal.SIGTERM)
+                self.executors[worker.executor].stop(worker)
                 worker.kill_at = time.monotonic() + self.settings.grace_seconds
 
         with self.lock:
@@ -267,7 +225,8 @@ class Supervisor:
             if run.unresumable:
                 raise TransitionError(f"run {run.id} cannot resume, it would fail the same way: {run.unresumable}")
             checkpoint = (self.run_dir(run.id) / CHECKPOINTS_DIR / RESUME).is_file()
-            transition(session, run, Status.QUEUED, resume=checkpoint, error=None, **_changed(run, changes or {}))
+            transition(session, run, Status.QUEUED, resume=checkpoint, error=None, job_id=None, job_state=None,
+                       **_changed(run, changes or {}))
 
         with self.lock:
             run = self._change(run_id, resume)
@@ -293,23 +252,70 @@ class Supervisor:
     # -- the queue -----------------------------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Reap the workers that ended, then start queued runs in the free slots; each run in its own transaction."""
+        """Ask the executors how their workers are; reap the ended ones, follow the others; then start queued runs
+        (local ones in the free slots). Each run in its own transaction."""
         with self.lock:
             self.dbfile.check()
-            for run_id in [r for r, w in self.workers.items() if w.exit_code() is not False]:  # before deciding its end
-                if journal.replay(self.sessions, run_id, self.run_dir(run_id)) and self.loop:
-                    self.loop.call_soon_threadsafe(self.hub.resync, run_id)
+            self.reserve.keep()
+            for name, executor in self.executors.items():
+                executor.poll([w for w in self.workers.values() if w.executor == name])
+            ended = [r for r, w in self.workers.items() if isinstance(w.state, Ended)]
+            replayed = {run_id: self._replay_ended(run_id) for run_id in ended}  # before deciding its end
             for run_id, worker in list(self.workers.items()):
-                code = worker.exit_code()
-                if code is False:
-                    if worker.kill_at and time.monotonic() > worker.kill_at:
-                        worker.signal(signal.SIGKILL)
-                elif self._try(run_id, partial(self._ended, worker=worker, code=code)):
-                    del self.workers[run_id]
-            free = self.settings.max_concurrent - len(self.workers)
-            if free > 0:  # a run whose last worker has not been reaped yet waits for it
-                for run_id in self._ids(Run.status == Status.QUEUED, Run.id.not_in(list(self.workers)), limit=free):
+                if isinstance(worker.state, Ended):
+                    if replayed[run_id] and self._try(run_id, partial(self._ended, worker=worker)):
+                        self.unreplayed.pop(run_id, None)
+                        del self.workers[run_id]
+                    continue
+                if worker.kill_at and time.monotonic() > worker.kill_at:
+                    self.executors[worker.executor].kill(worker)
+                    worker.kill_at = float("inf")  # once
+                if str(worker.state) != worker.shown:
+                    self._try(run_id, partial(self._follow, worker=worker))
+            local = sum(1 for w in self.workers.values() if w.executor == "local")
+            free = self.settings.max_concurrent - local
+            for run_id, name in self._queued():  # a run whose last worker has not been reaped yet waits for it
+                if name in self.executors and self.executors[name].queues_itself:
                     self._try(run_id, self._spawn)
+                elif free > 0:
+                    free -= 1
+                    self._try(run_id, self._spawn)
+
+    def _replay_ended(self, run_id: int) -> bool:
+        """Replay an ended worker's journal, so that how it ended is known; True when its end may be decided. A replay
+        that fails (a full disk: the database cannot take the rows) is tried again each tick for REPLAY_PATIENCE
+        seconds, then the end is decided without it: the journal keeps the lines for a later replay, and a worker's end
+        is never left undecided (nor the other runs' ticks stopped)."""
+        try:
+            if journal.replay(self.sessions, run_id, self.run_dir(run_id)) and self.loop:
+                self.loop.call_soon_threadsafe(self.hub.resync, run_id)
+            return True
+        except Exception as e:
+            first = self.unreplayed.setdefault(run_id, time.monotonic())
+            full = full_disk(self.run_dir(run_id), str(e))
+            if time.monotonic() - first < REPLAY_PATIENCE and not full:
+                log.warning("run %s: its ended worker's journal could not be replayed (%s); trying again", run_id, e)
+                return False
+            log.error("run %s: its ended worker's journal could not be replayed (%s); deciding its end without it",
+                      run_id, e)  # fmt: skip
+            return True
+
+    def _queued(self) -> list[tuple[int, str]]:
+        """(id, executor) of the queued runs this server has no worker for, oldest first."""
+        with self.sessions() as s:
+            query = select(Run.id, Run.executor).where(Run.status == Status.QUEUED, Run.id.not_in(list(self.workers)))
+            return [(run_id, name or "local") for run_id, name in s.execute(query.order_by(Run.id))]
+
+    def _follow(self, session: Session, run: Run, *, worker: Worker) -> None:
+        """A worker still there: the run shows what its executor says of it, and a cluster job that has started makes
+        its queued run running (unless its worker said so first)."""
+        worker.shown = str(worker.state)
+        if run.attempt != worker.attempt or run.job_id != worker.job_id:
+            return
+        if isinstance(worker.state, Running) and run.status == Status.QUEUED:
+            transition(session, run, Status.RUNNING, job_state=str(worker.state))
+        elif isinstance(worker.state, (Pending, Running)):
+            run.job_state = str(worker.state)
 
     def cpu_threads(self, run_id: int) -> int | None:
         """The torch threads run_id's worker should train with now, when it trains on the CPU (None on a GPU): its share
@@ -318,8 +324,12 @@ class Supervisor:
         return cpu_share(len(on_cpu)) if run_id in on_cpu else None
 
     def _on_cpu(self) -> list[int]:
-        """The runs whose workers train on the CPU. A copy: the event loop reads it while the tick may change it."""
-        return [run_id for run_id, worker in list(self.workers.items()) if worker.gpu == ""]
+        """The runs whose local workers train on the CPU. A copy: the event loop reads it while the tick may change it."""
+        return [run_id for run_id, worker in list(self.workers.items()) if worker.executor == "local" and worker.gpu == ""]
+
+    def held_gpus(self) -> list[str | None]:
+        """The server's GPUs its local workers hold (None: a re-attached worker's, unknown)."""
+        return [worker.gpu for worker in list(self.workers.values()) if worker.executor == "local"]
 
     def _ids(self, *where, limit: int | None = None) -> list[int]:
         with self.sessions() as s:
@@ -347,18 +357,35 @@ class Supervisor:
             return False
         return True
 
-    def _ended(self, session: Session, run: Run, *, worker: Worker, code: int | None) -> None:
+    def _ended(self, session: Session, run: Run, *, worker: Worker) -> None:
+        """A worker is gone. Its run, when it is still this worker's and did not report how it ended, ends with the
+        executor's reason: cancelled when the server asked it to stop, interrupted when something outside the run
+        stopped it (a cluster's time limit, a preemption), else failed with the tail of its log."""
         if run.attempt != worker.attempt:
             return  # a newer attempt owns the run
-        run.exit_code, run.pid = code, None
-        if run.status != Status.RUNNING:
+        state: Ended = worker.state
+        submitted = run.job_id is not None and run.job_id == worker.job_id  # queued: a cluster job of this attempt
+        run.exit_code, run.pid = state.code, None
+        if submitted:
+            run.job_id = run.job_state = None
+        if run.status == Status.CANCELLED and submitted and state.stopped and worker.kill_at is None:
+            run.error = state.reason  # the cluster stopped it (scancel, a time limit); the worker saved and said so
+        if not (run.status == Status.RUNNING or (run.status == Status.QUEUED and submitted)):
             return  # it reported how it ended, or it was resumed since and waits in the queue
         if worker.kill_at is not None:
             transition(session, run, Status.CANCELLED, error=self._lost(session, run, worker))
             return
         tail = log_tail(self.run_dir(run.id) / WORKER_LOG)
-        error = describe_exit(code) + " before finishing" + (f":\n{tail}" if tail else "")
-        transition(session, run, Status.FAILED, error=error)
+        reason = f"{full}; {state.reason}" if (full := full_disk(self.run_dir(run.id), tail)) else state.reason
+        if full:
+            self.reserve.release()  # so that this can be written
+        error = reason + (f":\n{tail}" if tail else "")
+        if run.status == Status.QUEUED:  # a cluster job that ended before its worker could say it runs
+            transition(session, run, Status.FAILED, error=error)
+        elif state.interrupted:
+            transition(session, run, Status.INTERRUPTED, error=f"{reason}; Resume continues it from its checkpoint")
+        else:
+            transition(session, run, Status.FAILED, error=error)
 
     def _lost(self, session: Session, run: Run, worker: Worker) -> str:
         """Why a cancelled worker that was killed after its grace saved nothing, and how many steps Resume goes back."""
@@ -369,7 +396,9 @@ class Supervisor:
                 f"continues from step {resume_step}: {max(0, run.step - resume_step)} steps lost")
 
     def server_url(self) -> str:
-        """Where workers reach this server: loopback unless bound to one particular address."""
+        """Where workers reach this server: GANBOARD_PUBLIC_URL, else loopback unless bound to one address."""
+        if self.settings.public_url:
+            return "ws" + self.settings.public_url.rstrip("/").removeprefix("http")
         host = self.settings.host
         if host in ("", "0.0.0.0", "::", "localhost"):
             host = "127.0.0.1"
@@ -385,59 +414,54 @@ class Supervisor:
     def run_dir(self, run_id: int) -> Path:
         return self.settings.runs_dir / str(run_id)
 
-    def _device(self, device: str) -> tuple[str | None, str]:
-        """(GPU index for CUDA_VISIBLE_DEVICES or None, the device the worker should use)."""
-        gpus = visible_gpus()
-        if device == "cpu" or (device == "auto" and not gpus):
-            return "", "cpu"
-        if not gpus:  # CUDA asked for and none visible: let the worker fail with the reason
-            return None, device
-        busy = {w.gpu for w in self.workers.values()}
-        if device.startswith("cuda:"):
-            return device.split(":")[1], "cuda:0"
-        return next((g for g in gpus if g not in busy), gpus[0]), "cuda:0"
-
     def _spawn(self, session: Session, run: Run) -> None:
-        """Start the run's next attempt; if its worker cannot be started, the run fails with the reason."""
+        """Start the run's next attempt; if its worker cannot be started, the run fails with the reason. A local worker
+        makes the run running at once; a cluster's job leaves it queued until the job starts."""
         attempt, token = run.attempt + 1, secrets.token_urlsafe(24)
         if error := check_paths(run.config, self.settings.data_roots):  # a symlink may have moved since the POST
             transition(session, run, Status.FAILED, error=error)
             return
+        executor = self.executor(run)
         try:
-            worker = self._launch(run, attempt, token)
-        except OSError as e:
+            worker = self._launch(run, executor, attempt, token)
+        except (LaunchError, PlacementError, OSError) as e:
             transition(session, run, Status.FAILED, error=f"its worker could not be started: {e}")
             return
         self.workers[run.id] = worker
         # A new token on every start: a worker's token is good for its own attempt only.
-        fields = dict(attempt=attempt, token=hash_token(token), pid=worker.pid, exit_code=None, error=None, device=None)
-        transition(session, run, Status.RUNNING, bf16=None, **fields)
+        fields = dict(attempt=attempt, token=hash_token(token), exit_code=None, error=None, device=None, bf16=None,
+                      job_id=worker.job_id, job_state=str(worker.state))  # fmt: skip
+        worker.shown = str(worker.state)
+        if executor.queues_itself:
+            for key, value in fields.items():
+                setattr(run, key, value)
+        else:
+            transition(session, run, Status.RUNNING, pid=int(worker.job_id), **fields)
 
-    def _launch(self, run: Run, attempt: int, token: str) -> Worker:
+    def _launch(self, run: Run, executor: Executor, attempt: int, token: str) -> Worker:
         run_dir = self.run_dir(run.id)
         (run_dir / SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG).write_text(json.dumps(run.config, indent=2))
-        gpu, device = self._device(run.config.get("device", "auto"))
+        gpu, device = executor.place(run.config.get("device", "auto"), self.held_gpus())
         # The admin token stays with the server; the worker gets its own run's token, in the environment, not in argv
         # where `ps` shows it.
         env = {k: v for k, v in os.environ.items() if k != "GANBOARD_TOKEN"}
         env |= {"PYTHONUNBUFFERED": "1", "GANBOARD_WORKER_TOKEN": token}
-        if gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = gpu
-        cmd = [
-            sys.executable, "-m", "trainer.worker", "--run-dir", str(run_dir), "--run-id", str(run.id),
-            "--server", self.server_url(), "--attempt", str(attempt), "--device", device,
+        args = [
+            "--run-dir", str(run_dir), "--run-id", str(run.id), "--server", self.server_url(), "--attempt", str(attempt),
+            "--device", device,
         ]  # fmt: skip
         if run.resume:
-            cmd.append("--resume")
-        if device == "cpu":  # the workers already on the CPU hear their new share with their next acknowledgement
-            cmd += ["--threads", str(cpu_share(1 + len(self._on_cpu())))]
-        with (run_dir / WORKER_LOG).open("ab") as out:
-            out.write(f"--- attempt {attempt}, {utcnow().isoformat()}Z: {' '.join(cmd[1:])}\n".encode())
-            out.flush()
-            popen = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        log.info("run %s: started worker pid %s (attempt %s, %s)", run.id, popen.pid, attempt, device)
-        return Worker(popen.pid, attempt, popen, gpu)
+            args.append("--resume")
+        if executor.queues_itself:  # the job's own CPUs
+            args += ["--threads", str(self.settings.slurm_cpus)]
+        elif device == "cpu":  # the workers already on the CPU hear their new share with their next acknowledgement
+            args += ["--threads", str(cpu_share(1 + len(self._on_cpu())))]
+        log_path = run_dir / WORKER_LOG
+        with log_path.open("ab") as out:
+            where = f"{executor.name}" + (f", CUDA_VISIBLE_DEVICES={gpu}" if gpu is not None else "")
+            out.write(f"--- attempt {attempt}, {utcnow().isoformat()}Z ({where}): trainer.worker {' '.join(args)}\n".encode())
+        return executor.launch(Launch(run.id, attempt, run_dir, args, env, log_path), gpu)
 
     def _publish(self, run: Run) -> None:
         if self.loop is not None:

@@ -640,7 +640,7 @@ form.addEventListener("submit", async (event) => {
   button.disabled = true;
   button.textContent = "Starting…";
   try {
-    const run = await fetchJSON("/api/runs", { method: "POST", body: JSON.stringify(readForm()) });
+    const run = await fetchJSON("/api/runs", { method: "POST", body: JSON.stringify({ ...readForm(), ...readExecutor() }) });
     window.location.href = `/runs/${run.id}`;
   } catch (error) {
     showErrors(error.body && Array.isArray(error.body.detail) ? error.body.detail : `could not start the run: ${error.message}`);
@@ -648,6 +648,25 @@ form.addEventListener("submit", async (event) => {
     button.textContent = "Start";
   }
 });
+
+// ---- where a run trains: shown only on a server with a Slurm cluster (docs/cluster.md) --------------------------------
+
+function addExecutorField(info) {
+  const executors = info.executors || ["local"];
+  if (executors.length < 2) return;
+  const input = select("executor", executors.map((e) => [e, e === "slurm" ? "Slurm cluster (a job per run)" : "this server"]));
+  input.id = "field-executor";
+  input.setAttribute("aria-describedby", "help-executor");
+  const help = "where the run trains: a Slurm job (the cluster queues it) or a process of this server";
+  document.querySelector('fieldset[data-group="hardware"]').append(el("label", { class: "field", for: input.id },
+    el("span", { text: "executor" }), input, el("small", { class: "help", id: "help-executor", text: help }),
+    el("small", { class: "field-error", "data-field": "executor", role: "alert" })));
+}
+
+function readExecutor() {
+  const input = form.elements.executor;
+  return input ? { executor: input.value } : {};
+}
 
 async function loadForm() {
   try {
@@ -657,6 +676,7 @@ async function loadForm() {
     return;
   }
   buildForm(formInfo);
+  addExecutorField(formInfo);
   fillForm(formInfo.presets.quick);
   const cloneId = form.getAttribute("data-clone-id");  // not form.dataset: the field named "dataset" shadows it
   if (!cloneId) return;
