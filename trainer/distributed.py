@@ -16,6 +16,7 @@ and none is all-reduced for nothing. Under DDP the step stays eager (see docs/gp
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 from contextlib import AbstractContextManager
@@ -52,7 +53,7 @@ class ProcessGroup(Ranks):
 
     def __init__(self, device: torch.device):
         self.rank, self.world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-        self.device = device
+        self.device, self.st = device, None
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
 
     def agree_stop(self, stop: bool, step: int) -> bool:
@@ -65,10 +66,23 @@ class ProcessGroup(Ranks):
 
     def wrap(self, st: TrainState, cfg: TrainConfig, amp: AbstractContextManager) -> Step:
         own_noise(self.rank, cfg.seed, st.step)
+        self.st = st
         return DistributedStep(st, cfg, amp, self.world)
 
     def close(self) -> None:
+        """After training: logs a digest of this rank's parameters (the same on every rank, which the tests check)."""
+        if self.st is not None:
+            log.info("parameters sha256 %s", parameters_digest(self.st))
         dist.destroy_process_group()
+
+
+def parameters_digest(st: TrainState) -> str:
+    """sha256 of G's and D's parameters, bit for bit (BatchNorm's running statistics, which differ per rank, left out)."""
+    digest = hashlib.sha256()
+    for net in (st.netg, st.netd):
+        for p in net.parameters():
+            digest.update(p.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def own_noise(rank: int, seed: int, step: int) -> None:
