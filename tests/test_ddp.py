@@ -85,3 +85,15 @@ def test_a_rank_killed_fails_the_run_naming_it(server):
 def test_a_batch_that_does_not_divide_among_the_gpus_is_a_422(server):
     r = server.client.post("/api/runs", json={"config": {**TINY, "gpus": 2, "batch_size": 255}})
     assert r.status_code == 422 and "batch_size" in r.text and "2 gpus" in r.text, r.text
+
+
+def test_sync_batchnorm_is_for_gpus_and_shares_the_nets_tensors(server):
+    from trainer.distributed import _sync_batchnorm
+
+    r = server.client.post("/api/runs", json={"config": {**TINY, "gpus": 2, "batch_size": 256, "sync_batchnorm": True}})
+    assert r.status_code == 422 and "sync_batchnorm" in r.text and "GPUs only" in r.text, r.text
+    netg = build_generator(TrainConfig(**TINY))
+    view = _sync_batchnorm(netg)  # the DDP wrapper's: SyncBatchNorm on the same tensors; the net keeps BatchNorm
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in view.modules())
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in netg.modules())
+    assert all(a is b for a, b in zip(netg.state_dict(keep_vars=True).values(), view.state_dict(keep_vars=True).values()))

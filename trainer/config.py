@@ -85,6 +85,10 @@ class TrainConfig(BaseModel):
         1, "hardware", "Training processes, one GPU each (on the CPU: processes sharing the cores), with torchrun and "
         "DistributedDataParallel; batch_size must divide evenly among them.", ge=1, le=64,
     )
+    sync_batchnorm: bool = _field(
+        False, "hardware", "With several gpus: BatchNorm statistics over the global batch (SyncBatchNorm, GPUs only); "
+        "off: each GPU normalises its own share, as the article's batch of that size would.",
+    )
 
     @field_validator("image_size")
     @classmethod
@@ -138,6 +142,8 @@ class TrainConfig(BaseModel):
     def _batch_divides(self) -> "TrainConfig":
         if self.batch_size % self.gpus:
             raise ValueError(f"batch_size: {self.batch_size} does not divide evenly among {self.gpus} gpus")
+        if self.sync_batchnorm and self.device == "cpu":
+            raise ValueError("sync_batchnorm: SyncBatchNorm works on GPUs only (device is cpu)")
         return self
 
     @classmethod

@@ -15,6 +15,7 @@ and none is all-reduced for nothing. Under DDP the step stays eager (see docs/gp
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import logging
@@ -101,15 +102,30 @@ class DistributedStep(Step):
         from torch.nn.parallel import DistributedDataParallel as DDP  # imports torch._dynamo: ~4.6 s, so only here
 
         super().__init__(st, cfg.model_copy(update={"batch_size": cfg.batch_size // world}), amp)
+        if cfg.sync_batchnorm and st.device.type != "cuda":
+            raise ValueError("sync_batchnorm: SyncBatchNorm works on GPUs only (this run trains on the CPU)")
         ids = [st.device.index] if st.device.type == "cuda" else None
-        self.d_view = dataclasses.replace(st, netd=DDP(st.netd, device_ids=ids))
-        self.g_view = dataclasses.replace(st, netg=DDP(st.netg, device_ids=ids))
+        view = _sync_batchnorm if cfg.sync_batchnorm else lambda net: net
+        self.d_view = dataclasses.replace(st, netd=DDP(view(st.netd), device_ids=ids))
+        self.g_view = dataclasses.replace(st, netg=DDP(view(st.netg), device_ids=ids))
 
     def d(self, real: torch.Tensor) -> torch.Tensor:
         return d_step(self.d_view, real, self.cfg.nz, self.amp)
 
     def g(self) -> torch.Tensor:
         return g_step(self.g_view, self.cfg.batch_size, self.cfg.nz, self.amp)
+
+
+def _sync_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
+    """`net` with SyncBatchNorm layers sharing its parameters and running statistics, for the DDP wrapper only: the
+    net itself keeps BatchNorm, so the snapshots that rank 0 scores on side threads never start a collective."""
+
+    def shallow(module: torch.nn.Module) -> torch.nn.Module:
+        out = copy.copy(module)  # the same parameter and buffer tensors; a container of its own
+        out._modules = {name: shallow(child) for name, child in module._modules.items()}
+        return out
+
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(shallow(net))
 
 
 class NullSink:
