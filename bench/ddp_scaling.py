@@ -69,7 +69,7 @@ def main() -> None:
     one = images_per_s(TrainConfig.preset(args.preset, **base), args.threads)
     many = images_per_s(TrainConfig.preset(args.preset, **base, gpus=args.gpus), args.threads)
     print(f"{args.preset}, global batch {args.batch}, {args.device}: 1 process {one:,.0f} images/s, "
-          f"{args.gpus} processes {many:,.0f} images/s: x{many / one:.2f} (ideal on {args.gpus} GPUs: x{args.gpus})")  # fmt: skip
+          f"{args.gpus} processes {many:,.0f} images/s: x{many / one:.2f} (ideal on {args.gpus} GPUs: x{args.gpus})")
 
 
 if __name__ == "__main__":

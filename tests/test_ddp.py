@@ -96,4 +96,5 @@ def test_sync_batchnorm_is_for_gpus_and_shares_the_nets_tensors(server):
     view = _sync_batchnorm(netg)  # the DDP wrapper's: SyncBatchNorm on the same tensors; the net keeps BatchNorm
     assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in view.modules())
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in netg.modules())
-    assert all(a is b for a, b in zip(netg.state_dict(keep_vars=True).values(), view.state_dict(keep_vars=True).values()))
+    mine, theirs = netg.state_dict(keep_vars=True), view.state_dict(keep_vars=True)
+    assert list(mine) == list(theirs) and all(mine[k] is theirs[k] for k in mine)

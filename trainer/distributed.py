@@ -55,10 +55,11 @@ class ProcessGroup(Ranks):
     def __init__(self, device: torch.device):
         self.rank, self.world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         self.device, self.st = device, None
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+        cuda = device.type == "cuda"
+        dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
 
     def agree_stop(self, stop: bool, step: int) -> bool:
-        """True on every rank once any rank was asked to stop, at a step all of them share (a multiple of STOP_EVERY)."""
+        """True on every rank once any rank was asked to stop, at a step they all share (a multiple of STOP_EVERY)."""
         if step % STOP_EVERY:
             return False
         flag = torch.tensor([float(stop)], device=self.device)
@@ -78,7 +79,7 @@ class ProcessGroup(Ranks):
 
 
 def parameters_digest(st: TrainState) -> str:
-    """sha256 of G's and D's parameters, bit for bit (BatchNorm's running statistics, which differ per rank, left out)."""
+    """sha256 of G's and D's parameters, bit for bit (not BatchNorm's running statistics, which differ per rank)."""
     digest = hashlib.sha256()
     for net in (st.netg, st.netd):
         for p in net.parameters():

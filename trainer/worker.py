@@ -273,7 +273,8 @@ def train_ranks(args: argparse.Namespace, gpus: int, device: str) -> int:
         os.environ["GANBOARD_WORKER_TOKEN"] = args.token  # the ranks' environment, not their argv
     rank_argv = ["--run-dir", str(args.run_dir), "--run-id", str(args.run_id), "--server", args.server,
                  "--attempt", str(args.attempt), *(["--device", args.device] if args.device else []),
-                 *(["--resume"] if args.resume else []), *(["--threads", str(args.threads)] if args.threads else [])]  # fmt: skip
+                 *(["--resume"] if args.resume else []),
+                 *(["--threads", str(args.threads)] if args.threads else [])]  # fmt: skip
     launch = get_args_parser().parse_args(["--standalone", "--nproc-per-node", str(gpus), "--module", "trainer.rank",
                                            *rank_argv])  # fmt: skip
     log.info("training on %d processes with torchrun (%d torch threads each on the CPU)", gpus, threads)
@@ -326,8 +327,6 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.config import TrainConfig
     from trainer.loop import train
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # with several ranks, torchrun's handler replaces this one
     try:
         cfg = TrainConfig.model_validate_json((args.run_dir / "config.json").read_text())
         if args.device:
@@ -336,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("run %s: its config cannot be read", args.run_id)
         return report_failure(args, f"{type(e).__name__}: {e}")
     if cfg.gpus > 1:
-        return train_ranks(args, cfg.gpus, cfg.device)
+        return train_ranks(args, cfg.gpus, cfg.device)  # SIGTERM: torchrun's handler once the ranks started
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         with report_to_server(args, cfg.device) as sink:
             status = train(cfg, args.run_dir, sink, resume=args.resume, stop=stop, threads=args.threads)
