@@ -265,9 +265,16 @@ def train_ranks(args: argparse.Namespace, gpus: int, device: str) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
+    import torch
+
+    on_cpu = device == "cpu" or not torch.cuda.is_available()
+    if not on_cpu and torch.cuda.device_count() < gpus:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "all")
+        return report_failure(args, f"gpus: {gpus} processes need {gpus} GPUs; this worker sees "
+                                    f"{torch.cuda.device_count()} (CUDA_VISIBLE_DEVICES={visible})")  # fmt: skip
     threads = max(1, (args.threads or len(os.sched_getaffinity(0))) // gpus)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # torchrun's default is 1
-    if device == "cpu" or device == "auto" and not _has_cuda():
+    if on_cpu:
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # gloo on one box: the loopback, whatever the hostname says
     if args.token:
         os.environ["GANBOARD_WORKER_TOKEN"] = args.token  # the ranks' environment, not their argv
@@ -312,12 +319,6 @@ def _last_seq(journal: Path, attempt: int) -> int:
         if msg.get("attempt") == attempt:
             last = max(last, msg.get("seq", 0))
     return last
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def main(argv: list[str] | None = None) -> int:
