@@ -98,3 +98,15 @@ def test_sync_batchnorm_is_for_gpus_and_shares_the_nets_tensors(server):
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in netg.modules())
     mine, theirs = netg.state_dict(keep_vars=True), view.state_dict(keep_vars=True)
     assert list(mine) == list(theirs) and all(mine[k] is theirs[k] for k in mine)
+
+
+def test_the_ranks_read_disjoint_shards_that_make_up_the_global_batch():
+    from trainer.data import batches_for
+
+    images = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1)
+    perm = torch.randperm(40, generator=torch.Generator().manual_seed(0))
+    one = list(batches_for(images, 8, torch.device("cpu"), print).epoch(perm))
+    shards = [list(batches_for(images, 8, torch.device("cpu"), print, rank=r, ranks=2).epoch(perm)) for r in (0, 1)]
+    assert len(one) == len(shards[0]) == len(shards[1]) == 5
+    for (i, whole), (_, a), (_, b) in zip(one, *shards):
+        assert len(a) == len(b) == 4 and torch.equal(torch.cat([a, b]), whole)  # global batch i, split in two
