@@ -11,6 +11,7 @@
 4. `make_step` returns the graphed step on this GPU (a failed capture falls back to eager, logged).
 5. The throughput table (bench/train_throughput.py --device cuda), and a run's efficiency (bench/run_efficiency.py
    --device cuda: whole runs against their step-only rate, targets >= 0.9 quick, >= 0.8 article).
+6. One run on every GPU it sees (bench/ddp_scaling.py --device cuda: torchrun, DDP over NCCL), against one GPU.
 
 On a machine without CUDA it runs check 1 on the CPU, prints "no CUDA device" and exits 0. Any failed check exits 1.
 """
@@ -165,6 +166,9 @@ def main() -> int:
     for name, _, _, _, ratio, _, target, *_ in rows:
         check(f"run efficiency, {name} preset", float(ratio) >= float(target), f"{ratio} of the step-only rate")
     check("run efficiency table", efficiency.returncode == 0 and len(rows) == 2)
+    print(f"one run on every GPU ({torch.cuda.device_count()}): bench/ddp_scaling.py --device cuda", flush=True)
+    scaling = subprocess.run([sys.executable, str(REPO / "bench" / "ddp_scaling.py"), "--device", "cuda"])
+    check("DDP scaling (torchrun, NCCL)", scaling.returncode == 0)
     print(f"{len(FAILED)} check(s) failed" if FAILED else "all checks passed", f"in {time.perf_counter() - start:.0f} s")
     return 1 if FAILED else 0
 

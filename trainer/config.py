@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 DATASETS = ("emoji", "procedural", "folder", "mnist", "fashion-mnist", "cifar10")
 IMAGE_SIZES = (32, 64, 96, 128)
@@ -58,7 +58,7 @@ class TrainConfig(BaseModel):
     netg_init: str | None = _field(None, "model", "Optional netg.pth to start the generator from.")
     netd_init: str | None = _field(None, "model", "Optional netd.pth to start the discriminator from.")
     # optimisation
-    batch_size: int = _field(64, "optimisation", "Images per batch.", ge=1, le=4096)
+    batch_size: int = _field(64, "optimisation", "Images per batch (in all: split evenly among the gpus).", ge=1, le=4096)
     lr_g: float = _field(2e-4, "optimisation", "Adam learning rate of the generator.", gt=0, le=1)
     lr_d: float = _field(2e-4, "optimisation", "Adam learning rate of the discriminator.", gt=0, le=1)
     beta1: float = _field(0.5, "optimisation", "Adam beta1 for both networks.", ge=0, lt=1)
@@ -92,6 +92,14 @@ class TrainConfig(BaseModel):
         "true or false to force.",
     )
     num_workers: int = _field(0, "hardware", "Threads decoding a folder dataset (0 = one per core).", ge=0, le=64)
+    gpus: int = _field(
+        1, "hardware", "Training processes, one GPU each (on the CPU: processes sharing the cores), with torchrun and "
+        "DistributedDataParallel; batch_size must divide evenly among them.", ge=1, le=64,
+    )
+    sync_batchnorm: bool = _field(
+        False, "hardware", "With several gpus: BatchNorm statistics over the global batch (SyncBatchNorm, GPUs only); "
+        "off: each GPU normalises its own share, as the article's batch of that size would.",
+    )
 
     @field_validator("image_size")
     @classmethod
@@ -140,6 +148,14 @@ class TrainConfig(BaseModel):
         if v and not Path(v).expanduser().is_file():
             raise ValueError(f"file {v!r} does not exist")
         return v
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> "TrainConfig":
+        if self.batch_size % self.gpus:
+            raise ValueError(f"batch_size: {self.batch_size} does not divide evenly among {self.gpus} gpus")
+        if self.sync_batchnorm and self.device == "cpu":
+            raise ValueError("sync_batchnorm: SyncBatchNorm works on GPUs only (device is cpu)")
+        return self
 
     @classmethod
     def preset(cls, name: str = "quick", **overrides: Any) -> "TrainConfig":

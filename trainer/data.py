@@ -280,11 +280,14 @@ DEVICE_SHARE = 0.25  # a dataset up to this share of the GPU's free memory is ke
 
 class Batches:
     """An epoch's batches of a uint8 dataset, on the training device, in the order of a permutation drawn on the CPU (so
-    that a seed gives the same order on every device). This one, for the CPU, indexes the tensor in place."""
+    that a seed gives the same order on every device). This one, for the CPU, indexes the tensor in place.
 
-    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device):
-        self.images, self.batch_size, self.device = images, batch_size, device
-        self.count = len(images) // batch_size  # batches per epoch; the remainder is left out
+    On one of `ranks` processes (trainer/distributed.py), `batch_size` is this rank's share of the global batch and
+    batch i is its slice of global batch i: the ranks read disjoint shards of the same permutation."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device, rank: int = 0, ranks: int = 1):
+        self.images, self.batch_size, self.device, self.rank, self.ranks = images, batch_size, device, rank, ranks
+        self.count = len(images) // (batch_size * ranks)  # batches per epoch; the remainder is left out
 
     def epoch(self, perm: torch.Tensor, start: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
         """(i, batch i) for each batch from `start` on."""
@@ -292,14 +295,15 @@ class Batches:
             yield i, self.images[self._indices(perm, i)]
 
     def _indices(self, perm: torch.Tensor, i: int) -> torch.Tensor:
-        return perm[i * self.batch_size : (i + 1) * self.batch_size]
+        start = (i * self.ranks + self.rank) * self.batch_size
+        return perm[start : start + self.batch_size]
 
 
 class DeviceBatches(Batches):
     """The dataset on the GPU as uint8: shuffled, gathered (and, in the step, normalised) there; no host copy per batch."""
 
-    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device):
-        super().__init__(images.to(device), batch_size, device)
+    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device, rank: int = 0, ranks: int = 1):
+        super().__init__(images.to(device), batch_size, device, rank, ranks)
 
     def epoch(self, perm: torch.Tensor, start: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
         yield from super().epoch(perm.to(self.device), start)
@@ -309,8 +313,8 @@ class PinnedBatches(Batches):
     """The dataset in pinned host memory; each batch is gathered on the host and copied on a side stream while the
     step before it runs. Two host buffers take turns: one is refilled only once its copy has finished."""
 
-    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device):
-        super().__init__(images.pin_memory(), batch_size, device)
+    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device, rank: int = 0, ranks: int = 1):
+        super().__init__(images.pin_memory(), batch_size, device, rank, ranks)
         self.stream = torch.cuda.Stream(device)
         shape = (batch_size, *images.shape[1:])
         self.buffers = [torch.empty(shape, dtype=torch.uint8, pin_memory=True) for _ in range(2)]
@@ -335,13 +339,16 @@ class PinnedBatches(Batches):
         return batch
 
 
-def batches_for(images: torch.Tensor, batch_size: int, device: torch.device, log: Callable[[str], None]) -> Batches:
-    """The CPU indexes in place; a GPU holds the dataset when it fits comfortably, else streams it from pinned memory."""
+def batches_for(images: torch.Tensor, batch_size: int, device: torch.device, log: Callable[[str], None], rank: int = 0,
+                ranks: int = 1) -> Batches:  # fmt: skip
+    """The CPU indexes in place; a GPU holds the dataset when it fits comfortably, else streams it from pinned memory.
+    `batch_size` is the global batch, split evenly among `ranks`."""
+    share = (batch_size // ranks, device, rank, ranks)
     if device.type != "cuda":
-        return Batches(images, batch_size, device)
+        return Batches(images, *share)
     free, _total = torch.cuda.mem_get_info(device)
     if images.nbytes <= DEVICE_SHARE * free:
-        return DeviceBatches(images, batch_size, device)
+        return DeviceBatches(images, *share)
     log(f"data: {images.nbytes / 2**30:.1f} GiB of images is over {DEVICE_SHARE:.0%} of the GPU's free memory; "
         "streaming batches from pinned host memory")  # fmt: skip
-    return PinnedBatches(images, batch_size, device)
+    return PinnedBatches(images, *share)

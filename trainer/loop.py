@@ -23,6 +23,7 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.data import DatasetError, batches_for, load_images
+from trainer.distributed import IdleSideWork, Ranks
 from trainer.evaluate import Evaluator
 from trainer.hardware import configure, resolve_device, uses_bf16
 from trainer.protocol import CHECKPOINTS_DIR, RESUME, STATS
@@ -57,11 +58,13 @@ def train(
     resume: bool = False,
     stop: threading.Event | None = None,
     threads: int | None = None,
+    ranks: Ranks | None = None,
 ) -> str:
     """Train `cfg` into `run_dir`; returns "completed" or "cancelled". Errors are reported to the sink, then raised.
-    `threads`: CPU threads for torch (default: all cores; the supervisor shares them among concurrent CPU runs)."""
+    `threads`: CPU threads for torch (default: all cores; the supervisor shares them among concurrent CPU runs).
+    `ranks`: this process's place among the run's processes (trainer/distributed.py); one process by default."""
     try:
-        return _train(cfg, Path(run_dir), sink, resume, stop or threading.Event(), threads)
+        return _train(cfg, Path(run_dir), sink, resume, stop or threading.Event(), threads, ranks or Ranks())
     except DatasetError as e:  # resuming would fail the same way; the traceback is for the worker log, not the page
         sink.on_status("failed", error=str(e), resumable=False)
         raise
@@ -72,7 +75,7 @@ def train(
 
 
 def _train(
-    cfg: TrainConfig, run_dir: Path, sink: Sink, resume: bool, stop: threading.Event, threads: int | None
+    cfg: TrainConfig, run_dir: Path, sink: Sink, resume: bool, stop: threading.Event, threads: int | None, ranks: Ranks
 ) -> str:
     device = resolve_device(cfg.device)
     configure(device, threads)
@@ -86,20 +89,21 @@ def _train(
     images = load_images(cfg, log=log.warning)
     if len(images) < cfg.batch_size:
         raise DatasetError(f"batch_size: {cfg.batch_size} is larger than the dataset ({len(images)} images)")
-    data = batches_for(images, cfg.batch_size, device, log=log.info)
+    data = batches_for(images, cfg.batch_size, device, log=log.info, rank=ranks.rank, ranks=ranks.world)
     st = TrainState.build(cfg, device)
     if resume:
         st.load(run_dir / CHECKPOINTS_DIR / RESUME)
-    step = make_step(st, cfg, amp)
+    step = ranks.wrap(st, cfg, amp) or make_step(st, cfg, amp)
     total_steps = min(cfg.epochs * data.count, cfg.max_steps or cfg.epochs * data.count)
     sink.on_status(
         "running", step=st.step, epoch=st.epoch, total_steps=total_steps, total_epochs=cfg.epochs,
         batches_per_epoch=data.count, device=str(device), bf16=bf16, graphed=step.graphed,
     )  # fmt: skip
-    recorder, evaluator = _Recorder(sink, cfg), Evaluator(cfg, images, device)
-    side, training = SideWork(cfg, run_dir, sink, st, evaluator, amp), 0.0  # seconds of training so far
+    recorder, training = _Recorder(sink, cfg), 0.0  # seconds of training so far
+    side = SideWork(cfg, run_dir, sink, st, Evaluator(cfg, images, device), amp) if ranks.rank == 0 else IdleSideWork()
     st.netg.train()
     st.netd.train()
+    stopping = False  # asked to stop, as every rank agreed
     try:
         while st.epoch < cfg.epochs:
             if st.perm is None:
@@ -108,23 +112,24 @@ def _train(
             for i, real in data.epoch(st.perm, st.batch):
                 recorder.add(st.step + 1, st.epoch + 1, i, step(i, real))
                 st.step, st.batch = st.step + 1, i + 1
-                if stop.is_set() or st.step >= total_steps:
+                stopping = ranks.agree_stop(stop.is_set(), st.step)
+                if stopping or st.step >= total_steps:
                     break
             recorder.flush()
             training += time.perf_counter() - started[1]
-            halted = stop.is_set() or st.step >= total_steps
-            if halted and stop.is_set():
+            halted = stopping or st.step >= total_steps
+            if stopping:
                 sink.on_stopping(st.step)
             if st.batch == data.count:  # the epoch is complete: its scores, grid and checkpoints, off this thread
                 st.epoch, st.batch, st.perm = st.epoch + 1, 0, None
                 speed = _speed(started, _mark(device), (data.count - first) * cfg.batch_size)
-                final = st.epoch == cfg.epochs or (halted and not stop.is_set())
+                final = st.epoch == cfg.epochs or (halted and not stopping)
                 side.epoch_done(st, speed, training, final=final, halted=halted)
             elif halted:  # stopped inside an epoch: a snapshot, named for where
                 side.stopped(st)
             if halted:
                 break
-        status = "cancelled" if stop.is_set() else "completed"
+        status = "cancelled" if stopping else "completed"
         files = side.finish(st, wait_for_fid=status == "completed")
         sink.on_status(status, step=st.step, epoch=st.epoch, **files)
         return status

@@ -61,14 +61,12 @@ def d_step(st: TrainState, real: torch.Tensor, nz: int, amp: AbstractContextMana
 def g_step(st: TrainState, batch_size: int, nz: int, amp: AbstractContextManager) -> torch.Tensor:
     """One G step with the non-saturating loss; returns G_STATS."""
     st.opt_g.zero_grad(set_to_none=True)
-    st.netd.requires_grad_(False)  # G's step needs gradients through D, not of D's weights
-    try:  # D trainable again whatever happens: a capture that fails here must leave an eager D step that works
-        with amp:
-            out = st.netd(st.netg(torch.randn(batch_size, nz, 1, 1, device=st.device)))
-        loss_g = F.binary_cross_entropy_with_logits(out.float(), torch.ones_like(out, dtype=torch.float))
-        loss_g.backward()
-    finally:
-        st.netd.requires_grad_(True)
+    with amp:
+        out = st.netd(st.netg(torch.randn(batch_size, nz, 1, 1, device=st.device)))
+    loss_g = F.binary_cross_entropy_with_logits(out.float(), torch.ones_like(out, dtype=torch.float))
+    # Gradients through D into G's weights only: D's weight gradients are neither computed nor accumulated. (Toggling
+    # D's requires_grad instead aborted DDP processes at exit; see trainer/distributed.py.)
+    torch.autograd.backward(loss_g, inputs=list(st.netg.parameters()))
     grad = grad_norm(st.netg)
     st.opt_g.step()
     return torch.stack([loss_g, torch.sigmoid(out.float()).mean(), grad]).detach()
@@ -137,10 +135,9 @@ def _on_gpu(st: TrainState) -> bool:
 
 
 def _eager_again(st: TrainState) -> None:
-    """What a failed capture may leave behind, undone for the eager step: D's parameters requiring grad, this thread on
-    the default stream (not the capture's), and Adam capturable (a graphed Adam keeps its step count on the device;
-    an eager one reads it on the host every step)."""
-    st.netd.requires_grad_(True)
+    """What a failed capture may leave behind, undone for the eager step: this thread on the default stream (not the
+    capture's), and Adam capturable (a graphed Adam keeps its step count on the device; an eager one reads it on the
+    host every step)."""
     if st.device.type == "cuda":
         torch.cuda.set_stream(torch.cuda.default_stream(st.device))
     for opt in (st.opt_g, st.opt_d):

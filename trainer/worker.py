@@ -7,6 +7,9 @@ journal (trainer/journal.py) before it is sent: the journal is the record, the w
 worker never gives up on a server that is down: it trains on, waits a bounded time for acknowledgements at the end
 (GANBOARD_ACK_WAIT_SECONDS, default 60) and exits normally; the server replays the journal when it comes back.
 SIGTERM finishes the batch, writes a checkpoint and ends the run `cancelled`.
+
+A run with `gpus: N > 1` is trained by N processes that torchrun starts (`train_ranks`, trainer/rank.py): rank 0
+reports as this process would; this one waits, and reports `failed` naming the rank that failed first.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from trainer.journal import JournalWriter, read_lines
@@ -43,7 +47,9 @@ class WsSink:
     in memory, sent and acknowledged, and memory stays bounded through an outage of any length.
     """
 
-    def __init__(self, url: str, token: str, attempt: int, journal: Path, connect=None):
+    def __init__(self, url: str, token: str, attempt: int, journal: Path, connect=None, seq: int = 0, ranks: int = 1):
+        """`seq`: the last message number of this attempt already journalled (by rank 0, when the worker reports after
+        its ranks); `ranks`: training processes sharing the CPU threads the server sends."""
         from websockets.sync.client import connect as ws_connect
 
         self.url, self.token, self.attempt = url, token, attempt
@@ -51,7 +57,8 @@ class WsSink:
         self.run_dir = journal.parent
         self.journal = JournalWriter(journal)
         self.pending: dict[int, str] = {}  # seq -> message, sent on this connection, until acknowledged
-        self.seq = 0
+        self.seq = seq
+        self.ranks = ranks
         self.connected = False  # the server has replayed the journal and is reading this connection
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
@@ -76,7 +83,7 @@ class WsSink:
         is OpenMP's, which is per thread."""
         import torch
 
-        threads = self.threads
+        threads = self.threads and max(1, self.threads // self.ranks)
         if threads and threads != torch.get_num_threads():
             log.info("%d torch threads now (the CPU runs training share the cores)", threads)
             torch.set_num_threads(threads)
@@ -212,8 +219,8 @@ def _training_gpu(device: str) -> Gpu | None:
     return Gpu(bus_id) if bus_id else None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.worker", description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None, prog: str = "python -m trainer.worker") -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--run-id", required=True, type=int)
     parser.add_argument("--server", required=True, help="ws://host:port of the dashboard")
@@ -222,35 +229,137 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="overrides the config's device (the supervisor picks the GPU)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def _sink(args: argparse.Namespace, **kw) -> WsSink:
+    token = args.token or os.environ.get("GANBOARD_WORKER_TOKEN", "")
+    url = f"{args.server.rstrip('/')}/ws/worker/{args.run_id}"
+    return WsSink(url, token, args.attempt, args.run_dir / JOURNAL, **kw)
+
+
+def _close(sink: WsSink) -> None:
+    wait = float(os.environ.get("GANBOARD_ACK_WAIT_SECONDS", ACK_WAIT_SECONDS))
+    if not sink.close(timeout=wait):
+        log.warning("the server did not confirm everything within %.0f s; the journal holds it for its replay", wait)
+
+
+@contextmanager
+def report_to_server(args: argparse.Namespace, device: str, ranks: int = 1) -> Iterator[WsSink]:
+    """The sink the loop reports to, and machine samples, for the duration; at the end, a bounded wait for the server's
+    acknowledgements. An error raised inside that the loop did not report is reported `failed`, then raised."""
+    sink, sampler = _sink(args, ranks=ranks), None
+    try:
+        sampler = SystemSampler(sink.on_system, lambda: sink.step, gpu=_training_gpu(device)).start()
+        yield sink
+    except Exception as e:
+        log.exception("run %s failed", args.run_id)
+        if sink.status != "failed" and ranks == 1:  # with several ranks the worker reports it, once they all ended
+            sink.on_status("failed", error=f"{type(e).__name__}: {e}")  # failed before the loop could say so
+        raise
+    finally:
+        if sampler:
+            sampler.stop()
+        _close(sink)
+
+
+def report_failure(args: argparse.Namespace, error: str, traceback: str | None = None, seq: int = 0) -> int:
+    """Report the run `failed` from this process (nothing else reports for it); returns the worker's exit code."""
+    sink = _sink(args, seq=seq)
+    sink.on_status("failed", error=error, traceback=traceback)
+    _close(sink)
+    return 1
+
+
+def train_ranks(args: argparse.Namespace, gpus: int, device: str) -> int:
+    """Train on `gpus` processes started by torchrun's launcher, run here in-process so that its failures come back
+    as objects: each rank's exit code and, from torchrun's error files, its error. SIGTERM to this process reaches
+    every rank (torchrun forwards it, and kills what has not ended 30 s later)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    import torch
+
+    on_cpu = device == "cpu" or not torch.cuda.is_available()
+    if not on_cpu and torch.cuda.device_count() < gpus:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "all")
+        return report_failure(args, f"gpus: {gpus} processes need {gpus} GPUs; this worker sees "
+                                    f"{torch.cuda.device_count()} (CUDA_VISIBLE_DEVICES={visible})")  # fmt: skip
+    threads = max(1, (args.threads or len(os.sched_getaffinity(0))) // gpus)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # torchrun's default is 1
+    if on_cpu:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # gloo on one box: the loopback, whatever the hostname says
+    if args.token:
+        os.environ["GANBOARD_WORKER_TOKEN"] = args.token  # the ranks' environment, not their argv
+    rank_argv = ["--run-dir", str(args.run_dir), "--run-id", str(args.run_id), "--server", args.server,
+                 "--attempt", str(args.attempt), *(["--device", args.device] if args.device else []),
+                 *(["--resume"] if args.resume else []),
+                 *(["--threads", str(args.threads)] if args.threads else [])]  # fmt: skip
+    launch = get_args_parser().parse_args(["--standalone", "--nproc-per-node", str(gpus), "--module", "trainer.rank",
+                                           *rank_argv])  # fmt: skip
+    log.info("training on %d processes with torchrun (%d torch threads each on the CPU)", gpus, threads)
+    try:
+        run(launch)
+    except SignalException as e:  # a stop: the ranks heard it too; rank 0 saved and reported
+        log.info("stopped by %s; the ranks have ended", e.sigval.name)
+    except ChildFailedError as e:
+        rank, failure = e.get_first_failure()
+        error, trace = rank_failure(rank, failure.exitcode, failure.signal_name(), failure.error_file_data)
+        log.error("run %s failed: %s", args.run_id, error)
+        return report_failure(args, error, trace, seq=_last_seq(args.run_dir / JOURNAL, args.attempt))
+    return 0
+
+
+def rank_failure(rank: int, exitcode: int, signal_name: str, error_data: dict) -> tuple[str, str | None]:
+    """The run's error (and traceback, when the rank left one) for the rank that failed first."""
+    if exitcode < 0:
+        return f"rank {rank} was killed by {signal_name} (exit code {exitcode})", None
+    message = error_data.get("message") or {}
+    if isinstance(message, str):
+        return f"rank {rank} exited with code {exitcode}: {message}", None
+    text = message.get("message") or "no error file (see the worker log)"
+    return f"rank {rank} exited with code {exitcode}: {text}", message.get("extraInfo", {}).get("py_callstack")
+
+
+def _last_seq(journal: Path, attempt: int) -> int:
+    """The number of the last message of `attempt` in the journal (0: none)."""
+    last = 0
+    for _, line in read_lines(journal):
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("attempt") == attempt:
+            last = max(last, msg.get("seq", 0))
+    return last
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     from trainer.config import TrainConfig
     from trainer.loop import train
 
-    token = args.token or os.environ.get("GANBOARD_WORKER_TOKEN", "")
-    sink = WsSink(f"{args.server.rstrip('/')}/ws/worker/{args.run_id}", token, args.attempt, args.run_dir / JOURNAL)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    code, sampler = 0, None
     try:
         cfg = TrainConfig.model_validate_json((args.run_dir / "config.json").read_text())
         if args.device:
             cfg = cfg.model_copy(update={"device": args.device})
-        sampler = SystemSampler(sink.on_system, lambda: sink.step, gpu=_training_gpu(cfg.device)).start()
-        status = train(cfg, args.run_dir, sink, resume=args.resume, stop=stop, threads=args.threads)
-        log.info("run %s %s", args.run_id, status)
     except Exception as e:
-        log.exception("run %s failed", args.run_id)
-        if sink.status != "failed":
-            sink.on_status("failed", error=f"{type(e).__name__}: {e}")  # failed before the loop could say so
-        code = 1
-    if sampler:
-        sampler.stop()
-    wait = float(os.environ.get("GANBOARD_ACK_WAIT_SECONDS", ACK_WAIT_SECONDS))
-    if not sink.close(timeout=wait):
-        log.warning("the server did not confirm everything within %.0f s; the journal holds it for its replay", wait)
-    return code
+        log.exception("run %s: its config cannot be read", args.run_id)
+        return report_failure(args, f"{type(e).__name__}: {e}")
+    if cfg.gpus > 1:
+        return train_ranks(args, cfg.gpus, cfg.device)  # SIGTERM: torchrun's handler once the ranks started
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with report_to_server(args, cfg.device) as sink:
+            status = train(cfg, args.run_dir, sink, resume=args.resume, stop=stop, threads=args.threads)
+        log.info("run %s %s", args.run_id, status)
+    except Exception:
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
