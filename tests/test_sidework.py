@@ -138,8 +138,8 @@ def test_keep_last_keeps_the_newest_numbered_copies_and_says_what_it_removed(tmp
 
 
 def test_a_failed_capture_leaves_d_trainable_and_adam_not_capturable(monkeypatch):
-    """The CUDA graphs' fallback, on the CPU: the capture is replaced by one that fails inside G's step, after it turned
-    D's requires_grad off; the eager step that follows must train D and G with a plain Adam."""
+    """The CUDA graphs' fallback, on the CPU: the capture is replaced by one that fails inside G's step; the eager step
+    that follows must train D and G with a plain Adam."""
     cfg = TrainConfig(**CFG)
     st = TrainState.build(cfg, torch.device("cpu"))
     for opt in (st.opt_g, st.opt_d):
@@ -147,7 +147,7 @@ def test_a_failed_capture_leaves_d_trainable_and_adam_not_capturable(monkeypatch
             group["capturable"] = True  # as on a GPU
 
     class Graphed(steps.Step):
-        """Fails as a capture can: inside G's step, after D was frozen for it."""
+        """Fails as a capture can: inside G's step."""
 
         def __init__(self, st, cfg, amp):
             super().__init__(st, cfg, amp)
