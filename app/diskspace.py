@@ -9,7 +9,6 @@ reserve comes back once space does.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 

@@ -32,7 +32,6 @@ from starlette.concurrency import run_in_threadpool
 from app import journal
 from app.db import Checkpoint, Run, hash_token, utcnow
 from app.dbfile import DatabaseFile
-from app.exits import describe_exit
 from app.runfiles import claim
 from app.executors import Ended, Executor, Launch, LaunchError, Pending, Running, Worker
 from app.executors.local import LocalExecutor

@@ -4,7 +4,6 @@ tmpfs holds the runs folder and the database (mounting needs root; skipped, sayi
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 

@@ -58,7 +58,7 @@ def all_steps(server: Server, run_id: int) -> list[int]:
 def test_a_run_trains_as_a_slurm_job_to_the_end(cluster):
     run = cluster.create(epochs=2)
     assert run["executor"] == "slurm" and run["status"] == "queued"
-    job = wait_for(lambda: cluster.run(run["id"])["job_id"], what="its job")
+    wait_for(lambda: cluster.run(run["id"])["job_id"], what="its job")
     assert cluster.client.get("/api/form").json()["executors"] == ["slurm", "local"]
     done = cluster.wait_status(run["id"], "completed", "failed", "interrupted")
     assert done["status"] == "completed", done["error"]

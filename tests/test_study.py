@@ -8,7 +8,6 @@ from app.db import Run, Sample, Sweep, make_engine, make_sessionmaker
 from app.study import Studies
 from app.supervisor import transition
 from app.sweeps import SweepSpec
-from trainer.config import TrainConfig
 from trainer.protocol import Status
 
 SPEC = SweepSpec(method="optuna", trials=3, parallel=1, axes={"lr_d": {"min": 1e-4, "max": 0.05, "log": True}},

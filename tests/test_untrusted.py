@@ -160,7 +160,7 @@ def test_one_bad_journal_line_loses_only_itself(server, bad):
     for _ in range(2):  # the second Resume starts from an epoch whose line comes after the bad one
         grids = len(server.client.get(f"/api/runs/{run_id}/samples").json())
         assert server.client.post(f"/api/runs/{run_id}/resume").status_code == 200
-        wait_for(lambda: (r := server.run(run_id))["status"] == "failed"
+        wait_for(lambda: server.run(run_id)["status"] == "failed"
                  or len(server.client.get(f"/api/runs/{run_id}/samples").json()) > grids, 600, what="another epoch")  # fmt: skip
         assert server.run(run_id)["status"] == "running", server.run(run_id)["error"]
         assert server.client.post(f"/api/runs/{run_id}/cancel").status_code == 200

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Protocol
 
