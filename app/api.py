@@ -154,7 +154,7 @@ def create_run(body: RunCreate, request: Request, session: SessionDep) -> dict:
                                        "msg": f"this server has no {executor} executor (GANBOARD_EXECUTOR)"}])  # fmt: skip
     if executor == "local":  # a cluster's node is not this machine
         try:
-            gpus.place(cfg.device, busy=[])
+            gpus.place(cfg.device, busy=[], count=cfg.gpus)
         except gpus.PlacementError as e:
             raise _config_error("device", str(e)) from None
         if too_big := memory_error(cfg):

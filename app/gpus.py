@@ -76,28 +76,36 @@ def free_memory() -> dict[str, int]:
     return {g.index: g.free for g in _allowed(_query(), os.environ.get("CUDA_VISIBLE_DEVICES"))}
 
 
-def place(device: str, busy: Collection[str | None]) -> tuple[str | None, str]:
+def place(device: str, busy: Collection[str | None], count: int = 1) -> tuple[str | None, str]:
     """Where a worker for a config's `device` trains: (its CUDA_VISIBLE_DEVICES, None to leave the server's; the
-    device it then names). `busy`: the GPUs other workers hold. `cuda` and `auto` take a GPU no worker holds, else
-    the first; `cuda:N` takes GPU N, which must be one of the server's."""
+    device it then names). `busy`: the GPUs other workers hold ("0,1" for a worker on two). `cuda` and `auto` take a
+    GPU no worker holds, else the first; `cuda:N` takes GPU N, which must be one of the server's. A run on `count`
+    GPUs (its `gpus`, trainer/distributed.py) takes that many, free ones first; its ranks each use one."""
     gpus = visible()
     if device == "cpu" or (device == "auto" and not gpus):
         return "", "cpu"
     if not gpus:  # CUDA asked for and none visible: the worker fails with the reason
         return None, device
+    if count > len(gpus):
+        raise PlacementError(f"gpus: {count} asked for, this server has {len(gpus)} ({', '.join(gpus)})")
     if device.startswith("cuda:"):
         index = device.split(":", 1)[1]
         if index not in gpus:
             raise PlacementError(f"device {device}: this server's GPUs are {', '.join(gpus)} (CUDA_VISIBLE_DEVICES)")
+        if count > 1:
+            raise PlacementError(f"device {device}: a run on {count} GPUs takes device cuda or auto")
         return index, "cuda:0"
-    return next((g for g in gpus if g not in busy), gpus[0]), "cuda:0"
+    held = {g for gpu in busy if gpu for g in gpu.split(",")}
+    chosen = ([g for g in gpus if g not in held] + [g for g in gpus if g in held])[:count]
+    return ",".join(chosen), "cuda:0"
 
 
 def idle(held: Collection[str | None]) -> str | None:
     """A GPU that no worker holds, or None (a held GPU of None: a worker whose GPU is unknown, which may hold any)."""
     if None in held:
         return None
-    return next((g for g in visible() if g not in held), None)
+    taken = {g for gpu in held if gpu for g in gpu.split(",")}
+    return next((g for g in visible() if g not in taken), None)
 
 
 def environment(gpu: str | None) -> dict[str, str]:

@@ -441,7 +441,7 @@ class Supervisor:
         run_dir = self.run_dir(run.id)
         (run_dir / SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG).write_text(json.dumps(run.config, indent=2))
-        gpu, device = executor.place(run.config.get("device", "auto"), self.held_gpus())
+        gpu, device = executor.place(run.config.get("device", "auto"), self.held_gpus(), run.config.get("gpus", 1))
         # The admin token stays with the server; the worker gets its own run's token, in the environment, not in argv
         # where `ps` shows it.
         env = {k: v for k, v in os.environ.items() if k != "GANBOARD_TOKEN"}
@@ -460,7 +460,7 @@ class Supervisor:
         with log_path.open("ab") as out:
             where = f"{executor.name}" + (f", CUDA_VISIBLE_DEVICES={gpu}" if gpu is not None else "")
             out.write(f"--- attempt {attempt}, {utcnow().isoformat()}Z ({where}): trainer.worker {' '.join(args)}\n".encode())
-        return executor.launch(Launch(run.id, attempt, run_dir, args, env, log_path), gpu)
+        return executor.launch(Launch(run.id, attempt, run_dir, args, env, log_path, run.config.get("gpus", 1)), gpu)
 
     def _publish(self, run: Run) -> None:
         if self.loop is not None:

@@ -49,6 +49,7 @@ def test_placement_memory_and_sampling_agree_on_the_servers_gpus(fake_smi, monke
     assert gpus.place("cuda", busy=["1"]) == ("3", "cuda:0")
     assert gpus.place("cuda:3", busy=[]) == ("3", "cuda:0")
     assert gpus.place("cpu", busy=[]) == ("", "cpu")
+    assert gpus.place("cuda", busy=["1"], count=2) == ("3,1", "cuda:0")  # a run on two GPUs: the free one first
     with pytest.raises(gpus.PlacementError, match="device cuda:0: this server's GPUs are 1, 3"):
         gpus.place("cuda:0", busy=[])
     assert memory.available("cuda:3") == ("GPU 3", (81559 - 4000) * 2**20)
@@ -74,3 +75,13 @@ def test_a_server_with_cuda_visible_devices_1_places_a_run_on_gpu_1(fake_smi, tm
         assert "device cuda:2: this server's GPUs are 1" in refused.json()["detail"][0]["msg"]
     finally:
         server.stop()
+
+
+def test_a_run_on_several_gpus_takes_free_ones_and_no_more_than_there_are(fake_smi, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert gpus.place("auto", busy=["0,1"], count=2) == ("2,3", "cuda:0")
+    assert gpus.idle(["0,1", "2"]) == "3"  # a worker on "0,1" holds both
+    with pytest.raises(gpus.PlacementError, match="gpus: 5 asked for, this server has 4"):
+        gpus.place("cuda", busy=[], count=5)
+    with pytest.raises(gpus.PlacementError, match="takes device cuda or auto"):
+        gpus.place("cuda:1", busy=[], count=2)

@@ -66,6 +66,7 @@ class Launch:
     args: list[str]  # after `python -m trainer.worker`; never a secret (`ps` shows them)
     env: dict[str, str]  # the whole environment of the worker: its run's token, never the admin token
     log: Path  # its stdout and stderr, appended
+    gpus: int = 1  # its training processes, one GPU each on a GPU (the config's `gpus`)
 
 
 @dataclass
@@ -87,7 +88,7 @@ class Executor(Protocol):
     name: str
     queues_itself: bool  # True: the executor queues its runs (a cluster); False: the server's max_concurrent does
 
-    def place(self, device: str, busy: list[str | None]) -> tuple[str | None, str]:
+    def place(self, device: str, busy: list[str | None], count: int = 1) -> tuple[str | None, str]:
         """(the GPU the worker gets from the server, or None; the device it trains on) for a config's `device`."""
 
     def launch(self, launch: Launch, gpu: str | None) -> Worker: ...

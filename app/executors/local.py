@@ -31,8 +31,8 @@ class LocalExecutor:
     name = "local"
     queues_itself = False
 
-    def place(self, device: str, busy: list[str | None]) -> tuple[str | None, str]:
-        return gpus.place(device, busy)
+    def place(self, device: str, busy: list[str | None], count: int = 1) -> tuple[str | None, str]:
+        return gpus.place(device, busy, count)
 
     def launch(self, launch: Launch, gpu: str | None) -> Worker:
         cmd = [sys.executable, "-m", "trainer.worker", *launch.args]

@@ -127,13 +127,16 @@ class SlurmExecutor:
 
     # -- the interface -------------------------------------------------------------------------------------------------
 
-    def place(self, device: str, busy: list[str | None]) -> tuple[str | None, str]:
-        """Slurm gives a job its GPUs (and their CUDA_VISIBLE_DEVICES); the worker uses the first."""
+    def place(self, device: str, busy: list[str | None], count: int = 1) -> tuple[str | None, str]:
+        """Slurm gives a job its GPUs (and their CUDA_VISIBLE_DEVICES); a worker uses the first, a run's ranks one
+        each (`Launch.gpus` asks for them)."""
         return None, "cuda:0" if device.startswith("cuda") else device
 
     def launch(self, launch: Launch, gpu: str | None) -> Worker:
         s = self.settings
-        chosen = {"--time": s.slurm_time, "--mem": s.slurm_mem, "--gpus": s.slurm_gpus or None}
+        # A run on N GPUs (its `gpus`) asks for N on one node, where torchrun starts its ranks; CPU clusters ask none.
+        gpus = max(s.slurm_gpus, launch.gpus) if s.slurm_gpus else None
+        chosen = {"--time": s.slurm_time, "--mem": s.slurm_mem, "--gpus": gpus}
         cmd = [
             "sbatch", "--parsable", f"--job-name=ganboard-{launch.run_id}", f"--output={launch.log}", "--open-mode=append",
             f"--chdir={REPO}", "--ntasks=1", f"--cpus-per-task={s.slurm_cpus}", "--export=ALL",
