@@ -23,9 +23,11 @@ from typing import BinaryIO, Literal, NamedTuple
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.animations import encode
 from app.api import RunId
 from app.db import Metric, Run, Sample, SystemSample
 from app.runfiles import NotInRun, note, open_in_run, regular_size
@@ -169,20 +171,33 @@ def samples_zip(run_id: RunId, request: Request):
 
 
 @router.get("/samples.{fmt}", response_class=Response, responses={200: {"content": {"image/gif": {}, "image/webp": {}}}})
-def samples_animation(run_id: RunId, fmt: Literal["gif", "webp"], request: Request, ms_per_epoch: int = 200):
-    """The grids of every epoch as one animation, the last frame held a little longer."""
-    from PIL import Image
+async def samples_animation(run_id: RunId, fmt: Literal["gif", "webp"], request: Request, ms_per_epoch: int = 200):
+    """The grids of every epoch as one animation, the last frame held a little longer; built once for everyone who
+    asks for the same grids (app/animations.py)."""
+    name = await run_in_threadpool(_run_name, request, run_id)
+    files = await run_in_threadpool(_sample_files, request, run_id)
+    key = (run_id, fmt, ms_per_epoch, *((f.name, *_identity(f)) for f in files))
 
-    name = _run_name(request, run_id)
-    frames = []
-    for sample in _sample_files(request, run_id):
-        with sample.open() as f:
-            frames.append(Image.open(f).convert("RGB"))
-    durations = [max(20, min(ms_per_epoch, 5000))] * len(frames)
-    durations[-1] = max(durations[-1], 1500)
-    out = io.BytesIO()
-    frames[0].save(out, format=fmt.upper(), save_all=True, append_images=frames[1:], duration=durations, loop=0)
-    return Response(out.getvalue(), media_type=f"image/{fmt}", headers=_attachment(name, f"samples.{fmt}"))
+    def build() -> bytes:
+        from PIL import Image
+
+        frames = []
+        for sample in files:
+            with sample.open() as f:
+                frames.append(Image.open(f).convert("RGB"))
+        return encode(frames, fmt, ms_per_epoch)
+
+    body = await request.app.state.animations.get(key, build)
+    return Response(body, media_type=f"image/{fmt}", headers=_attachment(name, f"samples.{fmt}"))
+
+
+def _identity(sample: SampleFile) -> tuple[int, int]:
+    """(size, mtime) of a grid: a resumed run writes an epoch's grid again under the same name."""
+    try:
+        st = os.lstat(sample.run_dir / SAMPLES_DIR / sample.name)
+    except OSError:
+        return (0, 0)
+    return st.st_size, st.st_mtime_ns
 
 
 QUALITY_TAGS = {"swd": "quality/SWD x1e3", "fid": "quality/FID", "kid": "quality/KID"}  # per epoch, lower is better

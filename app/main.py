@@ -24,6 +24,7 @@ from app.auth import TokenMiddleware, is_loopback, redact_token_logs
 from app.db import make_engine, make_sessionmaker
 from app.executors.slurm import SlurmExecutor
 from app.guard import GuardMiddleware
+from app.animations import Animations
 from app.hub import Hub
 from app.limits import BodyLimitMiddleware, raise_open_files_limit
 from app.pages import templates
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.sessions = make_sessionmaker(engine)
         app.state.hub = Hub()
+        app.state.animations = Animations()
         app.state.supervisor = Supervisor(settings, app.state.sessions, app.state.hub)
         await run_in_threadpool(journal.replay_all, app.state.sessions, settings.runs_dir)  # what came while down
         await run_in_threadpool(history.refresh_all, app.state.sessions)
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.studies.stop()
         await app.state.supervisor.stop()
         app.state.supervisor.dbfile.close()
+        app.state.animations.close()
         os.close(runs_lock)
 
     app = FastAPI(

@@ -87,3 +87,27 @@ def test_export_errors_name_the_problem(server):
     r = server.client.get(f"/api/runs/{run['id']}/export/samples.gif")
     assert r.status_code == 404 and "no sample grids" in r.json()["detail"]
     assert server.client.get(f"/api/runs/{run['id']}/export/samples.bmp").status_code == 422
+
+
+def test_sixty_gif_exports_at_once_all_get_it_and_the_api_still_answers(server, finished):
+    """Issue 20: sixty exports of one run's GIF made sixty builds in the request thread pool and the API stopped
+    answering. Now they wait for one build off the pool (app/animations.py): every answer is the same GIF, and a plain
+    GET sent while they wait is answered."""
+    import asyncio
+
+    import httpx
+
+    url = f"{server.url}/api/runs/{finished['id']}/export/samples.gif?ms_per_epoch=123"
+
+    async def main():
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+            exports = [asyncio.create_task(client.get(url)) for _ in range(60)]
+            probe = await client.get(f"{server.url}/api/runs/{finished['id']}")
+            return probe, await asyncio.gather(*exports)
+
+    probe, answers = asyncio.run(main())
+    assert probe.status_code == 200
+    assert {r.status_code for r in answers} == {200} and len({r.content for r in answers}) == 1
+    with Image.open(io.BytesIO(answers[0].content)) as gif:
+        assert gif.n_frames == 2
