@@ -127,8 +127,9 @@ def samples_json(session: Session, run_id: int, epoch: int | None = None) -> lis
 
 def checkpoints_json(session: Session, run_id: int) -> list[dict]:
     rows = session.scalars(select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.name))
-    by = session.scalar(select(Run.best_by).where(Run.id == run_id))  # what chose the best checkpoint
-    scored = select(Sample.epoch, getattr(Sample, by or "swd")).where(Sample.run_id == run_id)
+    # What chose the best checkpoint; a run from before KID/SWD chose it had it chosen by FID.
+    by = session.scalar(select(Run.best_by).where(Run.id == run_id)) or "fid"
+    scored = select(Sample.epoch, getattr(Sample, by)).where(Sample.run_id == run_id)
     scores = dict(session.execute(scored).all())  # epoch -> that score, for the best checkpoint's label
     return [
         {"name": c.name, "label": checkpoint_label(c.name, epoch=c.epoch, by=by, score=scores.get(c.epoch)),

@@ -119,7 +119,8 @@ BEST_BY = ("kid", "swd")  # the scores that choose the best checkpoint (trainer/
 
 def checkpoint_label(name: str, *, epoch: int | None = None, by: str | None = None, score: float | None = None) -> str:
     """What a checkpoint file holds, in words: "after epoch 10", "in epoch 29, step 812", "latest", "resume state", and for
-    the `BEST` pair, written at `epoch` for its score `by` ("kid" or "swd") of `score`, "best SWD 36.5 (epoch 70)"."""
+    the `BEST` pair, written at `epoch` for its score `by` ("kid" or "swd"; "fid" in runs from before) of `score`,
+    "best SWD 36.5 (epoch 70)"."""
     if name in BEST:
         named = f"best {(by or 'score').upper()}" + (f" {score:.4g}" if score is not None else "")
         return f"{named} (epoch {epoch})"

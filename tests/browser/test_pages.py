@@ -16,7 +16,10 @@ def fill_tiny_form(page, **extra):
     page.select_option("select[name=device]", values.pop("device"))
     page.select_option("select[name=image_size]", str(values.pop("image_size")))
     for name, value in values.items():
-        page.fill(f"input[name={name}]", str(value))
+        if isinstance(value, bool):
+            page.set_checked(f"input[name={name}]", value)
+        else:
+            page.fill(f"input[name={name}]", str(value))
 
 
 def points(page) -> int:
