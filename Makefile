@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/ganboard serve
 
+# Two test processes, a file each at a time: most tests wait on a server, a worker or a browser, so two share the
+# 2-core CI machine well; a file's tests stay together (its module-scoped server, the Slurm cluster's one node).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 # Pure and in-process tests only (no server, worker, browser or fuzz): what a change to a pure module needs first.
 test-fast: $(STAMP)
