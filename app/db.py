@@ -317,7 +317,10 @@ def _autoincrement_runs(engine: Engine) -> None:
         have = {c["name"] for c in inspect(conn).get_columns("runs")}
     if "AUTOINCREMENT" in sql.upper():
         return
-    new = Run.__table__.to_metadata(MetaData(), name="runs_new")
+    metadata = MetaData()
+    for key in Run.__table__.foreign_keys:  # the tables runs refers to (sweeps), so its copy's keys resolve
+        key.column.table.to_metadata(metadata)
+    new = Run.__table__.to_metadata(metadata, name="runs_new")
     columns = ", ".join(f'"{c.name}"' for c in Run.__table__.columns if c.name in have)
     script = ";\n".join([
         "PRAGMA foreign_keys=OFF",  # dropping the old table must not delete its runs' metrics

@@ -241,7 +241,8 @@ class Supervisor:
             if not (self.run_dir(run.id) / CHECKPOINTS_DIR / RESUME).is_file():
                 raise TransitionError(f"run {run.id} has no {RESUME} to carry on from")
             more = {"epochs": run.config["epochs"] + epochs, "max_steps": None}  # a step limit would end it at once
-            transition(session, run, Status.QUEUED, resume=True, error=None, **_changed(run, more))
+            transition(session, run, Status.QUEUED, resume=True, error=None, job_id=None, job_state=None,
+                       **_changed(run, more))
 
         with self.lock:
             run = self._change(run_id, extend)

@@ -116,7 +116,7 @@ def test_a_run_that_cannot_start_fails_alone_and_the_others_move_on(solo):
     a = solo.create(epochs=1000)["id"]
     wait_for(lambda: solo.run(a)["step"] > 0, what="training")
     b = solo.create(epochs=1)["id"]  # queued behind a
-    (solo.runs_dir / str(b)).write_text("a file where its folder should be")  # so config.json cannot be written
+    (solo.runs_dir / str(b) / "config.json").mkdir(parents=True)  # a folder where its config.json should be written
     os.kill(solo.run(a)["pid"], signal.SIGKILL)
     failed = solo.wait_status(a, "failed", timeout=60)
     assert "killed (SIGKILL)" in failed["error"] and failed["pid"] is None

@@ -43,18 +43,6 @@ def test_a_failed_job_skips_the_rest_and_is_raised_on_the_training_thread():
     assert done == []
 
 
-def test_a_newer_resume_state_replaces_an_unwritten_older_one_and_never_waits():
-    done: list[str] = []
-    release = threading.Event()
-    with Writer(size=1) as writer:
-        writer.submit(release.wait)  # the queue is full from here on
-        writer.replace("resume", lambda: done.append("old"))
-        writer.replace("resume", lambda: done.append("new"))  # takes the old one's place, without waiting
-        release.set()
-        writer.flush()
-    assert done == ["new"]
-
-
 def test_leaving_on_an_error_still_writes_what_was_queued():
     done: list[int] = []
     release = threading.Event()

@@ -129,6 +129,7 @@ class _EpochEnd:
     final: bool
     speed: Callable[[], tuple[float, float]]  # (images/s of training alone, seconds of the epoch), once known
     train_seconds: float  # training time so far, which FID/KID's budget is a share of
+    resume: Callable[[], None] | None = None  # writes resume.pt, after this epoch's grid and copies (never before)
 
 
 def _side_thread_setup(device: torch.device) -> None:
@@ -188,9 +189,10 @@ class SideWork:
         if snap is None:
             return  # the scorer is behind: this epoch is not scored; a due checkpoint waits for the next snapshot
         copies, self.due = self.due, None
+        resume = None
         if (copies or time.monotonic() - self.resumed_at >= self.cfg.save_seconds) and not (final or halted):
-            self._save_resume(st)  # at the end `finish` writes it, with the last epoch's best
-        self.scorer_jobs.put(_EpochEnd(snap, copies, final, speed, train_seconds))
+            resume = self._resume_job(st)  # at the end `finish` writes it, with the last epoch's best
+        self.scorer_jobs.put(_EpochEnd(snap, copies, final, speed, train_seconds, resume))
 
     def stopped(self, st: TrainState) -> None:
         """Training stops inside an epoch: G and D as the snapshot pair named for where, and resume.pt."""
@@ -200,7 +202,8 @@ class SideWork:
         snap.wait()
         nets = snap.nets()
         self.free.put(snap)
-        self.writer.submit(lambda: self._write_nets(names, nets))
+        # Through the scorer, so that the files of the epochs it is still scoring are written before, not after
+        self.scorer_jobs.put(lambda: self.writer.submit(lambda: self._write_nets(names, nets)))
 
     def finish(self, st: TrainState, wait_for_fid: bool) -> dict:
         """At the end of a run: wait for the scorer, the FID thread when `wait_for_fid` (a run that completed), write
@@ -211,7 +214,7 @@ class SideWork:
         if wait_for_fid:
             self.fid_jobs.put(None)
             self.threads[1].join()
-        self._save_resume(st)
+        self.writer.submit(self._resume_job(st))
         self.writer.flush()
         self._raise()
         out = {"checkpoints": list(self.unreported), "digests": self._digests(), "removed": self.removed}
@@ -229,20 +232,20 @@ class SideWork:
         snap.fill(st, self.side)
         return snap
 
-    def _save_resume(self, st: TrainState) -> None:
-        """A host copy of the resume state, written by the writer unless a newer one replaces it first."""
-        pinned = self.device.type == "cuda"
-        state = host_copy(st.resume_state(), pinned)
+    def _resume_job(self, st: TrainState) -> Callable[[], None]:
+        """A host copy of the resume state now (on a GPU asynchronously into pinned memory); the returned job, run on
+        the writer thread, writes it as resume.pt with the best as the scorer knows it then."""
+        state = host_copy(st.resume_state(), self.device.type == "cuda")
         ready = _event(self.device)
         self.resumed_at = time.monotonic()
 
         def job() -> None:
             if ready is not None:
                 ready.synchronize()
-            state["best"] = self.best.state()  # as the scorer knows it now, which may be after the state's epoch
+            state["best"] = self.best.state()  # which may be after the state's epoch: never a worse best
             self.unreported |= save_resume(self.checkpoints, state)
 
-        self.writer.replace("resume", job)
+        return job
 
     def _raise(self) -> None:
         if self.error is not None:
@@ -267,7 +270,10 @@ class SideWork:
                 log.exception("side work failed")
                 self.error = e
 
-    def _score(self, end: _EpochEnd) -> None:
+    def _score(self, end: _EpochEnd | Callable[[], None]) -> None:
+        if not isinstance(end, _EpochEnd):  # a stop's snapshot, in its place after the epochs before it
+            end()
+            return
         snap, epoch, step = end.snap, end.snap.epoch, end.snap.step
         try:
             snap.wait()
@@ -295,6 +301,8 @@ class SideWork:
                 self._write_nets(end.copies, nets)
             if best:
                 self.unreported |= save_best(self.checkpoints, nets)
+            if end.resume is not None:
+                end.resume()
             self.sink.on_epoch(dict(epoch=epoch, step=step, sample=name, images_per_s=images_per_s, seconds=seconds,
                                     scoring=scoring, best_by="swd" if best else None, **scores, **self._report()))  # fmt: skip
 

@@ -2,10 +2,9 @@
 
 On a GPU an epoch of the quick preset is a few milliseconds of training while its grid PNG and a checkpoint take tens
 of milliseconds to encode and write; done on the training thread, the GPU would wait for them. The queue is small, so a
-disk slower than the side work holds the side work back instead of piling up copies of the weights in memory; a job
-submitted with `replace` (resume.pt) never waits: it takes the place of an unwritten older job of its key, so a
-writer that falls behind writes the newest resume state. A job that raises stops the writer: the error is raised again
-on the submitting thread at its next `submit`, `replace`, `check` or `flush`.
+disk slower than the side work holds the side work back (trainer/sidework.py: its epochs then go unscored, their
+resume states unwritten, until the newest one) instead of piling up copies of the weights in memory. A job that raises
+stops the writer: the error is raised again on the submitting thread at its next `submit`, `check` or `flush`.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ Job = Callable[[], None]
 class Writer:
     def __init__(self, size: int = QUEUE_SIZE):
         self.size = size
-        self.jobs: deque[tuple[str | None, Job | None]] = deque()  # (replace key, job); a None job ends the thread
+        self.jobs: deque[Job | None] = deque()  # a None job ends the thread
         self.running = False
         self.changed = threading.Condition()
         self.error: BaseException | None = None
@@ -32,20 +31,9 @@ class Writer:
     def submit(self, job: Job) -> None:
         """Queue `job` after every job before it; waits while the queue is full."""
         with self.changed:
-            self.changed.wait_for(lambda: self.error is not None or sum(k is None for k, _ in self.jobs) < self.size)
+            self.changed.wait_for(lambda: self.error is not None or len(self.jobs) < self.size)
             self._raise()
-            self.jobs.append((None, job))
-            self.changed.notify_all()
-
-    def replace(self, key: str, job: Job) -> None:
-        """Queue `job`, or put it in the place of a queued, not yet started job of the same `key`; never waits."""
-        with self.changed:
-            self._raise()
-            for i, (k, _) in enumerate(self.jobs):
-                if k == key:
-                    self.jobs[i] = (key, job)
-                    return
-            self.jobs.append((key, job))
+            self.jobs.append(job)
             self.changed.notify_all()
 
     def check(self) -> None:
@@ -62,7 +50,7 @@ class Writer:
     def close(self) -> None:
         """Run what is queued, then end the thread."""
         with self.changed:
-            self.jobs.append((None, None))
+            self.jobs.append(None)
             self.changed.notify_all()
         self.thread.join()
 
@@ -78,7 +66,7 @@ class Writer:
         while True:
             with self.changed:
                 self.changed.wait_for(lambda: bool(self.jobs))
-                _, job = self.jobs.popleft()
+                job = self.jobs.popleft()
                 self.running = job is not None
                 self.changed.notify_all()
             if job is None:
