@@ -231,11 +231,15 @@ def test_a_body_over_the_limit_is_refused_unread(server):
 
     with raw_post(server.url, {"Transfer-Encoding": "chunked"}) as s:
         chunk = b"%x\r\n%s\r\n" % (1 << 16, b" " * (1 << 16))
-        sent = 0
-        while sent < 200 << 20 and not select.select([s], [], [], 0)[0]:  # until the server answers
-            s.sendall(chunk)
-            sent += 1 << 16
-        assert status_of(s) == 413 and sent < 200 << 20
+        sent, answer = 0, None
+        try:
+            while sent < 200 << 20 and not select.select([s], [], [], 0)[0]:  # until the server answers
+                s.sendall(chunk)
+                sent += 1 << 16
+            answer = status_of(s)
+        except (ConnectionResetError, BrokenPipeError):  # it answered and closed while we sent: the answer may be lost
+            pass
+        assert sent < 200 << 20 and answer in (413, None)
     assert server.client.get("/api/runs").status_code == 200
 
 
