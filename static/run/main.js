@@ -170,8 +170,9 @@ setupOrganise(runId, () => run, onRun);
 setupCarry(runId, () => run, onRun);
 
 // The exports of sample grids answer 404 until the first grid: their links show from then on.
+// The grid exports take their room from the start and show once there is a grid: nothing below them moves.
 function showExports(grids) {
-  for (const item of document.querySelectorAll("#exports [data-needs-samples]")) item.hidden = grids === 0;
+  for (const item of document.querySelectorAll("#exports [data-needs-samples]")) item.classList.toggle("waiting", grids === 0);
 }
 
 // ---- live messages ---------------------------------------------------------------------------------------------------
