@@ -136,7 +136,9 @@ def start_server(runs_dir: Path, port: int | None = None, wait_path: str = "/api
              "GANBOARD_DATA_ROOTS": json.dumps([str(runs_dir.parent)]), "GANBOARD_DATABASE_URL": database_url, **env},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=url, timeout=30)
+    # The client drops a pooled connection idle for 1 s, before the server's keep-alive (5 s, app/limits.py) can close
+    # it under a request just sent: httpx's own default is the same 5 s, a race a slow server loses now and then.
+    client = httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(keepalive_expiry=1))
 
     def up() -> bool:
         assert proc.poll() is None, f"server exited; see {log.name}"

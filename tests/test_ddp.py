@@ -40,8 +40,13 @@ def test_two_ranks_train_one_run_with_equal_parameters(server):
     assert done["status"] == "completed", done["error"]
     assert _steps(server, run["id"]) == list(range(1, 2 * 32 + 1))  # every global step once, reported by rank 0 alone
     run_dir = server.runs_dir / str(run["id"])
-    digests = re.findall(r"rank (\d) INFO parameters sha256 (\w+)", (run_dir / "worker.log").read_text())
-    assert sorted(r for r, _ in digests) == ["0", "1"] and digests[0][1] == digests[1][1]
+
+    def digests():  # rank 0 logs its digest after it reported `completed`: the line may follow the status
+        found = re.findall(r"rank (\d) INFO parameters sha256 (\w+)", (run_dir / "worker.log").read_text())
+        return found if len(found) == 2 else None
+
+    found = wait_for(digests, timeout=60, what="both ranks' parameter digests in worker.log")
+    assert sorted(r for r, _ in found) == ["0", "1"] and found[0][1] == found[1][1]
     cfg = TrainConfig(**{**TINY, **TWO})
     netg, netd = build_generator(cfg), build_discriminator(cfg)  # the article's stacks (tests/test_models.py)
     netg.load_state_dict(torch.load(run_dir / "checkpoints" / "netg.pth", weights_only=True))  # strict: unwrapped

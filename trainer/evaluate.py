@@ -51,12 +51,8 @@ class Evaluator:
         self.features: InceptionFeatures | None = None
         self.real: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # features, mean, covariance
         self.unavailable: str | None = None if cfg.fid else "turned off in the run's config (fid: false)"
-        self.spent = 0.0  # what FID/KID cost training so far, in seconds of its time (see `cost`)
+        self.spent = 0.0  # what FID/KID cost training so far, in seconds of its time (see `_clock`)
         self.per_image: float | None = None  # the cost model: seconds of training time per image scored
-
-    @property
-    def label(self) -> str:
-        return f"FID at {self.fid_size} px, {self.fid_count} images a side"
 
     @property
     def fid_at(self) -> str:
