@@ -1,8 +1,9 @@
 """What scoring beside training costs it on a CPU: the quick preset's step alone, and with a side thread computing
 Inception features (FID's work) with one torch thread at nice 0, 10 (trainer/sidework.py's SIDE_NICE) and 19.
 
-Alternating rounds in one process; it prints training's images/s, its ratio to training alone, and how many images a
-second the side thread scored. Run: `.venv/bin/python bench/side_cost.py [--rounds 3] [--seconds 8]`.
+Alternating rounds in one process; it prints training's images/s, its ratio to training alone, how many images a
+second the side thread scored, and what a second of the side thread's CPU time cost training in seconds of its wall
+time (`cost/side s`): trainer/evaluate.py's cost model counts one CPU second of a side thread as that many seconds. Run: `.venv/bin/python bench/side_cost.py [--rounds 3] [--seconds 8]`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from trainer.state import TrainState  # noqa: E402
 from trainer.steps import make_step  # noqa: E402
 
 
-def side(nice: int, stop: threading.Event, scored: list[int]) -> None:
+def side(nice: int, stop: threading.Event, scored: list[int], cpu: list[float]) -> None:
     torch.set_num_threads(1)
     os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     features = InceptionFeatures("cpu", 75, batch=8)
@@ -34,22 +35,25 @@ def side(nice: int, stop: threading.Event, scored: list[int]) -> None:
     while not stop.is_set():
         features(images)
         scored.append(8)
+        cpu.append(time.thread_time())
 
 
-def train_for(seconds: float, nice: int | None) -> tuple[float, float]:
-    """(training images/s, side images/s) over `seconds`, with a side thread at `nice` (None: none)."""
+def train_for(seconds: float, nice: int | None) -> tuple[float, float, float]:
+    """(training images/s, side images/s, the side thread's share of a core) over `seconds`, with a side thread at
+    `nice` (None: none)."""
     cfg = TrainConfig.preset("quick", device="cpu", bf16=False)
     st = TrainState.build(cfg, torch.device("cpu"))
     step = make_step(st, cfg, nullcontext())
     real = torch.randint(0, 256, (cfg.batch_size, 3, 32, 32), dtype=torch.uint8)
     for i in range(3):
         step(i, real)
-    stop, scored = threading.Event(), []
-    thread = threading.Thread(target=side, args=(nice, stop, scored)) if nice is not None else None
+    stop, scored, cpu = threading.Event(), [], []
+    thread = threading.Thread(target=side, args=(nice, stop, scored, cpu)) if nice is not None else None
     if thread:
         thread.start()
         time.sleep(2)  # Inception loaded
         scored.clear()
+        cpu.clear()
     start, n = time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
         step(n, real)
@@ -58,7 +62,8 @@ def train_for(seconds: float, nice: int | None) -> tuple[float, float]:
     stop.set()
     if thread:
         thread.join()
-    return n * cfg.batch_size / elapsed, sum(scored) / elapsed
+    share = (cpu[-1] - cpu[0]) / elapsed if len(cpu) > 1 else 0.0
+    return n * cfg.batch_size / elapsed, sum(scored) / elapsed, share
 
 
 def main() -> None:
@@ -66,16 +71,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
-    cases: dict[str, list[tuple[float, float]]] = {"alone": [], "nice 0": [], "nice 10": [], "nice 19": []}
+    cases: dict[str, list[tuple[float, float, float]]] = {"alone": [], "nice 0": [], "nice 10": [], "nice 19": []}
     for _ in range(args.rounds):
         for name in cases:
             cases[name].append(train_for(args.seconds, None if name == "alone" else int(name.split()[1])))
     alone = statistics.median(r[0] for r in cases["alone"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.rounds} alternating rounds")
-    print(f"{'side thread':<12}{'train img/s':>12}{'ratio':>7}{'scored img/s':>14}")
+    print(f"{'side thread':<12}{'train img/s':>12}{'ratio':>7}{'scored img/s':>14}{'side core':>11}{'cost/side s':>13}")
     for name, results in cases.items():
-        train, scored = statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
-        print(f"{name:<12}{train:>12.0f}{train / alone:>7.2f}{scored:>14.1f}")
+        train, scored, share = (statistics.median(r[k] for r in results) for k in range(3))
+        cost = f"{(1 - train / alone) / share:.2f}" if share else "-"
+        print(f"{name:<12}{train:>12.0f}{train / alone:>7.2f}{scored:>14.1f}{share:>11.2f}{cost:>13}")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,38 @@ def test_swd_ranks_the_same_data_far_below_noise_and_blur(faces):
     assert swd(to_unit(faces[2048:2304])) == same  # the same directions and patches every call: scores compare
 
 
+def test_swd_sorts_the_real_side_once_and_scores_as_the_paper_defines(faces):
+    """The cached real projections change nothing: the score is the mean over levels of the 1-D Wasserstein distances
+    of projections on the same directions, computed here from scratch."""
+    from trainer.quality import _descriptors, _positions, _sorted_projections, laplacian_pyramid
+
+    swd = SlicedWasserstein(faces[:512])
+    fake = to_unit(faces[1024:1152])
+    levels = laplacian_pyramid(fake)
+    real = laplacian_pyramid(to_unit(faces[:512][torch.randperm(512, generator=torch.Generator().manual_seed(0))[:128]]))
+    gen = torch.Generator().manual_seed(0)
+    torch.randperm(512, generator=gen)  # the pick, then the real positions, as drawn
+    real_at = [_positions(level.shape, 32, gen) for level in real]
+    distances = []
+    for lr, lf, at_r, at_f, d in zip(real, levels, real_at, swd.at, swd.directions):
+        pr = torch.sort(_descriptors(lr, at_r) @ d, dim=0)[0]
+        pf = torch.sort(_descriptors(lf, at_f) @ d, dim=0)[0]
+        distances.append((pr - pf).abs().mean().item())
+    assert swd(fake) == pytest.approx(1e3 * sum(distances) / len(distances), rel=1e-5)
+    assert all(torch.equal(r, _sorted_projections(_descriptors(lr, at), d))
+               for r, lr, at, d in zip(swd.real, real, real_at, swd.directions))  # fmt: skip
+
+
+def test_in_run_fid_leaves_the_last_epochs_scoring_within_the_budget(faces):
+    from trainer.evaluate import BUDGET, Evaluator
+
+    ev = Evaluator(TrainConfig(dataset="procedural", image_size=32), faces, torch.device("cpu"))
+    ev.per_image = 0.01  # seconds of training per image: a scoring of 256 costs 2.56 s, 5.12 s before real is cached
+    need = (2 * 2.56 + 2.56) / BUDGET  # this scoring (real images too) and the last epoch's, reserved
+    assert not ev.fid_due(2, 0.99 * need, final=False) and ev.fid_due(2, 1.01 * need, final=False)
+    assert ev.fid_due(3, 0.0, final=True)  # the last epoch always
+
+
 def test_fid_of_two_halves_is_far_below_fid_against_noise(faces):
     try:
         features = InceptionFeatures(size=75)  # the smallest input Inception-v3 takes: cheap enough for a CPU test

@@ -3,8 +3,8 @@
 All of it runs off the training thread (trainer/sidework.py), on a snapshot of G. SWD (trainer/quality.py) is cheap and
 needs nothing installed, so every epoch has it, on the run's device. FID and KID need Inception features of generated
 and real images, which cost seconds to minutes on a CPU: they run while their cost stays within `BUDGET` of the
-training time so far, by a cost model measured on this device on first use (a timed small batch, then each real
-scoring), and always at the last epoch; `eval_every` in the config fixes the period instead; `fid: false` turns them
+training time so far, with the last epoch's scoring reserved from it, by a cost model measured on this device on
+first use (a timed small batch, then each real scoring), and always at the last epoch; `eval_every` in the config fixes the period instead; `fid: false` turns them
 off. The real images' features are computed once per dataset, size and feature resolution, and cached beside the
 datasets.
 
@@ -65,7 +65,10 @@ class Evaluator:
             return False
         if self.cfg.eval_every or final:
             return final or epoch % self.cfg.eval_every == 0
-        return self.per_image is not None and self.spent + self.estimate() <= BUDGET * train_seconds
+        if self.per_image is None:
+            return False
+        final_reserve = self.per_image * self.fid_count  # the last epoch's scoring, which always comes, is budgeted too
+        return self.spent + self.estimate() + final_reserve <= BUDGET * train_seconds
 
     def estimate(self) -> float:
         """The next scoring's cost: generated images, and the real ones' too until they are cached."""

@@ -39,49 +39,63 @@ def laplacian_pyramid(x: torch.Tensor, min_size: int = MIN_SIZE) -> list[torch.T
     return levels
 
 
-def _descriptors(level: torch.Tensor, per_image: int, generator: torch.Generator) -> torch.Tensor:
-    """`per_image` random 7x7 neighbourhoods of every image, flattened, normalised per channel."""
-    n, c, h, w = level.shape
+def _positions(shape: torch.Size, per_image: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column indices of `per_image` random 7x7 neighbourhoods in every image of a level of `shape`."""
+    n, _, h, w = shape
     y = torch.randint(h - PATCH + 1, (n, per_image, 1, 1), generator=generator) + torch.arange(PATCH)[:, None]
     x = torch.randint(w - PATCH + 1, (n, per_image, 1, 1), generator=generator) + torch.arange(PATCH)[None, :]
-    at = level.device  # the positions are drawn on the CPU generator, so a GPU scores exactly what a CPU would
-    desc = level.permute(0, 2, 3, 1)[torch.arange(n, device=at)[:, None, None, None], y.to(at), x.to(at)]
-    desc = desc.reshape(n * per_image, PATCH * PATCH, c)
+    return y, x
+
+
+def _descriptors(level: torch.Tensor, at: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The neighbourhoods `at` of every image, flattened, normalised per channel."""
+    n, c = level.shape[:2]
+    y, x = at
+    desc = level.permute(0, 2, 3, 1)[torch.arange(n, device=level.device)[:, None, None, None], y, x]
+    desc = desc.reshape(-1, PATCH * PATCH, c)
     mean, std = desc.mean(dim=(0, 1), keepdim=True), desc.std(dim=(0, 1), keepdim=True)
-    return ((desc - mean) / (std + 1e-8)).reshape(n * per_image, -1)
+    return ((desc - mean) / (std + 1e-8)).reshape(len(desc), -1)
 
 
-def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: int, generator: torch.Generator) -> float:
-    """Mean 1-D Wasserstein distance of the projections of two equally sized descriptor sets."""
-    d = torch.randn(a.shape[1], directions, generator=generator).to(a.device)
-    d /= d.norm(dim=0, keepdim=True)
-    pa, _ = torch.sort((a @ d).T, dim=1)  # (directions, points): sorting along the contiguous axis is fast
-    pb, _ = torch.sort((b @ d).T, dim=1)
-    return (pa - pb).abs().mean().item()
+def _sorted_projections(desc: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """(directions, points): sorting along the contiguous axis is fast."""
+    return torch.sort((desc @ directions).T, dim=1)[0]
 
 
 class SlicedWasserstein:
     """SWD of generated batches against a fixed sample of the real images; build once per run, call every epoch. On
-    `device`: on a GPU it is a few small matrix products and sorts, off the CPU that the data loading needs."""
+    `device`: on a GPU it is a few small matrix products and sorts, off the CPU that the data loading needs.
+
+    Every call takes its patches at the same positions and projects on the same directions (drawn once, here), so
+    scores compare from epoch to epoch, and the real side's sorted projections are computed once: a call sorts only
+    the generated side."""
 
     def __init__(self, real_uint8: torch.Tensor, count: int = 128, per_image: int = 32, directions: int = 64,
                  seed: int = 0, device: torch.device | str = "cpu"):  # fmt: skip
-        self.per_image, self.directions, self.seed, self.device = per_image, directions, seed, torch.device(device)
+        self.device = torch.device(device)
         gen = torch.Generator().manual_seed(seed)
         pick = torch.randperm(len(real_uint8), generator=gen)[:count]
-        real = real_uint8[pick].to(self.device).float().div(127.5).sub(1)
-        self.count = len(real)
-        self.real = self._describe(real, gen)
+        real = laplacian_pyramid(real_uint8[pick].to(self.device).float().div(127.5).sub(1))
+        self.count = len(real[0])
+        real_at = [self._on_device(_positions(level.shape, per_image, gen)) for level in real]
+        gen = torch.Generator().manual_seed(seed + 1)  # the positions first, then a level's directions, as drawn
+        self.at = [self._on_device(_positions(level.shape, per_image, gen)) for level in real]
+        self.directions = []
+        for level in real:
+            d = torch.randn(PATCH * PATCH * level.shape[1], directions, generator=gen)
+            self.directions.append((d / d.norm(dim=0, keepdim=True)).to(self.device))
+        self.real = [_sorted_projections(_descriptors(level, at), d)
+                     for level, at, d in zip(real, real_at, self.directions)]  # fmt: skip
 
-    def _describe(self, images: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
-        return [_descriptors(level, self.per_image, gen) for level in laplacian_pyramid(images)]
+    def _on_device(self, at: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return at[0].to(self.device), at[1].to(self.device)  # drawn on the CPU: a GPU scores what a CPU would
 
     @torch.no_grad()
     def __call__(self, fake: torch.Tensor) -> float:
         """`fake` in [-1, 1], at least as many images as the real sample (extra ones are ignored)."""
         if len(fake) < self.count:
             raise ValueError(f"SWD needs {self.count} generated images, got {len(fake)}")
-        gen = torch.Generator().manual_seed(self.seed + 1)  # the same directions every epoch: scores compare
-        levels = self._describe(fake[: self.count].detach().float().to(self.device), gen)
-        scores = [sliced_wasserstein(r, f, self.directions, gen) for r, f in zip(self.real, levels)]
+        levels = laplacian_pyramid(fake[: self.count].detach().float().to(self.device))
+        scores = [(_sorted_projections(_descriptors(level, at), d) - real).abs().mean().item()
+                  for level, at, d, real in zip(levels, self.at, self.directions, self.real)]  # fmt: skip
         return 1e3 * sum(scores) / len(scores)
