@@ -197,9 +197,9 @@ def test_a_run_its_time_limit_stops_is_requeued_from_its_checkpoint_as_often_as_
     assert r.status_code == 201, r.text
     run_id = r.json()["id"]
     first = wait_for(lambda: (r := cluster.run(run_id))["status"] == "running" and r["job_id"], what="training")
-    again = wait_for(lambda: (r := cluster.run(run_id))["requeued"] == 1 and r["status"] == "running" and r["job_id"] != first and r,
-                     timeout=300, what="requeued after the time limit, training again")  # fmt: skip
-    assert again["attempt"] == 2, again
+    again = wait_for(lambda: (r := cluster.run(run_id))["requeued"] == 1 and r["restarts"] and r["status"] == "running" and r,
+                     timeout=300, what="requeued after the time limit, its worker training again")  # fmt: skip
+    assert again["attempt"] == 2 and again["job_id"] != first, again
     assert again["error"].startswith(f"requeued after Slurm's time limit, 1 of 1: Slurm job {first} reached its time "
                                      "limit (state TIMEOUT"), again["error"]  # fmt: skip
     log = (cluster.runs_dir / str(run_id) / "worker.log").read_text()
