@@ -371,8 +371,8 @@ class Supervisor:
             run.job_id = run.job_state = None
         if run.status == Status.CANCELLED and submitted and state.stopped and worker.kill_at is None:
             # The cluster stopped it (scancel, a time limit), with a SIGTERM: the worker saved and said so.
-            if not self._requeue(session, run, state):
-                run.error = state.reason + self._not_requeued(run, state)
+            run.error = state.reason + self._not_requeued(run, state)
+            self._requeue(session, run, state)
             return
         if not (run.status == Status.RUNNING or (run.status == Status.QUEUED and submitted)):
             return  # it reported how it ended, or it was resumed since and waits in the queue
@@ -386,29 +386,32 @@ class Supervisor:
         error = reason + (f":\n{tail}" if tail else "")
         if run.status == Status.QUEUED:  # a cluster job that ended before its worker could say it runs
             transition(session, run, Status.FAILED, error=error)
-        elif state.interrupted and not self._requeue(session, run, state):
+        elif state.interrupted:
             transition(session, run, Status.INTERRUPTED,
                        error=f"{reason}; Resume continues it from its checkpoint" + self._not_requeued(run, state))
-        elif not state.interrupted:
+            self._requeue(session, run, state)
+        else:
             transition(session, run, Status.FAILED, error=error)
 
-    def _requeue(self, session: Session, run: Run, state: Ended) -> bool:
-        """Queue the run again by itself, as Resume does (from its resume.pt, as a new job), when something a new job
-        gets past ended it (Slurm's time limit, a preemption) and the run asked for it: at most its `requeue` times,
-        so that a run that never fits the time limit does not go round forever. Its error says why while it waits."""
+    def _requeue(self, session: Session, run: Run, state: Ended) -> None:
+        """Queue an interrupted or cancelled run again by itself, as Resume does (from its resume.pt, as a new job),
+        when something a new job gets past ended it (Slurm's time limit, a preemption) and the run asked for it: at
+        most its `requeue` times, so that a run that never fits the time limit does not go round forever. Its error
+        says why while it waits and trains."""
         limit = (run.slurm or {}).get("requeue", 0)
         if state.requeue_after is None or run.requeued >= limit:
-            return False
+            return
         checkpoint = (self.run_dir(run.id) / CHECKPOINTS_DIR / RESUME).is_file()
         why = f"requeued after {state.requeue_after}, {run.requeued + 1} of {limit}: {state.reason}"
         transition(session, run, Status.QUEUED, resume=checkpoint, requeued=run.requeued + 1, error=why, job_id=None,
                    job_state=None)  # fmt: skip
-        return True
 
     @staticmethod
     def _not_requeued(run: Run, state: Ended) -> str:
+        """What a run that asked to be requeued and has been as often as it asked adds to its error."""
         limit = (run.slurm or {}).get("requeue", 0)
-        return f"; not requeued again, it was {limit} of {limit} times" if state.requeue_after and limit else ""
+        done = state.requeue_after and limit and run.requeued >= limit
+        return f"; not requeued again, it was {limit} of {limit} times" if done else ""
 
     def _lost(self, session: Session, run: Run, worker: Worker) -> str:
         """Why a cancelled worker that was killed after its grace saved nothing, and how many steps Resume goes back."""

@@ -39,3 +39,44 @@ def test_a_server_without_slurm_refuses_a_job_and_offers_none(server):
     assert "slurm" not in server.client.get("/api/form").json()
     run = server.client.post("/api/runs", json={"config": {**TINY, "max_steps": 1}}).json()
     assert run["slurm"] is None and run["requeued"] == 0
+
+
+def test_a_job_its_time_limit_killed_without_a_report_is_requeued_then_left_interrupted(tmp_path):
+    """The path tests/test_slurm.py cannot make Slurm take on demand: the worker did not answer Slurm's SIGTERM within
+    KillWait, so the run is still running when its TIMEOUT job is reaped. It becomes interrupted, then queued again
+    from resume.pt while its `requeue` allows; after that, interrupted with the count in its error."""
+    from functools import partial
+
+    from app.db import Run, make_engine, make_sessionmaker
+    from app.executors import Ended, Worker
+    from app.hub import Hub
+    from app.settings import Settings
+    from app.supervisor import Supervisor
+
+    runs = tmp_path / "runs"
+    (runs / "1" / "checkpoints").mkdir(parents=True)
+    (runs / "1" / "checkpoints" / "resume.pt").write_bytes(b"saved")
+    settings = Settings(runs_dir=runs)
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    supervisor = Supervisor(settings, sessions, Hub())
+    with sessions.begin() as s:
+        s.add(Run(id=1, name="r", config=TINY, status="running", attempt=1, executor="slurm", job_id="7",
+                  slurm={"requeue": 1}))  # fmt: skip
+
+    def timed_out(attempt: int, job: str) -> None:
+        state = Ended(-9, f"Slurm job {job} reached its time limit (state TIMEOUT, reason TimeLimit, exit code 0:9)",
+                      interrupted=True, stopped=True, requeue_after="Slurm's time limit")  # fmt: skip
+        assert supervisor._try(1, partial(supervisor._ended, worker=Worker("slurm", job, attempt, state=state)))
+
+    timed_out(1, "7")
+    with sessions() as s:
+        run = s.get(Run, 1)
+        assert (run.status, run.requeued, run.resume, run.job_id) == ("queued", 1, True, None)
+        assert run.error.startswith("requeued after Slurm's time limit, 1 of 1: Slurm job 7 reached its time limit")
+    with sessions.begin() as s:  # its second job ran, and the limit stopped it again
+        s.get(Run, 1).status, s.get(Run, 1).attempt, s.get(Run, 1).job_id = "running", 2, "8"
+    timed_out(2, "8")
+    with sessions() as s:
+        run = s.get(Run, 1)
+        assert (run.status, run.requeued, run.resumable) == ("interrupted", 1, True)
+        assert run.error.startswith("Slurm job 8 reached its time limit") and "not requeued again, it was 1 of 1 times" in run.error
