@@ -168,15 +168,15 @@ class SlurmExecutor:
         return None, "cuda:0" if device.startswith("cuda") else device
 
     def launch(self, launch: Launch, gpu: str | None) -> Worker:
-        job = self.resources(launch.resources)
+        asked = self.resources(launch.resources)
         # A run on N GPUs (its `gpus`) asks for N on one node, where torchrun starts its ranks; CPU clusters ask none.
-        gpus = max(job.gpus, launch.gpus) if job.gpus else None
-        chosen = {"--partition": job.partition, "--account": self.settings.slurm_account, "--time": job.time,
-                  "--mem": job.mem, "--gpus": gpus}  # fmt: skip
+        gpus = max(asked.gpus, launch.gpus) if asked.gpus else None
+        chosen = {"--partition": asked.partition, "--account": self.settings.slurm_account, "--time": asked.time,
+                  "--mem": asked.mem, "--gpus": gpus}  # fmt: skip
         cmd = [
             "sbatch", "--parsable", f"--job-name=ganboard-{launch.run_id}", f"--output={launch.log}", "--open-mode=append",
-            f"--chdir={REPO}", "--ntasks=1", f"--cpus-per-task={job.cpus}", "--export=ALL", "--no-requeue",
-            *(f"{k}={v}" for k, v in chosen.items() if v), *job.options,
+            f"--chdir={REPO}", "--ntasks=1", f"--cpus-per-task={asked.cpus}", "--export=ALL", "--no-requeue",
+            *(f"{k}={v}" for k, v in chosen.items() if v), *asked.options,
             "--wrap", shlex.join(["exec", sys.executable, "-m", "trainer.worker", *launch.args]),
         ]  # fmt: skip
         out = _run(cmd, env=launch.env)  # the job's environment: the run's token travels here, not in argv
