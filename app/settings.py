@@ -14,8 +14,8 @@ from sqlalchemy.exc import ArgumentError
 from app import gpus
 
 # sbatch --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours, days-hours:minutes, days-hours:minutes:seconds
-SLURM_TIME = re.compile(r"\d+(:\d{1,2}){0,2}|\d+-\d{1,2}(:\d{1,2}){0,2}|UNLIMITED|INFINITE", re.IGNORECASE)
-SLURM_MEM = re.compile(r"[1-9]\d*[KMGT]?", re.IGNORECASE)  # sbatch --mem: a size, in megabytes without a unit
+SLURM_TIME = re.compile(r"\d+(:\d{1,2}){0,2}|\d+-\d{1,2}(:\d{1,2}){0,2}|UNLIMITED|INFINITE", re.IGNORECASE | re.ASCII)
+SLURM_MEM = re.compile(r"[1-9]\d*[KMGT]?", re.IGNORECASE | re.ASCII)  # sbatch --mem: a size, in megabytes without a unit
 # What GANboard gives every job itself (the run's log, its folder, its environment and token, its requeueing): an
 # extra option may not change them.
 OWN_OPTIONS = ("--output", "--error", "--open-mode", "--chdir", "--export", "--wrap", "--job-name", "--parsable",

@@ -211,7 +211,7 @@ def test_a_run_its_time_limit_stops_is_requeued_from_its_checkpoint_as_often_as_
     done = cluster.wait_status(run_id, "cancelled", "interrupted", "failed", "completed", timeout=300)
     final = wait_for(lambda: (r := cluster.run(run_id))["job_id"] is None and r, what="its second job reaped")
     assert final["status"] in ("cancelled", "interrupted") and final["requeued"] == 1 and final["resumable"], final
-    assert f"reached its time limit (state TIMEOUT" in final["error"] and "not requeued again, it was 1 of 1 times" in final["error"]
+    assert "reached its time limit (state TIMEOUT" in final["error"] and "not requeued again, it was 1 of 1 times" in final["error"]
     assert done["attempt"] == 2
     steps = all_steps(cluster, run_id)
     assert steps == list(range(1, len(steps) + 1))  # every step stored once, across the two jobs
