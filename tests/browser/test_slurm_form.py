@@ -4,6 +4,8 @@ itself, a bad value named under its field, what is sent stored with the run; abs
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from tests.test_slurm import cancel_jobs, slurm_missing, slurm_server
@@ -46,11 +48,21 @@ def test_a_slurm_server_shows_the_job_with_its_settings_and_names_a_bad_time_lim
         page.fill('[name="slurm.time"]', "0:05:00")
         page.fill('[name="slurm.mem"]', "300M")
         page.fill('[name="slurm.requeue"]', "2")
+        page.fill('[name="slurm.options"]', " --qos=normal  --hold ")  # held: it stays pending in Slurm
         page.click("#start-button")
         page.wait_for_url("**/runs/*")
         [run] = server.client.get("/api/runs").json()
-        assert run["executor"] == "slurm" and run["slurm"] == {"partition": None, "time": "0:05:00", "cpus": 1,
-                                                               "mem": "300M", "gpus": 0, "options": ["--qos=normal"], "requeue": 2}  # fmt: skip
+        assert run["executor"] == "slurm" and run["slurm"] == {"partition": None, "time": "0:05:00", "cpus": 1, "mem": "300M",
+                                                               "gpus": 0, "options": ["--qos=normal", "--hold"], "requeue": 2}  # fmt: skip
+
+        # The run page says what Slurm says of a queued run, and why a requeued one waits.
+        page.wait_for_function("document.getElementById('run-times').textContent.includes('pending: JobHeldUser')")
+        why = "requeued after Slurm's time limit, 1 of 2: Slurm job 1 reached its time limit (state TIMEOUT)"
+        with sqlite3.connect(runs / "ganboard.db") as db:
+            db.execute("UPDATE runs SET error = ? WHERE id = ?", [why, run["id"]])
+        page.reload()
+        page.locator("#error").wait_for()
+        assert page.text_content("#error") == why
     finally:
         server.stop()
         cancel_jobs(runs)
