@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from app import gpus, history, store
 from app.db import Checkpoint, Run, Sample
+from app.executors.slurm import SlurmResources
 from app.memory import memory_error
 from app.paths import PATH_FIELDS, path_error, resolved
 from app.lifecycle import TransitionError
@@ -50,6 +51,8 @@ class RunCreate(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields; missing ones take defaults")
     executor: Literal["local", "slurm"] | None = Field(None, description="where it trains (default: GANBOARD_EXECUTOR); "
                                                        "slurm only on a server set up for it (docs/cluster.md)")
+    slurm: SlurmResources | None = Field(None, description="its Slurm job, on the slurm executor; what it leaves out "
+                                         "takes the server's setting (GANBOARD_SLURM_*)")
 
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=r"^[^,]*$")]
@@ -100,13 +103,18 @@ def _run(session: Session, run_id: int) -> Run:
 
 @about.get("/form", tags=["form"])
 def form(request: Request) -> dict[str, Any]:
-    """What the new-run form needs: every TrainConfig field with its group and help, the presets, the devices."""
-    return {
+    """What the new-run form needs: every TrainConfig field with its group and help, the presets, the devices; on a
+    server with Slurm, a job's resources as the settings give them (the form starts from them)."""
+    settings = request.app.state.settings
+    info = {
         "fields": form_fields(),
         "presets": {name: TrainConfig.preset(name).model_dump() for name in PRESETS},
         "devices": ["auto", "cpu", *(f"cuda:{i}" for i in gpus.visible())],
-        "executors": _executors(request.app.state.settings),
+        "executors": _executors(settings),
     }
+    if settings.executor == "slurm":
+        info["slurm"] = SlurmResources.of(settings).model_dump()
+    return info
 
 
 def _executors(settings) -> list[str]:
@@ -162,7 +170,14 @@ def create_run(body: RunCreate, request: Request, session: SessionDep) -> dict:
     if no_data := data_error(cfg):  # now, not from the worker after its wait in the queue
         raise _config_error(*no_data)
     config = resolved(cfg.model_dump())  # what was checked is what the worker gets, whatever a symlink points to later
-    run = Run(name=(body.name or "").strip() or f"{cfg.dataset}", config=config, executor=executor)
+    slurm = None
+    if executor == "slurm":  # the server's settings, and what the run says over them
+        defaults = SlurmResources.of(request.app.state.settings)
+        slurm = defaults.model_copy(update=body.slurm.model_dump(exclude_unset=True) if body.slurm else {}).model_dump()
+    elif body.slurm is not None:
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", "slurm"),
+                                       "msg": "a Slurm job's resources are for a run on the slurm executor"}])  # fmt: skip
+    run = Run(name=(body.name or "").strip() or f"{cfg.dataset}", config=config, executor=executor, slurm=slurm)
     session.add(run)
     session.flush()
     if not body.name or not body.name.strip():

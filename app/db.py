@@ -70,6 +70,8 @@ class Run(Base):
     executor: Mapped[str | None]  # where it trains: "local" (also when null: a run from before executors) or "slurm"
     job_id: Mapped[str | None]  # its current worker in that executor: a pid, a Slurm job id; null when there is none
     job_state: Mapped[str | None]  # what the executor says of that worker, e.g. "pending: Resources"
+    slurm: Mapped[dict | None] = mapped_column(JSON)  # a Slurm run's own job (app/executors/slurm.py SlurmResources)
+    requeued: Mapped[int] = mapped_column(default=0)  # times it was requeued by itself after a time limit or preemption
     exit_code: Mapped[int | None]
     attempt: Mapped[int] = mapped_column(default=0)
     resume: Mapped[bool] = mapped_column(default=False)  # the next start continues from resume.pt

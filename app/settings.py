@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +12,36 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from app import gpus
+
+# sbatch --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours, days-hours:minutes, days-hours:minutes:seconds
+SLURM_TIME = re.compile(r"\d+(:\d{1,2}){0,2}|\d+-\d{1,2}(:\d{1,2}){0,2}|UNLIMITED|INFINITE", re.IGNORECASE | re.ASCII)
+SLURM_MEM = re.compile(r"[1-9]\d*[KMGT]?", re.IGNORECASE | re.ASCII)  # sbatch --mem: a size, in megabytes without a unit
+# What GANboard gives every job itself (the run's log, its folder, its environment and token, its requeueing): an
+# extra option may not change them.
+OWN_OPTIONS = ("--output", "--error", "--open-mode", "--chdir", "--export", "--wrap", "--job-name", "--parsable",
+               "--requeue", "--no-requeue")  # fmt: skip
+
+
+def slurm_time(text: str) -> str:
+    if not SLURM_TIME.fullmatch(text):
+        raise ValueError(f"{text!r} is not a Slurm time limit: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or "
+                         "UNLIMITED (e.g. 90, 4:00:00, 1-00:00:00)")  # fmt: skip
+    return text
+
+
+def slurm_mem(text: str) -> str:
+    if not SLURM_MEM.fullmatch(text):
+        raise ValueError(f"{text!r} is not a Slurm memory size: a whole number with K, M, G or T (e.g. 16G; no unit: M)")
+    return text.upper()
+
+
+def sbatch_option(text: str) -> str:
+    name = text.split("=", 1)[0]
+    if not name.startswith("--") or len(name) < 3 or any(c.isspace() for c in name):
+        raise ValueError(f"{text!r} is not an sbatch long option: --name or --name=value (e.g. --qos=normal)")
+    if name in OWN_OPTIONS:
+        raise ValueError(f"{name} is set by GANboard for every job (its log, folder, environment and requeueing)")
+    return text
 
 
 class Settings(BaseSettings):
@@ -49,6 +80,23 @@ class Settings(BaseSettings):
     slurm_gpus: int = Field(0, ge=0, description="sbatch --gpus per run (0: the run trains on the CPU)")
     slurm_options: list[str] = Field(default_factory=list, description='more sbatch options, a JSON list, e.g. '
                                      '["--qos=normal", "--constraint=a100"]')
+    slurm_requeue: int = Field(0, ge=0, le=100, description="times a run is requeued by itself, from its resume.pt, "
+                               "after Slurm's time limit or a preemption ended its job (0: never; a run may say otherwise)")
+
+    @field_validator("slurm_time")
+    @classmethod
+    def _slurm_time(cls, text: str | None) -> str | None:
+        return None if text is None else slurm_time(text)
+
+    @field_validator("slurm_mem")
+    @classmethod
+    def _slurm_mem(cls, text: str | None) -> str | None:
+        return None if text is None else slurm_mem(text)
+
+    @field_validator("slurm_options")
+    @classmethod
+    def _slurm_options(cls, options: list[str]) -> list[str]:
+        return [sbatch_option(o) for o in options]
 
     @field_validator("database_url")
     @classmethod

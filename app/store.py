@@ -93,6 +93,9 @@ class RunOut(BaseModel):
     executor: str | None = Field(description="where it trains: local or slurm (null: local, from before executors)")
     job_id: str | None = Field(description="its worker's id in that executor: a pid, a Slurm job id")
     job_state: str | None = Field(description='what the executor says of it, e.g. "pending: Resources"')
+    slurm: dict[str, Any] | None = Field(description="a Slurm run's job: partition, time, cpus, mem, gpus, options, "
+                                         "requeue (docs/cluster.md)")
+    requeued: int = Field(description="times it was requeued by itself after Slurm's time limit or a preemption")
     exit_code: int | None
     device: str | None = Field(description="what the worker trains on, as it reported")
     bf16: bool | None = Field(description="whether the worker trains with bfloat16 autocast, as it reported")

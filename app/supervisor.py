@@ -225,7 +225,7 @@ class Supervisor:
                 raise TransitionError(f"run {run.id} cannot resume, it would fail the same way: {run.unresumable}")
             checkpoint = (self.run_dir(run.id) / CHECKPOINTS_DIR / RESUME).is_file()
             transition(session, run, Status.QUEUED, resume=checkpoint, error=None, job_id=None, job_state=None,
-                       **_changed(run, changes or {}))
+                       requeued=0, **_changed(run, changes or {}))  # a person's Resume starts the requeues' count again
 
         with self.lock:
             run = self._change(run_id, resume)
@@ -360,7 +360,8 @@ class Supervisor:
     def _ended(self, session: Session, run: Run, *, worker: Worker) -> None:
         """A worker is gone. Its run, when it is still this worker's and did not report how it ended, ends with the
         executor's reason: cancelled when the server asked it to stop, interrupted when something outside the run
-        stopped it (a cluster's time limit, a preemption), else failed with the tail of its log."""
+        stopped it (a cluster's time limit, a preemption), else failed with the tail of its log. A run that a time
+        limit or a preemption stopped is queued again instead while its `requeue` allows (`_requeue`)."""
         if run.attempt != worker.attempt:
             return  # a newer attempt owns the run
         state: Ended = worker.state
@@ -369,7 +370,10 @@ class Supervisor:
         if submitted:
             run.job_id = run.job_state = None
         if run.status == Status.CANCELLED and submitted and state.stopped and worker.kill_at is None:
-            run.error = state.reason  # the cluster stopped it (scancel, a time limit); the worker saved and said so
+            # The cluster stopped it (scancel, a time limit), with a SIGTERM: the worker saved and said so.
+            run.error = state.reason + self._not_requeued(run, state)
+            self._requeue(session, run, state)
+            return
         if not (run.status == Status.RUNNING or (run.status == Status.QUEUED and submitted)):
             return  # it reported how it ended, or it was resumed since and waits in the queue
         if worker.kill_at is not None:
@@ -383,9 +387,31 @@ class Supervisor:
         if run.status == Status.QUEUED:  # a cluster job that ended before its worker could say it runs
             transition(session, run, Status.FAILED, error=error)
         elif state.interrupted:
-            transition(session, run, Status.INTERRUPTED, error=f"{reason}; Resume continues it from its checkpoint")
+            transition(session, run, Status.INTERRUPTED,
+                       error=f"{reason}; Resume continues it from its checkpoint" + self._not_requeued(run, state))
+            self._requeue(session, run, state)
         else:
             transition(session, run, Status.FAILED, error=error)
+
+    def _requeue(self, session: Session, run: Run, state: Ended) -> None:
+        """Queue an interrupted or cancelled run again by itself, as Resume does (from its resume.pt, as a new job),
+        when something a new job gets past ended it (Slurm's time limit, a preemption) and the run asked for it: at
+        most its `requeue` times, so that a run that never fits the time limit does not go round forever. Its error
+        says why while it waits and trains."""
+        limit = (run.slurm or {}).get("requeue", 0)
+        if state.requeue_after is None or run.requeued >= limit:
+            return
+        checkpoint = (self.run_dir(run.id) / CHECKPOINTS_DIR / RESUME).is_file()
+        why = f"requeued after {state.requeue_after}, {run.requeued + 1} of {limit}: {state.reason}"
+        transition(session, run, Status.QUEUED, resume=checkpoint, requeued=run.requeued + 1, error=why, job_id=None,
+                   job_state=None)  # fmt: skip
+
+    @staticmethod
+    def _not_requeued(run: Run, state: Ended) -> str:
+        """What a run that asked to be requeued and has been as often as it asked adds to its error."""
+        limit = (run.slurm or {}).get("requeue", 0)
+        done = state.requeue_after and limit and run.requeued >= limit
+        return f"; not requeued again, it was {limit} of {limit} times" if done else ""
 
     def _lost(self, session: Session, run: Run, worker: Worker) -> str:
         """Why a cancelled worker that was killed after its grace saved nothing, and how many steps Resume goes back."""
@@ -429,7 +455,8 @@ class Supervisor:
             return
         self.workers[run.id] = worker
         # A new token on every start: a worker's token is good for its own attempt only.
-        fields = dict(attempt=attempt, token=hash_token(token), exit_code=None, error=None, device=None, bf16=None,
+        # A requeued run's error says why, until it ends again (lifecycle.transition).
+        fields = dict(attempt=attempt, token=hash_token(token), exit_code=None, device=None, bf16=None,
                       job_id=worker.job_id, job_state=str(worker.state))  # fmt: skip
         worker.shown = str(worker.state)
         if executor.queues_itself:
@@ -454,14 +481,14 @@ class Supervisor:
         if run.resume:
             args.append("--resume")
         if executor.queues_itself:  # the job's own CPUs
-            args += ["--threads", str(self.settings.slurm_cpus)]
+            args += ["--threads", str((run.slurm or {}).get("cpus", self.settings.slurm_cpus))]
         elif device == "cpu":  # the workers already on the CPU hear their new share with their next acknowledgement
             args += ["--threads", str(cpu_share(1 + len(self._on_cpu())))]
         log_path = run_dir / WORKER_LOG
         with log_path.open("ab") as out:
             where = f"{executor.name}" + (f", CUDA_VISIBLE_DEVICES={gpu}" if gpu is not None else "")
             out.write(f"--- attempt {attempt}, {utcnow().isoformat()}Z ({where}): trainer.worker {' '.join(args)}\n".encode())
-        return executor.launch(Launch(run.id, attempt, run_dir, args, env, log_path, run.config.get("gpus", 1)), gpu)
+        return executor.launch(Launch(run.id, attempt, run_dir, args, env, log_path, run.config.get("gpus", 1), run.slurm), gpu)
 
     def _publish(self, run: Run) -> None:
         if self.loop is not None:

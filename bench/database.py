@@ -6,12 +6,13 @@ pages on a training run.
 - first paint: a run of 200,000 steps written through the ORM (tests/browser/runs_in_db.py); what a run page waits for
   before it draws: the snapshot read in-process (the database's share: run, buckets, samples, checkpoints, machine),
   and through a real server, from opening `WS /ws/runs/<id>` to its first frame; median ms.
-- fan-out (--fanout): bench/fanout.py's measurement on a server on each database.
+- fan-out (--fanout): bench/fanout.py's measurement on a server on each database: each page's delay, and the time
+  for a batch of rows to reach all `--pages` pages (per step, until the last page has it).
 
 Each case alternates the two databases, `--rounds` times, each on a database of its own. PostgreSQL is the server
 GANBOARD_TEST_PG_URL names (tests/databases.py); `scripts/services.sh` runs it with fsync off, so its figures are
 what PostgreSQL costs in CPU and round trips, not a disk's flushes (SQLite in WAL mode flushes only at checkpoints).
-Run: `.venv/bin/python bench/database.py [--rounds 3] [--steps 20000] [--fanout [--fanout-steps 600]]`.
+Run: `.venv/bin/python bench/database.py [--rounds 3] [--steps 20000] [--fanout [--fanout-steps 150]]`.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=8, help="rows per batch message")
     parser.add_argument("--fanout", action="store_true", help="also bench/fanout.py on each (minutes)")
     parser.add_argument("--pages", type=int, default=100)
-    parser.add_argument("--fanout-steps", type=int, default=600, help="steps of each fan-out run")
+    parser.add_argument("--fanout-steps", type=int, default=150, help="steps of each fan-out run")
     args = parser.parse_args()
     if why := postgres_missing():
         sys.exit(f"bench/database.py: {why}")
@@ -140,6 +141,7 @@ def main() -> None:
         print(f"  fan-out: {args.pages} pages on a {args.fanout_steps}-step run (bench/fanout.py)")
         line(f"{args.pages} pages: delay p50", {k: [r["p50_ms"] for r in v] for k, v in fanout.items()}, "ms")
         line(f"{args.pages} pages: delay p99", {k: [r["p99_ms"] for r in v] for k, v in fanout.items()}, "ms")
+        line(f"{args.pages} pages: a batch on all of them, p50", {k: [r["all_p50_ms"] for r in v] for k, v in fanout.items()}, "ms")
         line(f"{args.pages} pages: server CPU per step", {k: [r["server_ms_per_step"] for r in v] for k, v in fanout.items()}, "ms", ".1f")
         for kind in KINDS:
             complete = [f"{r['complete_pages']}/{args.pages}" for r in fanout[kind]]

@@ -611,7 +611,8 @@ function showErrors(detail) {
   const general = [];
   for (const error of Array.isArray(detail) ? detail : [{ msg: String(detail) }]) {
     const loc = error.loc || [];
-    const name = [...loc].reverse().find((part) => typeof part === "string" && form.querySelector(`.field-error[data-field="${part}"]`));
+    const dotted = loc.slice(1).join(".");  // "slurm.time": a field of a group that is not the config
+    const name = [dotted, ...[...loc].reverse()].find((part) => typeof part === "string" && form.querySelector(`.field-error[data-field="${part}"]`));
     const msg = String(error.msg || "invalid").replace(/^Value error, /, "");
     if (!name || !fieldError(name, msg)) general.push(loc.length > 1 ? `${loc.filter((p) => p !== "body").join(".")}: ${msg}` : msg);
   }
@@ -649,23 +650,55 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
-// ---- where a run trains: shown only on a server with a Slurm cluster (docs/cluster.md) --------------------------------
+// ---- where a run trains, and its Slurm job: shown only on a server with a Slurm cluster (docs/cluster.md) ----------
+// The job's fields start from the server's settings (/api/form's `slurm`) and go with a run on the cluster only. Each
+// is named `slurm.<key>`, so that a 422 at ["body", "slurm", key] lands under it (showErrors tries the dotted path).
+const SLURM_FIELDS = [  // [key, label, input type, help]
+  ["partition", "partition", "text", "sbatch --partition; empty: the cluster's default"],
+  ["time", "time limit", "text", "minutes, HH:MM:SS or D-HH:MM:SS (e.g. 4:00:00); empty: the partition's"],
+  ["cpus", "CPUs", "number", "the job's CPUs, and the run's torch threads"],
+  ["mem", "memory", "text", "e.g. 16G; empty: the partition's"],
+  ["gpus", "GPUs", "number", "the job's GPUs (0: it trains on the CPU)"],
+  ["options", "sbatch options", "text", "more options, separated by spaces, e.g. --qos=normal --constraint=a100"],
+  ["requeue", "requeue", "number", "times it starts again by itself from its checkpoint after Slurm's time limit or a preemption (0: never)"],
+];
 
 function addExecutorField(info) {
   const executors = info.executors || ["local"];
   if (executors.length < 2) return;
-  const input = select("executor", executors.map((e) => [e, e === "slurm" ? "Slurm cluster (a job per run)" : "this server"]));
-  input.id = "field-executor";
-  input.setAttribute("aria-describedby", "help-executor");
-  const help = "where the run trains: a Slurm job (the cluster queues it) or a process of this server";
-  document.querySelector('fieldset[data-group="hardware"]').append(el("label", { class: "field", for: input.id },
-    el("span", { text: "executor" }), input, el("small", { class: "help", id: "help-executor", text: help }),
-    el("small", { class: "field-error", "data-field": "executor", role: "alert" })));
+  const field = (name, label, input, help) => {
+    input.id = `field-${name}`;
+    input.setAttribute("aria-describedby", `help-${name}`);
+    return el("label", { class: "field", for: input.id }, el("span", { text: label }), input,
+      el("small", { class: "help", id: `help-${name}`, text: help }),
+      el("small", { class: "field-error", "data-field": name, role: "alert" }));
+  };
+  const executor = select("executor", executors.map((e) => [e, e === "slurm" ? "Slurm cluster (a job per run)" : "this server"]));
+  const job = SLURM_FIELDS.map(([key, label, type, help]) => {
+    const input = el("input", { name: `slurm.${key}`, type, autocomplete: "off", ...(type === "number" ? { step: "1", min: "0" } : {}) });
+    const value = (info.slurm || {})[key];
+    input.value = Array.isArray(value) ? value.join(" ") : value ?? "";
+    return field(`slurm.${key}`, label, input, help);
+  });
+  const show = () => job.forEach((node) => { node.hidden = executor.value !== "slurm"; });
+  executor.addEventListener("change", show);
+  document.querySelector('fieldset[data-group="hardware"]').append(
+    field("executor", "executor", executor, "where the run trains: a Slurm job (the cluster queues it) or a process of this server"), ...job);
+  show();
 }
 
+// An empty number takes the server's setting; an empty text field asks for the cluster's own default (null).
 function readExecutor() {
   const input = form.elements.executor;
-  return input ? { executor: input.value } : {};
+  if (!input || input.value !== "slurm") return input ? { executor: input.value } : {};
+  const slurm = {};
+  for (const [key, , type] of SLURM_FIELDS) {
+    const text = form.elements[`slurm.${key}`].value.trim();
+    if (key === "options") slurm.options = text.split(/\s+/).filter(Boolean);
+    else if (type === "text") slurm[key] = text || null;
+    else if (text !== "") slurm[key] = Number(text);
+  }
+  return { executor: "slurm", slurm };
 }
 
 async function loadForm() {

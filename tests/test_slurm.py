@@ -13,10 +13,10 @@ import sys
 
 import pytest
 
-from tests.harness import REPO, Server, free_port, start_server, wait_for
+from tests.harness import REPO, TINY, Server, free_port, start_server, wait_for
 
 
-def _slurm_missing() -> str | None:
+def slurm_missing() -> str | None:
     if not shutil.which("sinfo"):
         return "no Slurm here: `sinfo` is not on PATH (eval \"$(scripts/services.sh env)\" after `scripts/services.sh up`)"
     out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
@@ -25,7 +25,7 @@ def _slurm_missing() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(bool(reason := _slurm_missing()), reason=reason or "")
+pytestmark = pytest.mark.skipif(bool(reason := slurm_missing()), reason=reason or "")
 
 
 def slurm_server(runs, port: int | None = None, **env: str) -> Server:
@@ -153,6 +153,68 @@ def test_the_cluster_runs_two_at_once_past_max_concurrent_and_queues_the_third_w
     for i in ids[:2]:
         cluster.wait_status(i, "cancelled")
         assert wait_for(lambda: (r := cluster.run(i))["job_id"] is None and r, what="reaped")["exit_code"] == 0
+
+
+def job_fields(job: str) -> dict[str, str]:
+    shown = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True, check=True).stdout
+    return dict(part.split("=", 1) for part in shown.split() if "=" in part)
+
+
+def test_a_runs_own_resources_go_to_sbatch_over_the_servers(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    server = slurm_server(runs, GANBOARD_SLURM_TIME="30", GANBOARD_SLURM_MEM="200M", GANBOARD_SLURM_REQUEUE="2")
+    try:
+        form = server.client.get("/api/form").json()["slurm"]
+        assert form == {"partition": None, "time": "30", "cpus": 1, "mem": "200M", "gpus": 0, "options": [], "requeue": 2}
+        own = {"time": "0:07:00", "mem": "300m", "options": ["--comment=ganboard-test"]}
+        r = server.client.post("/api/runs", json={"config": {**TINY, "epochs": 1000}, "slurm": own})
+        assert r.status_code == 201, r.text
+        run = r.json()
+        assert run["slurm"] == {**form, **own, "mem": "300M"}  # what it left out, the server's
+        job = wait_for(lambda: cluster_job(server, run["id"]), what="its job")
+        fields = job_fields(job)
+        assert fields["TimeLimit"] == "00:07:00" and fields["MinMemoryNode"] == "300M" and fields["NumCPUs"] == "1"
+        assert fields["Comment"] == "ganboard-test" and fields["Requeue"] == "0"  # Slurm never reruns it by itself
+        plain = server.create(epochs=1000)  # a run that says nothing gets the server's
+        assert plain["slurm"] == form
+        fields = job_fields(wait_for(lambda: cluster_job(server, plain["id"]), what="its job"))
+        assert fields["TimeLimit"] == "00:30:00" and fields["MinMemoryNode"] == "200M"
+    finally:
+        server.stop()
+        cancel_jobs(runs)
+
+
+def cluster_job(server: Server, run_id: int) -> str | None:
+    return server.run(run_id)["job_id"]
+
+
+def test_a_run_its_time_limit_stops_is_requeued_from_its_checkpoint_as_often_as_it_asks(cluster):
+    """Slurm's real time limit, 1 minute (its smallest; slurmctld enforces it within 30 s after): Slurm sends SIGTERM,
+    the worker saves resume.pt and reports; the run is queued again as a new job that resumes from there (requeue 1).
+    The second time the limit ends it, it stays stopped with Slurm's reason, resumable."""
+    r = cluster.client.post("/api/runs", json={"config": {**TINY, "epochs": 10_000}, "slurm": {"time": "1", "requeue": 1}})
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    first = wait_for(lambda: (r := cluster.run(run_id))["status"] == "running" and r["job_id"], what="training")
+    again = wait_for(lambda: (r := cluster.run(run_id))["requeued"] == 1 and r["restarts"] and r["status"] == "running" and r,
+                     timeout=300, what="requeued after the time limit, its worker training again")  # fmt: skip
+    assert again["attempt"] == 2 and again["job_id"] != first, again
+    assert again["error"].startswith(f"requeued after Slurm's time limit, 1 of 1: Slurm job {first} reached its time "
+                                     "limit (state TIMEOUT"), again["error"]  # fmt: skip
+    log = (cluster.runs_dir / str(run_id) / "worker.log").read_text()
+    assert "--- attempt 2" in log and " --resume " in log.split("--- attempt 2")[1].split("\n")[0]
+    resumed_at = again["restarts"][-1]["step"]
+    assert resumed_at > 0  # from the checkpoint its worker saved when Slurm's SIGTERM came
+    wait_for(lambda: cluster.run(run_id)["step"] > resumed_at + 5, what="steps after the requeue")
+
+    done = cluster.wait_status(run_id, "cancelled", "interrupted", "failed", "completed", timeout=300)
+    final = wait_for(lambda: (r := cluster.run(run_id))["job_id"] is None and r, what="its second job reaped")
+    assert final["status"] in ("cancelled", "interrupted") and final["requeued"] == 1 and final["resumable"], final
+    assert "reached its time limit (state TIMEOUT" in final["error"] and "not requeued again, it was 1 of 1 times" in final["error"]
+    assert done["attempt"] == 2
+    steps = all_steps(cluster, run_id)
+    assert steps == list(range(1, len(steps) + 1))  # every step stored once, across the two jobs
 
 
 def test_a_runs_folder_the_nodes_cannot_see_is_refused_at_start(tmp_path):

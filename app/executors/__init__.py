@@ -38,12 +38,14 @@ class Ended(NamedTuple):
     """Its process is gone. `reason` says how, for a run it did not report the end of; `interrupted`: by something
     outside the run (a time limit, a preemption, a failed node), so it is worth resuming as it is; `stopped`: the
     executor stopped it (a cluster's scancel or time limit), perhaps with a SIGTERM that the worker answered by saving
-    and reporting `cancelled` itself."""
+    and reporting `cancelled` itself; `requeue_after`: by something a new job gets past (Slurm's time limit, a
+    preemption), so the run may be requeued by itself (docs/cluster.md)."""
 
     code: int | None
     reason: str
     interrupted: bool = False
     stopped: bool = False
+    requeue_after: str | None = None  # what ended it, in words, when the run may ask to start again by itself
 
     def __str__(self) -> str:
         return f"ended: {self.reason}"
@@ -67,6 +69,7 @@ class Launch:
     env: dict[str, str]  # the whole environment of the worker: its run's token, never the admin token
     log: Path  # its stdout and stderr, appended
     gpus: int = 1  # its training processes, one GPU each on a GPU (the config's `gpus`)
+    resources: dict | None = None  # the run's own resources in its executor (a Slurm job's); None: the settings'
 
 
 @dataclass

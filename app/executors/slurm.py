@@ -8,6 +8,10 @@ forever. `squeue --states=all` answers for every job of ours in one call, with t
 The job runs the same command as a local worker (`exec python -m trainer.worker ...`, so the worker is the batch
 step's process and `scancel --batch --signal=TERM` reaches it), with its output appended to the run's worker.log and
 its run's token in its environment (sbatch exports the environment it runs with; the admin token is not in it).
+Each run has its own resources (`SlurmResources`: partition, time limit, CPUs, memory, GPUs, extra options), the
+settings' where it does not say. Jobs are `--no-requeue`: Slurm's own requeue would run the same command again, from
+the start and with the old attempt's token; a run that its time limit or a preemption ended is requeued by the
+supervisor instead, as a new job from its resume.pt, when the run asks for it (`requeue`).
 The runs folder, the repository and its Python must be on a filesystem the nodes share: `check` proves it with a probe
 job before the server starts.
 """
@@ -22,16 +26,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.db import Run
 from app.executors import Ended, Launch, LaunchError, Pending, Running, Worker
 from app.executors.local import REPO
-from app.settings import Settings
+from app.settings import Settings, sbatch_option, slurm_mem, slurm_time
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0  # squeue at most this often, however often the supervisor ticks
 PROBE_SECONDS = 60.0  # how long the shared-folder probe may wait for a node; longer: the server starts unchecked
 PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT", "CONFIGURING"}
+REQUEUED_AFTER = {"TIMEOUT": "Slurm's time limit", "PREEMPTED": "a preemption"}  # a job worth starting again by itself
 INTERRUPTED = {  # outside the run's control: resumable as it is
     "TIMEOUT": "reached its time limit",
     "DEADLINE": "reached its deadline",
@@ -45,6 +53,33 @@ FAILED = {
     "CANCELLED": "was cancelled in Slurm (scancel)",
     "OUT_OF_MEMORY": "ran out of memory (raise GANBOARD_SLURM_MEM)",
 }
+
+
+class SlurmResources(BaseModel):
+    """A run's own job: `POST /api/runs` takes them as `slurm`, each left out taking the server's setting (`of`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: str | None = Field(None, pattern=r"^[\w.,-]+$", max_length=100, description="sbatch --partition "
+                                  "(null: the cluster's default)")
+    time: Annotated[str, AfterValidator(slurm_time)] | None = Field(None, description="sbatch --time, e.g. 4:00:00 "
+                                                                    "(null: the partition's)")
+    cpus: int = Field(2, ge=1, le=1024, description="sbatch --cpus-per-task, and the run's torch threads")
+    mem: Annotated[str, AfterValidator(slurm_mem)] | None = Field(None, description="sbatch --mem, e.g. 16G (null: "
+                                                                  "the partition's)")
+    gpus: int = Field(0, ge=0, le=64, description="sbatch --gpus (0: the run trains on the CPU)")
+    options: list[Annotated[str, AfterValidator(sbatch_option)]] = Field(
+        default_factory=list, max_length=32, description='more sbatch options, e.g. ["--qos=normal"]'
+    )
+    requeue: int = Field(0, ge=0, le=100, description="times the run is requeued by itself from its resume.pt when "
+                         "Slurm's time limit or a preemption ends its job (0: never)")
+
+    @classmethod
+    def of(cls, settings: Settings) -> "SlurmResources":
+        """The server's settings: what a run gets for what it does not say."""
+        s = settings
+        return cls(partition=s.slurm_partition, time=s.slurm_time, cpus=s.slurm_cpus, mem=s.slurm_mem, gpus=s.slurm_gpus,
+                   options=s.slurm_options, requeue=s.slurm_requeue)  # fmt: skip
 
 
 class SlurmError(RuntimeError):
@@ -76,7 +111,7 @@ class SlurmExecutor:
         self.polled_at = 0.0
 
     def sbatch_options(self) -> list[str]:
-        """The options every job gets from the settings; a run's own come after them."""
+        """The probe job's options: the settings' partition, account and extra options (a run's job has its own)."""
         s = self.settings
         chosen = {"--partition": s.slurm_partition, "--account": s.slurm_account}
         return [f"{k}={v}" for k, v in chosen.items() if v] + list(s.slurm_options)
@@ -133,14 +168,15 @@ class SlurmExecutor:
         return None, "cuda:0" if device.startswith("cuda") else device
 
     def launch(self, launch: Launch, gpu: str | None) -> Worker:
-        s = self.settings
+        asked = self.resources(launch.resources)
         # A run on N GPUs (its `gpus`) asks for N on one node, where torchrun starts its ranks; CPU clusters ask none.
-        gpus = max(s.slurm_gpus, launch.gpus) if s.slurm_gpus else None
-        chosen = {"--time": s.slurm_time, "--mem": s.slurm_mem, "--gpus": gpus}
+        gpus = max(asked.gpus, launch.gpus) if asked.gpus else None
+        chosen = {"--partition": asked.partition, "--account": self.settings.slurm_account, "--time": asked.time,
+                  "--mem": asked.mem, "--gpus": gpus}  # fmt: skip
         cmd = [
             "sbatch", "--parsable", f"--job-name=ganboard-{launch.run_id}", f"--output={launch.log}", "--open-mode=append",
-            f"--chdir={REPO}", "--ntasks=1", f"--cpus-per-task={s.slurm_cpus}", "--export=ALL",
-            *(f"{k}={v}" for k, v in chosen.items() if v), *self.sbatch_options(),
+            f"--chdir={REPO}", "--ntasks=1", f"--cpus-per-task={asked.cpus}", "--export=ALL", "--no-requeue",
+            *(f"{k}={v}" for k, v in chosen.items() if v), *asked.options,
             "--wrap", shlex.join(["exec", sys.executable, "-m", "trainer.worker", *launch.args]),
         ]  # fmt: skip
         out = _run(cmd, env=launch.env)  # the job's environment: the run's token travels here, not in argv
@@ -150,6 +186,10 @@ class SlurmExecutor:
         log.info("run %s: submitted Slurm job %s (attempt %s)", launch.run_id, job, launch.attempt)
         self.polled_at = 0.0
         return Worker(self.name, job, launch.attempt, state=Pending("submitted"))
+
+    def resources(self, stored: dict | None) -> SlurmResources:
+        """A run's job as it was asked for; a run from before per-run resources gets the settings'."""
+        return SlurmResources.model_validate(stored) if stored is not None else SlurmResources.of(self.settings)
 
     def attach(self, run: Run) -> Worker | None:
         """A job is re-attached by its id whatever its state: the next poll says whether it is still there."""
@@ -190,7 +230,8 @@ class SlurmExecutor:
         what = INTERRUPTED.get(state) or FAILED.get(state, state.lower())
         because = f", reason {reason}" if reason and reason != "None" else ""
         text = f"Slurm job {job} {what} (state {state}{because}, exit code {fields.get('ExitCode', 'unknown')})"
-        return Ended(code, text, interrupted=state in INTERRUPTED, stopped=state not in ("COMPLETED", "FAILED"))
+        return Ended(code, text, interrupted=state in INTERRUPTED, stopped=state not in ("COMPLETED", "FAILED"),
+                     requeue_after=REQUEUED_AFTER.get(state))
 
     def stop(self, worker: Worker) -> None:
         """SIGTERM to the batch step, which is the worker itself (`exec` in the job's script); a pending job is simply

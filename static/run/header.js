@@ -13,7 +13,7 @@ export function renderHeader(run) {
   const active = run.active_seconds === undefined || run.active_seconds === null ? null
     : run.active_seconds + (running ? (performance.now() - shownAt) / 1000 : 0);
   let times;
-  if (run.status === "queued") times = `queued at ${localTime(run.created_at)}: it starts when a worker is free`;
+  if (run.status === "queued") times = `queued at ${localTime(run.created_at)}: ${run.job_state || "it starts when a worker is free"}`;
   else if (!run.started_at) times = `created ${localTime(run.created_at)}`;
   else if (running) times = `started ${localTime(run.started_at)} · running for ${active === null ? duration(run.started_at, null) : humanSeconds(active)}`;
   else times = `started ${localTime(run.started_at)} · ${run.status} ${localTime(run.finished_at)} after ${runDuration(run)}`;
@@ -36,7 +36,7 @@ export function showRun(run, previous) {
   renderHeader(run);
   const error = $("error");
   error.textContent = run.status === "failed" ? run.error || "failed (no error text)"
-    : run.status === "pruned" ? run.error || ""
+    : ["pruned", "queued", "running"].includes(run.status) ? run.error || ""  // active: why it was requeued
     : run.status === "cancelled" && run.error ? `Cancelled, but ${run.error}` : "";
   error.hidden = !error.textContent;
   const cancel = $("cancel-button"), resume = $("resume-button");
