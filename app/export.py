@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.animations import encode
-from app.api import RunId
+from app.deps import RunId
 from app.db import Metric, Run, Sample, SystemSample
 from app.runfiles import NotInRun, note, open_in_run, regular_size
 from app.store import download_name

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app import journal, store
 from app.hub import PAGE_INTERVAL, RESYNC, frame
-from app.api import RunId
+from app.deps import RunId
 from app.db import Run, hash_token
 from app.ingest import checkpoint_digests, ingest
 from trainer import protocol
