@@ -53,13 +53,15 @@ def _aggregate(run_id: int, width: int, after: int) -> Select:
     return select(*columns).where(Metric.run_id == run_id, Metric.step > after).group_by(bucket).order_by(bucket)
 
 
-REFRESH_EVERY = 256  # ingest refreshes the stored buckets when a batch's rows reach a multiple of this many steps
+# Ingest refreshes the stored buckets when a batch's rows reach a multiple of this many steps: that seldom keeps ingest
+# cheap, and leaves a reader at most REFRESH_EVERY + W rows to aggregate beyond the stored buckets.
+REFRESH_EVERY = 256
 
 
-def refresh_due(first: int, last: int) -> bool:
-    """Whether rows of steps `first..last` reach a multiple of REFRESH_EVERY: refreshing that seldom keeps ingest cheap,
-    and leaves a reader at most REFRESH_EVERY + W rows to aggregate beyond the stored buckets."""
-    return (first - 1) // REFRESH_EVERY != last // REFRESH_EVERY
+def reaches_multiple(first: int, last: int, every: int) -> bool:
+    """Whether rows of steps `first..last` reach a multiple of `every`: when ingest does what it does every so many
+    steps (REFRESH_EVERY here, health.BATCH_EVERY), whatever steps each worker message holds."""
+    return (first - 1) // every != last // every
 
 
 def forget(session: Session, run_id: int, after: int) -> None:
