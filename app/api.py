@@ -15,14 +15,14 @@ from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from sqlalchemy import delete, select
 
-from app import gpus, history, store
+from app import gpus, history, json_view
 from app.deps import RunId, SessionDep, body_error, run_or_404
 from app.db import Checkpoint, Run, Sample
 from app.memory import memory_error
 from app.paths import PATH_FIELDS, path_error, resolved
 from app.lifecycle import TransitionError
 from app.runfiles import NotInRun, RunFileResponse, note, open_in_run
-from app.store import RunOut, download_name
+from app.json_view import RunOut, download_name
 from trainer.config import PRESETS, RESUME_CHANGES, TrainConfig, data_error, form_fields
 from trainer.protocol import ACTIVE, BEST, WORKER_LOG, Status
 from trainer.system import host_gpus
@@ -148,7 +148,7 @@ def create_run(body: RunCreate, request: Request, session: SessionDep) -> dict:
     if not body.name or not body.name.strip():
         run.name = f"{cfg.dataset}-{run.id}"
     request.app.state.supervisor.submit(session, run)
-    return store.run_json(run)
+    return json_view.run_json(run)
 
 
 @router.get("/runs", response_model=list[RunOut])
@@ -170,12 +170,12 @@ def list_runs(
         runs = (r for r in runs if tag in (r.tags or []))
     if q and (needle := q.strip().lower()):
         runs = (r for r in runs if needle in " ".join([r.name, *(r.tags or []), r.note or ""]).lower())
-    return [store.run_json(r) for r in runs]
+    return [json_view.run_json(r) for r in runs]
 
 
 @router.get("/runs/{run_id}", response_model=RunOut)
 def get_run(run_id: RunId, session: SessionDep) -> dict:
-    return store.run_json(run_or_404(session, run_id))
+    return json_view.run_json(run_or_404(session, run_id))
 
 
 @router.patch("/runs/{run_id}", response_model=RunOut)
@@ -185,13 +185,13 @@ def edit_run(run_id: RunId, body: RunEdit, session: SessionDep) -> dict:
     for field, value in body.model_dump(exclude_unset=True).items():
         setattr(run, field, (value or None) if field == "note" else value)
     session.commit()
-    return store.run_json(run)
+    return json_view.run_json(run)
 
 
 def _act(action: Callable[[int], Run], run_id: int) -> dict:
     """A lifecycle action of the supervisor, the one owner of a run's status: 404 or 409 with the reason."""
     try:
-        return store.run_json(action(run_id))
+        return json_view.run_json(action(run_id))
     except LookupError as e:
         raise HTTPException(404, str(e)) from None
     except TransitionError as e:
@@ -285,25 +285,25 @@ def get_metrics(
 @router.get("/runs/{run_id}/samples", response_model=list[SampleGridOut])
 def list_samples(run_id: RunId, session: SessionDep) -> list[dict]:
     run_or_404(session, run_id)
-    return store.samples_json(session, run_id)
+    return json_view.samples_json(session, run_id)
 
 
 @router.get("/runs/{run_id}/checkpoints", response_model=list[CheckpointOut])
 def list_checkpoints(run_id: RunId, session: SessionDep) -> list[dict]:
     run_or_404(session, run_id)
-    return store.checkpoints_json(session, run_id)
+    return json_view.checkpoints_json(session, run_id)
 
 
 @router.get("/runs/{run_id}/system")
 def get_system(
     run_id: RunId,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=1_000_000, description="the newest this many samples")] = store.SYSTEM_RECENT,
+    limit: Annotated[int, Query(ge=1, le=1_000_000, description="the newest this many samples")] = json_view.SYSTEM_RECENT,
 ) -> list[dict]:
     """The worker's machine every few seconds, oldest first: the attempt, time (unix s), step, cpu_percent (100 = one core), rss_mb,
     and gpu_util (%), gpu_mem_mb, gpu_temp_c on a GPU (else null)."""
     run_or_404(session, run_id)
-    return store.recent_system(session, run_id, limit)
+    return json_view.recent_system(session, run_id, limit)
 
 
 @about.get("/machine", tags=["machine"])

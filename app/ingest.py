@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app import health, history
 from app.runfiles import NotInRun, note, open_in_run, regular_size
 from app.db import Checkpoint, Metric, Received, Run, Sample, SystemSample, sample_url
-from app.store import alert_json, checkpoints_json, run_json, samples_json, system_json
+from app.json_view import alert_json, checkpoints_json, run_json, samples_json, system_json
 from app.lifecycle import TransitionError, transition
 from trainer.files import sha256_of
 from trainer.protocol import CHECKPOINTS_DIR, SAMPLES_DIR, STATS, BatchMessage, EpochMessage, ScoreMessage, Status

@@ -42,7 +42,7 @@ from app.hub import Hub
 from app.lifecycle import TransitionError, transition
 from app.paths import check_paths
 from app.settings import Settings
-from app.store import run_json
+from app.json_view import run_json
 from trainer.protocol import ACTIVE, CHECKPOINTS_DIR, CONFIG, RESUMABLE, RESUME, SAMPLES_DIR, WORKER_LOG, Status
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from app.db import Run, Sample, Sweep
 from app.memory import memory_error
 from app.pages import module_graph, templates
 from app.paths import PATH_FIELDS, path_error, resolved
-from app.store import UtcTime
+from app.json_view import UtcTime
 from app.supervisor import TransitionError
 from app.sweeps import SweepError, SweepSpec, check_optuna, loc_of, run_config, run_count, settings_list, settings_of
 from trainer.config import TrainConfig
