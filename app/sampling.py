@@ -106,7 +106,7 @@ def _cache_key(hashes: list[str], body: SampleRequest) -> str:
 def _device(request: Request) -> tuple[str, str]:
     """(CUDA_VISIBLE_DEVICES, --device): a GPU no training worker holds, else the CPU."""
     gpu = gpus.idle(request.app.state.supervisor.held_gpus())
-    return (gpu, "cuda") if gpu is not None else ("", "cpu")
+    return (gpu, "cuda") if gpu is not None else (gpus.ON_CPU, "cpu")
 
 
 class WarmSampler:
