@@ -100,7 +100,8 @@ def _train(
         "running", step=st.step, epoch=st.epoch, total_steps=total_steps, total_epochs=cfg.epochs,
         batches_per_epoch=data.count, device=str(device), bf16=bf16, graphed=step.graphed,
     )  # fmt: skip
-    recorder, training = _Recorder(sink, cfg, threads if device.type == "cpu" else None), 0.0  # seconds of training so far
+    recorder = _Recorder(sink, cfg, threads if device.type == "cpu" else None)
+    training = 0.0  # seconds of training so far
     side = SideWork(cfg, run_dir, sink, st, Evaluator(cfg, images, device), amp) if ranks.rank == 0 else IdleSideWork()
     st.netg.train()
     st.netd.train()

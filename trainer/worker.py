@@ -348,8 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         with report_to_server(args, cfg.device) as sink:
-            threads = lambda: sink.cpu_threads() or args.threads  # noqa: E731
-            status = train(cfg, args.run_dir, sink, resume=args.resume, stop=stop, threads=threads)
+            status = train(cfg, args.run_dir, sink, resume=args.resume, stop=stop,
+                           threads=lambda: sink.cpu_threads() or args.threads)
         log.info("run %s %s", args.run_id, status)
     except Exception:
         return 1
