@@ -9,22 +9,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
-from fastapi import Path as PathParam
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
-from app import gpus, history, store
+from app import gpus, history, json_view
+from app.deps import RunId, SessionDep, body_error, run_or_404
 from app.db import Checkpoint, Run, Sample
 from app.executors.slurm import SlurmResources
 from app.memory import memory_error
 from app.paths import PATH_FIELDS, path_error, resolved
 from app.lifecycle import TransitionError
 from app.runfiles import NotInRun, RunFileResponse, note, open_in_run
-from app.store import RunOut, download_name
+from app.json_view import RunOut, download_name
 from trainer.config import PRESETS, RESUME_CHANGES, TrainConfig, data_error, form_fields
 from trainer.protocol import ACTIVE, BEST, WORKER_LOG, Status
 from trainer.system import host_gpus
@@ -33,15 +32,6 @@ router = APIRouter(prefix="/api", tags=["runs"])
 # What is not about one run, under its own tags only (a route's tags add to its router's: on `router` they were listed
 # twice in /docs, under "runs" too).
 about = APIRouter(prefix="/api")
-
-
-def get_session(request: Request):
-    with request.app.state.sessions() as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-RunId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="the run's id")]  # SQLite integers are 64-bit
 
 
 class RunCreate(BaseModel):
@@ -82,7 +72,9 @@ class FileOut(BaseModel):
     size: int | None = None
 
 
-class SampleOut(FileOut):
+class SampleGridOut(FileOut):
+    """One epoch's sample grid in samples/, with the scores of that epoch."""
+
     swd: float | None = Field(None, description="sliced Wasserstein distance x1e3 to the data (lower: better)")
     fid: float | None = Field(None, description="FID, when that epoch was scored (docs/quality.md)")
     kid: float | None = Field(None, description="KID, when that epoch was scored")
@@ -92,13 +84,6 @@ class CheckpointOut(FileOut):
     label: str = Field(description='what it holds, e.g. "after epoch 10", "in epoch 29, step 812"')
     step: int | None = Field(None, description="the step it was saved after")
     sha256: str | None = Field(None, description="SHA-256 of the file as the worker reported it")
-
-
-def _run(session: Session, run_id: int) -> Run:
-    run = session.get(Run, run_id)
-    if run is None:
-        raise HTTPException(404, f"run {run_id} not found")
-    return run
 
 
 @about.get("/form", tags=["form"])
@@ -122,15 +107,11 @@ def _executors(settings) -> list[str]:
     return ["slurm", "local"] if settings.executor == "slurm" else ["local"]
 
 
-def _config_error(field: str, msg: str) -> RequestValidationError:
-    return RequestValidationError([{"type": "value_error", "loc": ("body", "config", field), "msg": msg}])
-
-
 def _check_paths(cfg: TrainConfig, roots: list[Path]) -> None:
     """A path the user typed may only point into the configured data roots (or the runs dir)."""
     for field in PATH_FIELDS:
         if (value := getattr(cfg, field)) and (error := path_error(value, roots)):
-            raise _config_error(field, error)
+            raise body_error(("config", field), error)
 
 
 # A null for a field that takes no null: what an emptied form field sends. "required" says it; pydantic said "Input
@@ -158,17 +139,16 @@ def create_run(body: RunCreate, request: Request, session: SessionDep) -> dict:
     _check_paths(cfg, request.app.state.settings.data_roots)
     executor = body.executor or request.app.state.settings.executor
     if executor not in _executors(request.app.state.settings):
-        raise RequestValidationError([{"type": "value_error", "loc": ("body", "executor"),
-                                       "msg": f"this server has no {executor} executor (GANBOARD_EXECUTOR)"}])  # fmt: skip
+        raise body_error(("executor",), f"this server has no {executor} executor (GANBOARD_EXECUTOR)")
     if executor == "local":  # a cluster's node is not this machine
         try:
             gpus.place(cfg.device, busy=[], count=cfg.gpus)
         except gpus.PlacementError as e:
-            raise _config_error("device", str(e)) from None
+            raise body_error(("config", "device"), str(e)) from None
         if too_big := memory_error(cfg):
-            raise _config_error(*too_big)
+            raise body_error(("config", too_big[0]), too_big[1])
     if no_data := data_error(cfg):  # now, not from the worker after its wait in the queue
-        raise _config_error(*no_data)
+        raise body_error(("config", no_data[0]), no_data[1])
     config = resolved(cfg.model_dump())  # what was checked is what the worker gets, whatever a symlink points to later
     slurm = None
     if executor == "slurm":  # the server's settings, and what the run says over them
@@ -183,7 +163,7 @@ def create_run(body: RunCreate, request: Request, session: SessionDep) -> dict:
     if not body.name or not body.name.strip():
         run.name = f"{cfg.dataset}-{run.id}"
     request.app.state.supervisor.submit(session, run)
-    return store.run_json(run)
+    return json_view.run_json(run)
 
 
 @router.get("/runs", response_model=list[RunOut])
@@ -205,28 +185,28 @@ def list_runs(
         runs = (r for r in runs if tag in (r.tags or []))
     if q and (needle := q.strip().lower()):
         runs = (r for r in runs if needle in " ".join([r.name, *(r.tags or []), r.note or ""]).lower())
-    return [store.run_json(r) for r in runs]
+    return [json_view.run_json(r) for r in runs]
 
 
 @router.get("/runs/{run_id}", response_model=RunOut)
 def get_run(run_id: RunId, session: SessionDep) -> dict:
-    return store.run_json(_run(session, run_id))
+    return json_view.run_json(run_or_404(session, run_id))
 
 
 @router.patch("/runs/{run_id}", response_model=RunOut)
 def edit_run(run_id: RunId, body: RunEdit, session: SessionDep) -> dict:
     """Rename, tag, annotate, archive or unarchive; any status, even while it runs."""
-    run = _run(session, run_id)
+    run = run_or_404(session, run_id)
     for field, value in body.model_dump(exclude_unset=True).items():
         setattr(run, field, (value or None) if field == "note" else value)
     session.commit()
-    return store.run_json(run)
+    return json_view.run_json(run)
 
 
 def _act(action: Callable[[int], Run], run_id: int) -> dict:
     """A lifecycle action of the supervisor, the one owner of a run's status: 404 or 409 with the reason."""
     try:
-        return store.run_json(action(run_id))
+        return json_view.run_json(action(run_id))
     except LookupError as e:
         raise HTTPException(404, str(e)) from None
     except TransitionError as e:
@@ -257,14 +237,14 @@ def _checked_changes(run: Run, changes: dict[str, Any]) -> dict[str, Any]:
     """Changes to a stopped run's config, each one a run may make when it carries on (422 naming the field if not)."""
     for field in changes:
         if field not in RESUME_CHANGES:
-            raise _config_error(field, f"cannot change when resuming: the checkpoint depends on it (these can: "
+            raise body_error(("config", field), f"cannot change when resuming: the checkpoint depends on it (these can: "
                                        f"{', '.join(RESUME_CHANGES)})")  # fmt: skip
     try:
         cfg = TrainConfig(**{**run.config, **changes})
     except ValidationError as e:
         raise RequestValidationError(_config_errors(e)) from None
     if cfg.epochs <= run.epoch:
-        raise _config_error("epochs", f"{run.epoch} epochs are done already: give more than that")
+        raise body_error(("config", "epochs"), f"{run.epoch} epochs are done already: give more than that")
     return {field: getattr(cfg, field) for field in changes}
 
 
@@ -274,7 +254,7 @@ def resume_run(
 ) -> dict:
     """Queue a failed, cancelled or interrupted run again, to continue from its last checkpoint; with `config`, on
     changed settings (learning rates, epochs, the save and eval schedule), recorded in the run's `changes`."""
-    changes = _checked_changes(_run(session, run_id), body.config) if body and body.config else None
+    changes = _checked_changes(run_or_404(session, run_id), body.config) if body and body.config else None
     return _act(lambda i: request.app.state.supervisor.resume(i, changes), run_id)
 
 
@@ -289,7 +269,7 @@ def extend_run(run_id: RunId, body: ExtendBody, request: Request) -> dict:
 def delete_run(run_id: RunId, request: Request, session: SessionDep) -> Response:
     """Any run but a running one (409: cancel it first). A queued one is cancelled and deleted in one step: no worker
     runs it, there is nothing to stop."""
-    run = _run(session, run_id)
+    run = run_or_404(session, run_id)
     if run.status == Status.QUEUED:
         _act(request.app.state.supervisor.cancel, run_id)  # through the supervisor: the tick may be starting it now
     # Only while it is not active, checked by the DELETE itself: a resume in between keeps the run.
@@ -313,32 +293,32 @@ def get_metrics(
     resolution). Downsampled by keeping each series' min and max per bucket, so spikes survive."""
     if before is not None and before <= after:
         raise HTTPException(422, f"before ({before}) must be greater than after ({after})")
-    _run(session, run_id)
+    run_or_404(session, run_id)
     return history.metrics(session, run_id, after, max_points, before)
 
 
-@router.get("/runs/{run_id}/samples", response_model=list[SampleOut])
+@router.get("/runs/{run_id}/samples", response_model=list[SampleGridOut])
 def list_samples(run_id: RunId, session: SessionDep) -> list[dict]:
-    _run(session, run_id)
-    return store.samples_json(session, run_id)
+    run_or_404(session, run_id)
+    return json_view.samples_json(session, run_id)
 
 
 @router.get("/runs/{run_id}/checkpoints", response_model=list[CheckpointOut])
 def list_checkpoints(run_id: RunId, session: SessionDep) -> list[dict]:
-    _run(session, run_id)
-    return store.checkpoints_json(session, run_id)
+    run_or_404(session, run_id)
+    return json_view.checkpoints_json(session, run_id)
 
 
 @router.get("/runs/{run_id}/system")
 def get_system(
     run_id: RunId,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=1_000_000, description="the newest this many samples")] = store.SYSTEM_RECENT,
+    limit: Annotated[int, Query(ge=1, le=1_000_000, description="the newest this many samples")] = json_view.SYSTEM_RECENT,
 ) -> list[dict]:
     """The worker's machine every few seconds, oldest first: the attempt, time (unix s), step, cpu_percent (100 = one core), rss_mb,
     and gpu_util (%), gpu_mem_mb, gpu_temp_c on a GPU (else null)."""
-    _run(session, run_id)
-    return store.recent_system(session, run_id, limit)
+    run_or_404(session, run_id)
+    return json_view.recent_system(session, run_id, limit)
 
 
 @about.get("/machine", tags=["machine"])
@@ -384,7 +364,7 @@ def get_best_checkpoint(
     net: Annotated[Literal["g", "d"], Query(description="g: the generator (netg_best.pth), d: the discriminator")] = "g",
 ):  # fmt: skip
     """G (or D) at the epoch with the best score so far: KID once three epochs have one, SWD before (its label says)."""
-    run = _run(session, run_id)
+    run = run_or_404(session, run_id)
     name = BEST[net == "d"]
     if session.get(Checkpoint, {"run_id": run_id, "name": name}) is None:
         raise HTTPException(404, f"run {run_id} has no best checkpoint yet: no epoch has been scored yet")
@@ -394,7 +374,7 @@ def get_best_checkpoint(
 
 @router.api_route("/runs/{run_id}/checkpoints/{name}", methods=["GET", "HEAD"], response_class=FileResponse)
 def get_checkpoint(run_id: RunId, name: str, request: Request, session: SessionDep):
-    run = _run(session, run_id)
+    run = run_or_404(session, run_id)
     known = session.get(Checkpoint, {"run_id": run_id, "name": name}) is not None
     file = _registered_file(request, run_id, "checkpoints", name, known)
     return RunFileResponse(file, media_type="application/octet-stream", filename=download_name(run.name, name))
@@ -417,7 +397,7 @@ def get_log(
     after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="from this byte on; unset: the last 64 KiB")] = None,
 ) -> dict:
     """The worker's log (every attempt, appended), read by the run page's Logs tab while the run trains."""
-    _run(session, run_id)
+    run_or_404(session, run_id)
     path = request.app.state.settings.runs_dir / str(run_id) / WORKER_LOG
     try:
         with path.open("rb") as f:
@@ -433,7 +413,7 @@ def get_log(
 @router.api_route("/runs/{run_id}/log/worker.log", methods=["GET", "HEAD"], response_class=PlainTextResponse)
 def download_log(run_id: RunId, request: Request, session: SessionDep):
     """The whole worker log, as a file."""
-    run = _run(session, run_id)
+    run = run_or_404(session, run_id)
     path = request.app.state.settings.runs_dir / str(run_id) / WORKER_LOG
     if not path.is_file():
         raise HTTPException(404, f"run {run_id} has no worker log yet: it has not started")

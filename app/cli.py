@@ -1,4 +1,4 @@
-"""The `ganboard` command: `serve` (the dashboard), `train` and `sample` (the trainer, headless)."""
+"""The `ganboard` command, server side: `serve` (the dashboard); `train` and `sample` come from trainer/cli.py."""
 
 from __future__ import annotations
 

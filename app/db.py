@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
-from trainer.protocol import RESUMABLE, ROW_COLUMNS, STATS, Status
+from trainer.protocol import RESUMABLE, STATS, SYSTEM_FIELDS, Status, SystemMessage
 
 
 def utcnow() -> datetime:
@@ -153,22 +153,20 @@ def sample_url(run_id: int, name: str) -> str:
 
 
 class Metric(Base):
-    __tablename__ = "metrics"
-    __table_args__ = (Index("ix_metrics_run_time", "run_id", "time"),)  # the recent rows that images/s is measured on
+    """One batch row of a run. Its metric columns follow protocol.STATS, as the messages' rows do: a metric added there
+    becomes a nullable column here (and in metric_buckets), which make_engine adds to a database made before."""
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    step: Mapped[int] = mapped_column(primary_key=True)
-    epoch: Mapped[int]
-    batch: Mapped[int]
-    loss_d: Mapped[float | None]
-    loss_d_real: Mapped[float | None]
-    loss_d_fake: Mapped[float | None]
-    loss_g: Mapped[float | None]
-    d_x: Mapped[float | None]
-    d_g_z: Mapped[float | None]
-    grad_d: Mapped[float | None]
-    grad_g: Mapped[float | None]
-    time: Mapped[float]
+    __table__ = Table(
+        "metrics",
+        Base.metadata,
+        Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+        Column("step", Integer, primary_key=True),
+        Column("epoch", Integer, nullable=False),
+        Column("batch", Integer, nullable=False),
+        *(Column(name, Float) for name in STATS),
+        Column("time", Float, nullable=False),
+        Index("ix_metrics_run_time", "run_id", "time"),  # the recent rows that images/s is measured on
+    )
 
 
 BUCKET_AGGREGATES = ("sum", "min", "max", "n")
@@ -228,22 +226,26 @@ class Checkpoint(Base):
     sha256: Mapped[str | None]
 
 
+def _system_column(name: str) -> Column:
+    """A SystemMessage field as a column: an integer or a float, null where the message may leave it out."""
+    field = SystemMessage.model_fields[name]
+    return Column(name, Integer if field.annotation is int else Float, nullable=not field.is_required())
+
+
 class SystemSample(Base):
-    """The worker's machine at one moment (protocol.SystemMessage); kept across attempts, as time went by."""
+    """The worker's machine at one moment, kept across attempts, as time went by. Its columns follow
+    protocol.SystemMessage's fields (SYSTEM_FIELDS)."""
 
-    __tablename__ = "system_samples"
-    __table_args__ = (Index("ix_system_samples_run_time", "run_id", "time"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    attempt: Mapped[int | None]  # images/s is measured between samples of one attempt (null: stored before it was kept)
-    time: Mapped[float]
-    step: Mapped[int]
-    cpu_percent: Mapped[float]
-    rss_mb: Mapped[float]
-    gpu_util: Mapped[float | None]
-    gpu_mem_mb: Mapped[float | None]
-    gpu_temp_c: Mapped[float | None]
+    __table__ = Table(
+        "system_samples",
+        Base.metadata,
+        Column("id", Integer, primary_key=True),
+        Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+        # images/s is measured between samples of one attempt (null: stored before it was kept)
+        Column("attempt", Integer),
+        *(_system_column(name) for name in SYSTEM_FIELDS),
+        Index("ix_system_samples_run_time", "run_id", "time"),
+    )
 
 
 class Received(Base):
@@ -260,8 +262,6 @@ def hash_token(token: str) -> str:
     """Worker tokens are stored hashed: the database alone does not let anyone report into a run."""
     return hashlib.sha256(token.encode()).hexdigest()
 
-
-METRIC_COLUMNS = ROW_COLUMNS
 
 
 def make_engine(url: str) -> Engine:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import sessionmaker
 
 from app import journal
 from app.db import make_engine
+from trainer.files import atomic
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +69,15 @@ class DatabaseFile:
 
     def _restore(self) -> None:
         self.engine.dispose()  # pooled connections of the old file closed; the keeper still has it
-        tmp = self.path.with_name(self.path.name + ".restoring")
-        tmp.unlink(missing_ok=True)
-        target = sqlite3.connect(tmp)
-        try:
-            self.keepers[-1].backup(target)
-        finally:
-            target.close()
-        for leftover in (f"{self.path}-wal", f"{self.path}-shm"):  # the old file's, or a stray new file's
-            Path(leftover).unlink(missing_ok=True)
-        os.replace(tmp, self.path)
+        with atomic(self.path) as tmp:
+            tmp.unlink(missing_ok=True)
+            target = sqlite3.connect(tmp)
+            try:
+                self.keepers[-1].backup(target)
+            finally:
+                target.close()
+            for leftover in (f"{self.path}-wal", f"{self.path}-shm"):  # the old file's, or a stray new file's
+                Path(leftover).unlink(missing_ok=True)
         self.sessions.configure(bind=make_engine(self.url))
         self._keep()
 

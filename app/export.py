@@ -28,10 +28,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.animations import encode
-from app.api import RunId
+from app.deps import RunId
 from app.db import Metric, Run, Sample, SystemSample
 from app.runfiles import NotInRun, note, open_in_run, regular_size
-from app.store import download_name
+from app.json_view import download_name
 from trainer.protocol import METRICS, ROW_COLUMNS, SAMPLES_DIR
 
 router = APIRouter(prefix="/api/runs/{run_id}/export", tags=["export"])

@@ -25,6 +25,12 @@ class Gpu:
     free: int  # bytes, when it was listed
 
 
+# What a worker's GPUs are to the server (Worker.gpu, `place`, `idle`): its CUDA_VISIBLE_DEVICES, nvidia-smi indexes such
+# as "0" or "0,1", or one of these two.
+ON_CPU = ""  # none visible: it trains on the CPU
+UNKNOWN = None  # not set by this server (a re-attached worker, or none to give): it may hold any GPU
+
+
 class PlacementError(ValueError):
     """A config asks for a GPU this server does not have."""
 
@@ -77,15 +83,15 @@ def free_memory() -> dict[str, int]:
 
 
 def place(device: str, busy: Collection[str | None], count: int = 1) -> tuple[str | None, str]:
-    """Where a worker for a config's `device` trains: (its CUDA_VISIBLE_DEVICES, None to leave the server's; the
+    """Where a worker for a config's `device` trains: (its CUDA_VISIBLE_DEVICES, UNKNOWN to leave the server's; the
     device it then names). `busy`: the GPUs other workers hold ("0,1" for a worker on two). `cuda` and `auto` take a
     GPU no worker holds, else the first; `cuda:N` takes GPU N, which must be one of the server's. A run on `count`
     GPUs (its `gpus`, trainer/distributed.py) takes that many, free ones first; its ranks each use one."""
     gpus = visible()
     if device == "cpu" or (device == "auto" and not gpus):
-        return "", "cpu"
+        return ON_CPU, "cpu"
     if not gpus:  # CUDA asked for and none visible: the worker fails with the reason
-        return None, device
+        return UNKNOWN, device
     if count > len(gpus):
         raise PlacementError(f"gpus: {count} asked for, this server has {len(gpus)} ({', '.join(gpus)})")
     if device.startswith("cuda:"):
@@ -101,8 +107,8 @@ def place(device: str, busy: Collection[str | None], count: int = 1) -> tuple[st
 
 
 def idle(held: Collection[str | None]) -> str | None:
-    """A GPU that no worker holds, or None (a held GPU of None: a worker whose GPU is unknown, which may hold any)."""
-    if None in held:
+    """A GPU that no worker holds, or None (also while a worker's GPU is UNKNOWN: it may hold any)."""
+    if UNKNOWN in held:
         return None
     taken = {g for gpu in held if gpu for g in gpu.split(",")}
     return next((g for g in visible() if g not in taken), None)
@@ -110,4 +116,4 @@ def idle(held: Collection[str | None]) -> str | None:
 
 def environment(gpu: str | None) -> dict[str, str]:
     """What a process the server starts needs in its environment to train on `gpu` (see place)."""
-    return {} if gpu is None else {"CUDA_VISIBLE_DEVICES": gpu, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    return {} if gpu is UNKNOWN else {"CUDA_VISIBLE_DEVICES": gpu, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}

@@ -20,7 +20,10 @@ from app.db import Alert, Metric, Run, Sample
 D_WINDOW = 200  # steps D's outputs are averaged over
 D_FAKE_MAX, D_REAL_MIN = 0.05, 0.95
 OSCILLATION_WINDOW = 1000  # steps looked at for spikes
-BATCH_EVERY = 50  # the batch rules run when stored rows reach a multiple of this many steps, not on every message
+# The batch rules run when stored rows reach a multiple of this many steps (history.reaches_multiple), not on every
+# message: reading the last OSCILLATION_WINDOW rows was the server's largest cost per worker message (a message every
+# 0.25 s holds a few steps); an alert comes at most BATCH_EVERY steps later, against windows of 200 and 1,000 steps.
+BATCH_EVERY = 50
 SPIKE_FACTOR = 3.0  # a spike: a loss above this many times the window's median
 SPIKE_MIN = 0.5  # and above the median by this much (a loss near 0, as when D wins, has "spikes" of 0.001)
 MIN_SPIKES = 3
@@ -105,13 +108,6 @@ def mode_collapse(diversity: Sequence[float]) -> str | None:
 
 
 # -- applied to what ingest stored ------------------------------------------------------------------------------------
-
-
-def batch_due(first: int, last: int) -> bool:
-    """Whether rows of steps `first..last` reach a multiple of BATCH_EVERY. Reading the last OSCILLATION_WINDOW rows was
-    the server's largest cost per worker message (a message every 0.25 s holds a few steps); an alert now comes at most
-    BATCH_EVERY steps later, against windows of 200 and 1,000 steps."""
-    return (first - 1) // BATCH_EVERY != last // BATCH_EVERY
 
 
 def after_batch(session: Session, run: Run) -> list[Alert]:

@@ -24,8 +24,8 @@ from typing import Any
 from sqlalchemy import Select, delete, func, insert, literal, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import BUCKET_AGGREGATES, METRIC_COLUMNS, Metric, Run, metric_buckets
-from trainer.protocol import METRICS, STATS
+from app.db import BUCKET_AGGREGATES, Metric, Run, metric_buckets
+from trainer.protocol import METRICS, ROW_COLUMNS, STATS
 
 MAX_BUCKETS = 2000
 AGGREGATES = ("mean", "min", "max", "count")
@@ -53,13 +53,15 @@ def _aggregate(run_id: int, width: int, after: int) -> Select:
     return select(*columns).where(Metric.run_id == run_id, Metric.step > after).group_by(bucket).order_by(bucket)
 
 
-REFRESH_EVERY = 256  # ingest refreshes the stored buckets when a batch's rows reach a multiple of this many steps
+# Ingest refreshes the stored buckets when a batch's rows reach a multiple of this many steps: that seldom keeps ingest
+# cheap, and leaves a reader at most REFRESH_EVERY + W rows to aggregate beyond the stored buckets.
+REFRESH_EVERY = 256
 
 
-def refresh_due(first: int, last: int) -> bool:
-    """Whether rows of steps `first..last` reach a multiple of REFRESH_EVERY: refreshing that seldom keeps ingest cheap,
-    and leaves a reader at most REFRESH_EVERY + W rows to aggregate beyond the stored buckets."""
-    return (first - 1) // REFRESH_EVERY != last // REFRESH_EVERY
+def reaches_multiple(first: int, last: int, every: int) -> bool:
+    """Whether rows of steps `first..last` reach a multiple of `every`: when ingest does what it does every so many
+    steps (REFRESH_EVERY here, health.BATCH_EVERY), whatever steps each worker message holds."""
+    return (first - 1) // every != last // every
 
 
 def forget(session: Session, run_id: int, after: int) -> None:
@@ -126,13 +128,13 @@ def metrics(
 ) -> dict[str, list]:
     """Columnar rows after step `after` (and before step `before`, when given), at most `max_points` of them, chosen
     so that spikes survive (for the API)."""
-    query = select(*(getattr(Metric, c) for c in METRIC_COLUMNS)).where(Metric.run_id == run_id, Metric.step > after)
+    query = select(*(getattr(Metric, c) for c in ROW_COLUMNS)).where(Metric.run_id == run_id, Metric.step > after)
     if before is not None:
         query = query.where(Metric.step < before)
     rows = session.execute(query.order_by(Metric.step)).all()
     keep = downsample_indices(rows, max_points)
-    cols = list(zip(*(rows[i] for i in keep))) if keep else [[] for _ in METRIC_COLUMNS]
-    return {name: list(col) for name, col in zip(METRIC_COLUMNS, cols)}
+    cols = list(zip(*(rows[i] for i in keep))) if keep else [[] for _ in ROW_COLUMNS]
+    return {name: list(col) for name, col in zip(ROW_COLUMNS, cols)}
 
 
 def downsample_indices(rows: list, max_points: int) -> list[int]:
@@ -141,7 +143,7 @@ def downsample_indices(rows: list, max_points: int) -> list[int]:
     n = len(rows)
     if n <= max_points:
         return list(range(n))
-    positions = [METRIC_COLUMNS.index(s) for s in SHOWN]
+    positions = [ROW_COLUMNS.index(s) for s in SHOWN]
     buckets = max(1, (max_points - 2) // (2 * len(SHOWN)))
     keep = {0, n - 1}
     for b in range(buckets):

@@ -7,12 +7,10 @@ stored once.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from datetime import timezone
 from pathlib import Path
-from typing import BinaryIO
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -22,8 +20,9 @@ from sqlalchemy.orm import Session
 from app import health, history
 from app.runfiles import NotInRun, note, open_in_run, regular_size
 from app.db import Checkpoint, Metric, Received, Run, Sample, SystemSample, sample_url
-from app.store import alert_json, checkpoints_json, run_json, samples_json, system_json
+from app.json_view import alert_json, checkpoints_json, run_json, samples_json, system_json
 from app.lifecycle import TransitionError, transition
+from trainer.files import sha256_of
 from trainer.protocol import CHECKPOINTS_DIR, SAMPLES_DIR, STATS, BatchMessage, EpochMessage, ScoreMessage, Status
 from trainer.protocol import StatusMessage, StoppingMessage, SystemMessage, WorkerMessage, is_plain_name, is_snapshot
 
@@ -64,7 +63,7 @@ def checkpoint_digests(run_dir: Path, msg: WorkerMessage) -> Digests:
                 continue
             key = (st.st_dev, st.st_ino, st.st_mtime_ns)
             if key not in by_file:
-                by_file[key] = (st.st_size, _sha256(f))
+                by_file[key] = (st.st_size, sha256_of(f))
             digests[name] = by_file[key]
     return digests
 
@@ -125,7 +124,7 @@ def _batch(session: Session, run: Run, msg: BatchMessage, current: bool) -> dict
     if rows.step:
         if not current:  # an older attempt's late rows may fall inside stored buckets
             history.forget(session, run.id, min(rows.step) - 1)
-        if history.refresh_due(min(rows.step), max(rows.step)):
+        if history.reaches_multiple(min(rows.step), max(rows.step), history.REFRESH_EVERY):
             history.refresh(session, run)
     return {"type": "batch", "rows": {c: getattr(rows, c) for c in ("step", "epoch", "time", *STATS)}}  # every x axis
 
@@ -141,7 +140,7 @@ def _check_health(session: Session, run: Run, msg: WorkerMessage) -> list:
         return []
     if isinstance(msg, BatchMessage):
         steps = msg.rows.step
-        return health.after_batch(session, run) if steps and health.batch_due(min(steps), max(steps)) else []
+        return health.after_batch(session, run) if steps and history.reaches_multiple(min(steps), max(steps), health.BATCH_EVERY) else []
     if isinstance(msg, EpochMessage):
         return health.after_epoch(session, run)
     return health.after_status(session, run, msg.status, msg.error)
@@ -252,13 +251,6 @@ def _status(session: Session, run: Run, msg: StatusMessage) -> None:
         transition(session, run, msg.status, **fields)
     except TransitionError:
         log.info("run %s: %s from attempt %s came after another change; not applied", run.id, msg.status, msg.attempt)
-
-
-def _sha256(f: BinaryIO) -> str:
-    digest = hashlib.sha256()
-    while chunk := f.read(1 << 20):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _register_checkpoints(session: Session, run: Run, digests: Digests, epoch: int, step: int | None) -> bool:

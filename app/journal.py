@@ -1,4 +1,4 @@
-"""Replaying workers' journals (`runs/<id>/journal.jsonl`, written by trainer/journal.py) into the database.
+"""Server side of the journal: replaying workers' `runs/<id>/journal.jsonl` (trainer/journal.py) into the database.
 
 A worker appends every message to its run's journal before it sends it, so the journal is the record and the socket
 only the fast path. The server reads each journal from `runs.journal_offset` (the bytes already replayed) at these

@@ -10,9 +10,9 @@ import logging
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from app import journal, store
+from app import journal, json_view
 from app.hub import PAGE_INTERVAL, RESYNC, frame
-from app.api import RunId
+from app.deps import RunId
 from app.db import Run, hash_token
 from app.ingest import checkpoint_digests, ingest
 from trainer import protocol
@@ -100,7 +100,7 @@ async def page_socket(ws: WebSocket, run_id: RunId) -> None:
     def make_snapshot(after: int) -> dict | None:
         with state.sessions() as s:
             run = s.get(Run, run_id)
-            return store.snapshot(s, run, after) if run else None
+            return json_view.snapshot(s, run, after) if run else None
 
     async def send_live(last_step: int) -> None:
         clock = asyncio.get_running_loop().time

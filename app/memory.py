@@ -1,4 +1,5 @@
-"""Refuse a config that cannot fit the memory of the device it asks for, before it is queued (no torch here)."""
+"""Server side of memory: refuse a config that cannot fit its device's memory before it is queued (trainer/memory.py
+works out the need; no torch here)."""
 
 from __future__ import annotations
 

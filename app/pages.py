@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
-from app.api import RunId
+from app.deps import RunId, run_or_404
 from app.db import Run
 from trainer.protocol import METRICS, Status
 
@@ -50,8 +50,7 @@ def index(request: Request, clone: int | None = None):
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 def run_page(request: Request, run_id: RunId):
     with request.app.state.sessions() as s:
-        if s.get(Run, run_id) is None:
-            raise HTTPException(404, f"run {run_id} not found")
+        run_or_404(s, run_id)
     metrics = [asdict(m) for m in METRICS]  # the page's charts follow the protocol's metric list
     return templates.TemplateResponse(request, "run.html", {"run_id": run_id, "metrics": metrics, "modules": RUN_MODULES})
 

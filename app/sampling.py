@@ -23,22 +23,20 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi import Path as PathParam
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from app.db import Checkpoint, Run
+from app.db import Checkpoint
 from app import gpus
+from app.deps import RunId, body_error, run_or_404
 from app.runfiles import RunFileResponse, open_in_run, regular_size
 from trainer.protocol import CHECKPOINTS_DIR
 
 router = APIRouter(prefix="/api/runs/{run_id}", tags=["sampling"])
-RunId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="the run's id")]
 REPO = Path(__file__).resolve().parent.parent
 GENERATED_DIR = "generated"
 TIMEOUT_SECONDS = 300.0  # 512 images at 96x96 take well under a minute on 2 CPU cores
@@ -69,7 +67,9 @@ class SampleRequest(BaseModel):
         return self.seed2 if self.seed2 is not None else (self.seed + 1) % 2**32
 
 
-class SampleOut(BaseModel):
+class GeneratedOut(BaseModel):
+    """What POST /samples/generate made from a checkpoint: the images' URLs, and whether they came from the cache."""
+
     url: str = Field(description="the PNG: a grid, or the walk as one strip")
     animation_url: str | None = Field(None, description="walk: the frames as an animated WebP")
     cached: bool = Field(description="true when the images were made by an earlier request")
@@ -78,17 +78,12 @@ class SampleOut(BaseModel):
     animation_size: int | None = Field(None, description="walk: bytes of the animated WebP")
 
 
-def _field_error(field: str, msg: str) -> RequestValidationError:
-    return RequestValidationError([{"type": "value_error", "loc": ("body", field), "msg": msg}])
-
-
 def _checkpoint(request: Request, run_id: int, body: SampleRequest) -> tuple[Path, list[str]]:
     """The generator file the request names and the SHA-256s its images depend on (G's, and D's in generate mode): 404
     unless the run has them registered as regular files in its folder, 422 when it is not a generator."""
     name = body.checkpoint
     with request.app.state.sessions() as session:
-        if session.get(Run, run_id) is None:
-            raise HTTPException(404, f"run {run_id} not found")
+        run_or_404(session, run_id)
         known = session.get(Checkpoint, {"run_id": run_id, "name": name})
         netd = session.get(Checkpoint, {"run_id": run_id, "name": "netd" + name[4:]}) if body.mode == "generate" else None
     run_dir = request.app.state.settings.runs_dir / str(run_id)
@@ -100,7 +95,7 @@ def _checkpoint(request: Request, run_id: int, body: SampleRequest) -> tuple[Pat
     if known is None:
         raise HTTPException(404, f"checkpoint {name!r} not found in run {run_id}")
     if not name.startswith("netg"):
-        raise _field_error("checkpoint", f"{name} is not a generator: choose a netg*.pth checkpoint")
+        raise body_error(("checkpoint",), f"{name} is not a generator: choose a netg*.pth checkpoint")
     return run_dir / CHECKPOINTS_DIR / name, [c.sha256 or f"{c.name}@{c.size}" for c in (known, netd) if c is not None]
 
 
@@ -111,7 +106,7 @@ def _cache_key(hashes: list[str], body: SampleRequest) -> str:
 def _device(request: Request) -> tuple[str, str]:
     """(CUDA_VISIBLE_DEVICES, --device): a GPU no training worker holds, else the CPU."""
     gpu = gpus.idle(request.app.state.supervisor.held_gpus())
-    return (gpu, "cuda") if gpu is not None else ("", "cpu")
+    return (gpu, "cuda") if gpu is not None else (gpus.ON_CPU, "cpu")
 
 
 class WarmSampler:
@@ -219,7 +214,7 @@ def _hit(folder: Path, key: str, walk: bool) -> bool:
     return True
 
 
-@router.post("/samples/generate", response_model=SampleOut, responses={503: {"description": "too many requests wait"}})
+@router.post("/samples/generate", response_model=GeneratedOut, responses={503: {"description": "too many requests wait"}})
 async def generate_samples(run_id: RunId, body: SampleRequest, request: Request):
     """Images from one of the run's generator checkpoints, made once per (checkpoint weights, parameters) and cached."""
     netg, hashes = await run_in_threadpool(_checkpoint, request, run_id, body)

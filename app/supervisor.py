@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from app import journal
+from app import gpus, journal
 from app.db import Checkpoint, Run, hash_token, utcnow
 from app.dbfile import DatabaseFile
 from app.runfiles import claim
@@ -42,7 +42,7 @@ from app.hub import Hub
 from app.lifecycle import TransitionError, transition
 from app.paths import check_paths
 from app.settings import Settings
-from app.store import run_json
+from app.json_view import run_json
 from trainer.protocol import ACTIVE, CHECKPOINTS_DIR, CONFIG, RESUMABLE, RESUME, SAMPLES_DIR, WORKER_LOG, Status
 
 log = logging.getLogger(__name__)
@@ -325,10 +325,10 @@ class Supervisor:
 
     def _on_cpu(self) -> list[int]:
         """The runs whose local workers train on the CPU. A copy: the event loop reads it while the tick may change it."""
-        return [run_id for run_id, worker in list(self.workers.items()) if worker.executor == "local" and worker.gpu == ""]
+        return [run_id for run_id, worker in list(self.workers.items()) if worker.executor == "local" and worker.gpu == gpus.ON_CPU]
 
     def held_gpus(self) -> list[str | None]:
-        """The server's GPUs its local workers hold (None: a re-attached worker's, unknown)."""
+        """The server's GPUs its local workers hold (gpus.UNKNOWN: a re-attached worker's)."""
         return [worker.gpu for worker in list(self.workers.values()) if worker.executor == "local"]
 
     def _ids(self, *where, limit: int | None = None) -> list[int]:
@@ -486,7 +486,7 @@ class Supervisor:
             args += ["--threads", str(cpu_share(1 + len(self._on_cpu())))]
         log_path = run_dir / WORKER_LOG
         with log_path.open("ab") as out:
-            where = f"{executor.name}" + (f", CUDA_VISIBLE_DEVICES={gpu}" if gpu is not None else "")
+            where = f"{executor.name}" + (f", CUDA_VISIBLE_DEVICES={gpu}" if gpu is not gpus.UNKNOWN else "")
             out.write(f"--- attempt {attempt}, {utcnow().isoformat()}Z ({where}): trainer.worker {' '.join(args)}\n".encode())
         return executor.launch(Launch(run.id, attempt, run_dir, args, env, log_path, run.config.get("gpus", 1), run.slurm), gpu)
 

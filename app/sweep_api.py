@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import shutil
 import statistics
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi import Path as PathParam
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.api import SessionDep
+from app.deps import SessionDep, SweepId, body_error
 from app.db import Run, Sample, Sweep
 from app.memory import memory_error
 from app.pages import module_graph, templates
 from app.paths import PATH_FIELDS, path_error, resolved
-from app.store import UtcTime
+from app.json_view import UtcTime
 from app.supervisor import TransitionError
 from app.sweeps import SweepError, SweepSpec, check_optuna, loc_of, run_config, run_count, settings_list, settings_of
 from trainer.config import TrainConfig
@@ -32,12 +30,7 @@ from trainer.protocol import ACTIVE, Status
 
 router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
 pages = APIRouter(include_in_schema=False)
-SweepId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="the sweep's id")]
 SWEEP_MODULES = module_graph("/static/sweep/main.js")
-
-
-def _invalid(e: SweepError) -> RequestValidationError:
-    return RequestValidationError([{"type": "value_error", "loc": ("body", *e.loc), "msg": e.msg}])
 
 
 def _configs(spec: SweepSpec, request: Request) -> list[TrainConfig]:
@@ -46,15 +39,15 @@ def _configs(spec: SweepSpec, request: Request) -> list[TrainConfig]:
     try:
         configs = [check_optuna(spec)] if spec.method == "optuna" else [run_config(spec, s) for s in settings_list(spec)]
     except SweepError as e:
-        raise _invalid(e) from None
+        raise body_error(e.loc, e.msg) from None
     roots = request.app.state.settings.data_roots
     for cfg in configs:  # a path may only point into the data roots, as for one run; an axis may vary data_path too
         for field in PATH_FIELDS:
             if (value := getattr(cfg, field)) and (error := path_error(value, roots)):
-                raise _invalid(SweepError(loc_of(spec, field), error))
+                raise body_error(loc_of(spec, field), error)
     biggest = max(configs, key=lambda c: estimate(c).total)
     if too_big := memory_error(biggest):
-        raise _invalid(SweepError(loc_of(spec, too_big[0]), too_big[1]))
+        raise body_error(loc_of(spec, too_big[0]), too_big[1])
     return configs
 
 

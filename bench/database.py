@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import select  # noqa: E402
 
-from app import store  # noqa: E402
+from app import json_view  # noqa: E402
 from app.db import Run, make_engine, make_sessionmaker  # noqa: E402
 from app.journal import replay  # noqa: E402
 from tests.browser.runs_in_db import write_run  # noqa: E402
@@ -73,7 +73,7 @@ def snapshot_ms(url: str, run_id: int, times: int = 5) -> float:
     for _ in range(times):
         started = time.perf_counter()
         with sessions() as s:
-            store.snapshot(s, s.get(Run, run_id))
+            json_view.snapshot(s, s.get(Run, run_id))
         took.append(1000 * (time.perf_counter() - started))
     engine.dispose()
     return statistics.median(took)

@@ -68,6 +68,13 @@ def test_the_api_docs_list_each_route_once(server):
     assert paths["/api/form"]["get"]["tags"] == ["form"] and paths["/api/machine"]["get"]["tags"] == ["machine"]
 
 
+def test_the_api_docs_name_each_model_once(server):
+    """Two response models of one name are listed by their module paths (app__api__SampleOut): each says what it holds."""
+    schemas = server.client.get("/openapi.json").json()["components"]["schemas"]
+    assert [name for name in schemas if "__" in name] == []
+    assert {"SampleGridOut", "GeneratedOut"} <= set(schemas)
+
+
 def test_malformed_bodies_are_422(server):
     assert server.client.post("/api/runs", content=b"\xff\xfe not json", headers={"content-type": "application/json"}).status_code == 422
     assert server.client.post("/api/runs", json={"name": "x" * 101}).status_code == 422

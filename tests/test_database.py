@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -17,6 +17,7 @@ from app import export
 from app.db import Checkpoint, Run, make_engine, make_sessionmaker
 from app.settings import Settings
 from tests.browser.runs_in_db import write_run
+from trainer.protocol import ROW_COLUMNS, SYSTEM_FIELDS
 from tests.harness import free_port, start_server, wait_for
 
 
@@ -42,6 +43,24 @@ def test_an_older_database_gains_the_columns_added_since(db_url):
         s.commit()
     engine.dispose()
     make_engine(db_url).dispose()  # opening it again changes nothing
+
+
+def test_the_metric_and_system_columns_are_the_protocols(db_url):
+    """db.Metric's columns are generated from protocol.METRICS, in the stats vector's order, and db.SystemSample's from
+    protocol.SystemMessage; a database made before a metric was added gains its column (null in the rows already
+    there)."""
+    def columns(engine, table: str = "metrics") -> list[str]:
+        return [c["name"] for c in inspect(engine).get_columns(table)]
+
+    engine = make_engine(db_url)
+    assert columns(engine) == ["run_id", *ROW_COLUMNS]
+    assert columns(engine, "system_samples") == ["id", "run_id", "attempt", *SYSTEM_FIELDS]
+    with engine.begin() as conn:
+        conn.execute(text('ALTER TABLE "metrics" DROP COLUMN "grad_g"'))
+    engine.dispose()
+    engine = make_engine(db_url)
+    assert sorted(columns(engine)) == sorted(["run_id", *ROW_COLUMNS])
+    engine.dispose()
 
 
 def test_run_ids_are_never_given_twice(db_url):

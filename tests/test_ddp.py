@@ -73,7 +73,7 @@ def test_a_cancel_stops_every_rank_and_one_process_resumes_the_steps(server, tmp
         def on_status(self, status, **info): ...  # noqa: E704
 
     cfg = TrainConfig(**{**TINY, **TWO, "gpus": 1, "epochs": 1000, "max_steps": cancelled["step"] + 3})
-    status = train(cfg, server.runs_dir / str(run["id"]), Sink(), resume=True, stop=threading.Event(), threads=1)
+    status = train(cfg, server.runs_dir / str(run["id"]), Sink(), resume=True, stop=threading.Event(), threads=lambda: 1)
     assert status == "completed" and rows == [cancelled["step"] + k for k in (1, 2, 3)]
 
 

@@ -48,14 +48,14 @@ def test_placement_memory_and_sampling_agree_on_the_servers_gpus(fake_smi, monke
     assert gpus.place("auto", busy=[]) == ("1", "cuda:0")
     assert gpus.place("cuda", busy=["1"]) == ("3", "cuda:0")
     assert gpus.place("cuda:3", busy=[]) == ("3", "cuda:0")
-    assert gpus.place("cpu", busy=[]) == ("", "cpu")
+    assert gpus.place("cpu", busy=[]) == (gpus.ON_CPU, "cpu") == ("", "cpu")
     assert gpus.place("cuda", busy=["1"], count=2) == ("3,1", "cuda:0")  # a run on two GPUs: the free one first
     with pytest.raises(gpus.PlacementError, match="device cuda:0: this server's GPUs are 1, 3"):
         gpus.place("cuda:0", busy=[])
     assert memory.available("cuda:3") == ("GPU 3", (81559 - 4000) * 2**20)
     assert memory.available("cuda:0") is None  # not this server's
     assert memory.available("auto")[0] == "GPU 1"  # the one with the most free memory of the two
-    assert gpus.idle(["1"]) == "3" and gpus.idle(["1", "3"]) is None and gpus.idle([None]) is None
+    assert gpus.idle(["1"]) == "3" and gpus.idle(["1", "3"]) is None and gpus.idle([gpus.UNKNOWN]) is None
     assert gpus.environment("3") == {"CUDA_VISIBLE_DEVICES": "3", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
 

@@ -137,4 +137,4 @@ def test_a_resumed_attempt_replaces_the_rows_it_rewrote_and_a_new_plan_rebuckets
 
 @pytest.mark.parametrize(("first", "last", "due"), [(1, 255, False), (1, 256, True), (256, 256, True), (257, 511, False), (500, 600, True)])
 def test_ingest_refreshes_when_rows_reach_a_multiple_of_refresh_every(first, last, due):
-    assert history.REFRESH_EVERY == 256 and history.refresh_due(first, last) is due
+    assert history.REFRESH_EVERY == 256 and history.reaches_multiple(first, last, history.REFRESH_EVERY) is due

@@ -19,7 +19,7 @@ from websockets.sync.server import serve
 
 from tests.harness import free_port, wait_for
 from trainer.journal import read_lines
-from trainer.protocol import CHECKPOINTS_DIR, JOURNAL, ROW_COLUMNS, SAMPLES_DIR, parse_message
+from trainer.protocol import CHECKPOINTS_DIR, JOURNAL, ROW_COLUMNS, SAMPLES_DIR, Ack, parse_message
 from trainer.worker import WsSink
 
 
@@ -151,6 +151,21 @@ def test_backoff_then_send_in_order_with_the_token_and_exit_clean(tmp_path):
     assert [(m["seq"], m["type"]) for m in journal_of(tmp_path / JOURNAL)] == [
         (1, "status"), (2, "batch"), (3, "epoch"), (4, "status")
     ]
+
+
+def test_the_servers_share_of_the_cores_comes_with_its_acknowledgements_split_among_the_ranks(tmp_path):
+    """protocol.Ack carries a CPU run's torch threads; a run on two processes trains each with half."""
+    class Sharing(FakeSocket):
+        def send(self, text: str) -> None:
+            self.log.append(msg := json.loads(text))
+            self.replies.append(Ack(seq=msg["seq"], threads=6).model_dump_json(exclude_none=True))
+
+    sent: list[dict] = []
+    sink = WsSink("ws://x/ws/worker/1", "tok", 1, tmp_path / JOURNAL, connect=lambda url, **kw: Sharing(sent), ranks=2)
+    assert sink.cpu_threads() is None  # none heard yet: the loop keeps the threads it started with
+    sink.on_batch(rows(1))
+    wait_for(lambda: sink.cpu_threads() == 3, 10, what="the acknowledgement's share")
+    assert sink.close(timeout=10)
 
 
 def test_close_gives_up_after_its_timeout_when_nothing_is_acknowledged(tmp_path):

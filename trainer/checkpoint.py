@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from trainer.files import atomic
 from trainer.protocol import BEST, LATEST, RESUME, is_numbered, is_snapshot
 
 Digest = tuple[int, str]  # size in bytes, SHA-256
@@ -39,23 +40,20 @@ class _HashingFile(io.RawIOBase):
 
 def atomic_save(obj: Any, path: Path) -> Digest:
     """torch.save `obj` to `path` through a temporary file; returns its size and SHA-256, computed while writing."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
+    with atomic(path) as tmp, tmp.open("wb") as f:
         out = _HashingFile(f)
         torch.save(obj, out)
-    os.replace(tmp, path)
     return out.size, out.sha.hexdigest()
 
 
 def link_or_copy(source: Path, target: Path) -> None:
     """`target` becomes the same file as `source`: a hard link, swapped in atomically; a copy where links fail."""
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        tmp.write_bytes(source.read_bytes())
-    os.replace(tmp, target)
+    with atomic(target) as tmp:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            tmp.write_bytes(source.read_bytes())
 
 
 def host_copy(obj: Any, pinned: bool = False) -> Any:

@@ -1,4 +1,4 @@
-"""`ganboard train` and `ganboard sample`: the trainer without the dashboard.
+"""Trainer side of the `ganboard` command (app/cli.py adds `serve`): `train` and `sample`, without the dashboard.
 
 `train` writes `runs/<name>/` exactly as a dashboard run does (config.json, samples/, checkpoints/). torch is imported
 inside the commands, so building the parser (and `ganboard serve`) stays light.

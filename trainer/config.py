@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 DATASETS = ("emoji", "procedural", "folder", "mnist", "fashion-mnist", "cifar10")
 IMAGE_SIZES = (32, 64, 96, 128)
-FIELD_GROUPS = ("data", "model", "optimisation", "schedule", "hardware")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 # What a stopped or finished run may change when it carries on from its resume.pt: nothing the checkpoint's shapes, the
 # data or the noise depend on.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from trainer.config import IMAGE_EXTENSIONS, TrainConfig, cache_dir, torchvision_root
+from trainer.files import atomic
 MAX_BYTES = 4 * 2**30  # the most we are willing to hold in memory
 PROCEDURAL_COUNT = 4096
 CHUNK = 1024  # images per step of the float conversions, which need 4 bytes per value
@@ -58,14 +58,8 @@ def _cached(name: str, make: Callable[[], torch.Tensor], log: Callable[[str], No
     images = make()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(images, f)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic(path, unique=True) as tmp:
+            torch.save(images, tmp)
     except OSError as e:  # a read-only or full disk costs the next run some seconds, nothing more
         log(f"could not cache {name} in {path.parent}: {e}")
     return images

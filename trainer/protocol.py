@@ -289,7 +289,11 @@ class SystemMessage(_Message):
     gpu_temp_c: NonNegative | None = None
 
 
-SYSTEM_FIELDS: tuple[str, ...] = ("time", "step", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb", "gpu_temp_c")
+# What a system sample holds, as the database stores it (db.SystemSample's columns follow it) and the API sends it.
+SYSTEM_FIELDS: tuple[str, ...] = tuple(
+    name for name in SystemMessage.model_fields if name not in (*_Message.model_fields, "type")
+)
+
 
 class StoppingMessage(_Message):
     """The worker heard the stop signal at `step`: it saves and reports `cancelled` next. The cancel's grace counts

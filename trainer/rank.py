@@ -71,10 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     threads = max(1, (args.threads or len(os.sched_getaffinity(0))) // world)
     ranks = ProcessGroup(device)
     if rank:
-        train(cfg, args.run_dir, NullSink(), resume=args.resume, stop=stop, threads=threads, ranks=ranks)
+        train(cfg, args.run_dir, NullSink(), resume=args.resume, stop=stop, threads=lambda: threads, ranks=ranks)
     else:
         with report_to_server(args, cfg.device, ranks=world) as sink:
-            train(cfg, args.run_dir, _FailureLater(sink), resume=args.resume, stop=stop, threads=threads, ranks=ranks)
+            train(cfg, args.run_dir, _FailureLater(sink), resume=args.resume, stop=stop,
+                  threads=lambda: sink.cpu_threads() or threads, ranks=ranks)
     ranks.close()
     return 0
 

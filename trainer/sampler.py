@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import select
 import sys
 from collections import OrderedDict
@@ -30,6 +29,7 @@ import torch
 from PIL import Image
 
 from trainer.checkpoint import load_user_weights
+from trainer.files import atomic
 from trainer.grid import grid_image
 from trainer.models import NetD, NetG, discriminator_from_state_dict, generator_from_state_dict
 from trainer.protocol import CHECKPOINTS_DIR
@@ -95,18 +95,16 @@ def discriminator_name(generator: str) -> str:
 
 
 def save_png(pixels: torch.Tensor, out: Path) -> None:
-    tmp = out.with_name(out.name + ".tmp")
-    Image.fromarray(pixels.numpy()).save(tmp, format="png")
-    os.replace(tmp, out)  # a reader never sees half a file
+    with atomic(out) as tmp:  # a reader never sees half a file
+        Image.fromarray(pixels.numpy()).save(tmp, format="png")
 
 
 def save_animation(frames: torch.Tensor, out: Path) -> None:
     """The frames there and back again, looping, as an animated WebP."""
     images = [Image.fromarray(grid_image(f[None], padding=0).numpy()) for f in frames]
     images += images[-2:0:-1]
-    tmp = out.with_name(out.name + ".tmp")
-    images[0].save(tmp, format="webp", save_all=True, append_images=images[1:], duration=100, loop=0, lossless=True)
-    os.replace(tmp, out)
+    with atomic(out) as tmp:
+        images[0].save(tmp, format="webp", save_all=True, append_images=images[1:], duration=100, loop=0, lossless=True)
 
 
 class Nets:

@@ -38,6 +38,7 @@ from PIL import Image
 from trainer.checkpoint import Digest, host_copy, remove, save_best, save_nets, save_resume, stale_copies
 from trainer.config import TrainConfig
 from trainer.evaluate import Evaluator
+from trainer.files import atomic
 from trainer.grid import grid_image
 from trainer.protocol import CHECKPOINTS_DIR, SAMPLES_DIR, epoch_checkpoint_names, sample_name
 from trainer.protocol import snapshot_checkpoint_names
@@ -295,8 +296,8 @@ class SideWork:
 
         def job() -> None:
             name = sample_name(epoch)
-            Image.fromarray(grid.numpy()).save(self.samples / (name + ".tmp"), format="png")
-            os.replace(self.samples / (name + ".tmp"), self.samples / name)
+            with atomic(self.samples / name) as tmp:
+                Image.fromarray(grid.numpy()).save(tmp, format="png")
             if end.copies:
                 self._write_nets(end.copies, nets)
             if best:

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from trainer.journal import JournalWriter, read_lines
-from trainer.protocol import CHECKPOINTS_DIR, JOURNAL, LATEST, RESUME, SAMPLES_DIR, BatchMessage, EpochMessage
+from trainer.protocol import CHECKPOINTS_DIR, JOURNAL, LATEST, RESUME, SAMPLES_DIR, Ack, BatchMessage, EpochMessage
 from trainer.protocol import ScoreMessage, StatusMessage, StoppingMessage, SystemMessage, WorkerMessage
 from trainer.protocol import epoch_checkpoint_names, parse_message
 from trainer.protocol import sample_name
@@ -76,17 +76,11 @@ class WsSink:
     def on_batch(self, rows: dict[str, list]) -> None:
         self.step = rows["step"][-1] if rows["step"] else self.step
         self._queue(lambda seq: BatchMessage(seq=seq, attempt=self.attempt, rows=rows))
-        self._follow_cpu_share()
 
-    def _follow_cpu_share(self) -> None:
-        """Train with the share of the cores the server last sent. Here, on the training thread: torch's thread count
-        is OpenMP's, which is per thread."""
-        import torch
-
-        threads = self.threads and max(1, self.threads // self.ranks)
-        if threads and threads != torch.get_num_threads():
-            log.info("%d torch threads now (the CPU runs training share the cores)", threads)
-            torch.set_num_threads(threads)
+    def cpu_threads(self) -> int | None:
+        """The torch threads each of the run's processes should train with now: the share of the cores the server last
+        sent (with every acknowledgement, to a run on the CPU), split among its ranks; None before the first."""
+        return self.threads and max(1, self.threads // self.ranks)
 
     def on_epoch(self, info: dict) -> None:
         self._queue(lambda seq: EpochMessage(seq=seq, attempt=self.attempt, **info), sync=True)
@@ -188,14 +182,13 @@ class WsSink:
                 sent = seq
             while True:
                 try:
-                    reply = json.loads(ws.recv(timeout=0 if batch else 0.05))
+                    ack = Ack.model_validate_json(ws.recv(timeout=0 if batch else 0.05))
                 except TimeoutError:
                     break
-                if reply.get("type") == "ack":
-                    self.threads = reply.get("threads")
-                    with self.changed:
-                        self.pending.pop(reply["seq"], None)
-                        self.changed.notify_all()
+                self.threads = ack.threads
+                with self.changed:
+                    self.pending.pop(ack.seq, None)
+                    self.changed.notify_all()
 
 
 def _epoch_of(line: bytes) -> int | None:
@@ -355,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         with report_to_server(args, cfg.device) as sink:
-            status = train(cfg, args.run_dir, sink, resume=args.resume, stop=stop, threads=args.threads)
+            status = train(cfg, args.run_dir, sink, resume=args.resume, stop=stop,
+                           threads=lambda: sink.cpu_threads() or args.threads)
         log.info("run %s %s", args.run_id, status)
     except Exception:
         return 1

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from app import gpus
 from app.db import Run
 
 
@@ -79,7 +80,7 @@ class Worker:
     executor: str
     job_id: str
     attempt: int
-    gpu: str | None = None  # local: its CUDA_VISIBLE_DEVICES ("" on the CPU, None: unknown, a re-attached worker)
+    gpu: str | None = gpus.UNKNOWN  # local: its CUDA_VISIBLE_DEVICES, gpus.ON_CPU on the CPU (app/gpus.py)
     handle: Any = None  # the executor's own (a Popen)
     state: State = field(default_factory=lambda: Running("starting"))
     kill_at: float | None = None  # asked to stop; killed after this time.monotonic()

@@ -48,7 +48,7 @@ class LocalExecutor:
     def attach(self, run: Run) -> Worker | None:
         if not (run.pid and is_our_worker(run.pid)):
             return None
-        return Worker(self.name, str(run.pid), run.attempt, "" if run.device == "cpu" else None, None, Running(f"pid {run.pid}"))
+        return Worker(self.name, str(run.pid), run.attempt, gpus.ON_CPU if run.device == "cpu" else gpus.UNKNOWN, None, Running(f"pid {run.pid}"))
 
     def poll(self, workers: list[Worker]) -> None:
         for worker in workers:

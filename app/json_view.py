@@ -1,6 +1,5 @@
-"""Reading runs from the database: the run JSON, its samples and checkpoints (the metric history: app/history.py).
-
-Worker messages are stored by app.ingest.
+"""The run's JSON view, read only: a run, its samples, checkpoints, alerts and machine samples as the API and the pages
+send them (the metric history: app/history.py). Worker messages are stored by app.ingest, never here.
 
 Every function here is synchronous and takes a Session; async callers run them in a thread.
 """
