@@ -105,7 +105,7 @@ class RunOut(BaseModel):
         description='where each attempt after the first began training: {"attempt", "step"} (a resume, a restart)'
     )
     stops: Annotated[list[dict], BeforeValidator(lambda v: v or [])] = Field(
-        description='where each attempt that trained ended: {"attempt", "step", "status"} (cancelled, failed, interrupted, completed)'
+        description='where each attempt that trained ended, and how: {"attempt", "step", "status"}'
     )
     changes: Annotated[list[dict], BeforeValidator(lambda v: v or [])] = Field(
         description='settings changed when it was resumed or extended: {"at", "step", "epoch", "changed": {key: [old, new]}}'

@@ -1,6 +1,7 @@
 // The run page's charts, one per `chart` named in protocol.METRICS (the server puts the list into the page). Per series:
 // the bucket min/max envelope drawn faintly (raw values when a bucket is one step), and the smoothed bucket means solid.
 // Rendering only: the caller hands each chart the history to draw.
+import { COLORS, cssVar, fmt } from "../common.js";
 import { means, smooth } from "./series.js";
 
 // Where each chart of the protocol goes, and how its y axis reads.

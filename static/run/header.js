@@ -1,5 +1,6 @@
 // The run's header and Config panel, drawn from the run JSON alone: status, progress, speed and ETA (only when the
 // server measured them), times, the error, which actions apply. No I/O: the buttons' handlers live in main.js.
+import { ACTIVE, duration, el, humanSeconds, isResumable, localTime, progressFraction, progressLabel, runDuration, setBadge, speedText } from "../common.js";
 
 const $ = (id) => document.getElementById(id);
 

@@ -1,6 +1,7 @@
 // Page `/runs/{id}`: a snapshot from WS /ws/runs/{id}, then live messages. Incoming metric rows are buffered and
 // merged once per animation frame, with one setData per chart per frame, so a fast run never floods the page.
 // The series and charts come from protocol.METRICS, which the server puts into the page as JSON.
+import { ACTIVE, addShortcuts, fetchJSON } from "../common.js";
 import "../chartpng.js";  // the chart cards' PNG buttons
 import { makeCharts } from "./charts.js";
 import { showAlerts } from "./alerts.js";

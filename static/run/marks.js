@@ -1,6 +1,7 @@
 // What the run page marks on its step charts besides the health alerts, as data (charts.js draws them): where an
 // attempt stopped (the run JSON's `stops`), where a later one began (`restarts`), and the last step of each epoch that
 // got a FID/KID score (the samples' scores; a score arrives in a `score` message after training went on).
+import { el } from "../common.js";
 
 // How an attempt that began after a stop is called, by how that stop ended.
 const STARTED_AFTER = { interrupted: "restarted", completed: "extended" };
