@@ -85,6 +85,9 @@ class Run(Base):
     # Where each attempt after the first began training ([{"attempt", "step"}]): a resume, a restart after an outage;
     # the run page marks them on its charts.
     restarts: Mapped[list[dict] | None] = mapped_column(JSON)
+    # Where each attempt that trained ended, and how ([{"attempt", "step", "status"}]: cancelled, failed, interrupted,
+    # completed); written by app.lifecycle.transition, marked on the run page's charts beside the restarts.
+    stops: Mapped[list[dict] | None] = mapped_column(JSON)
     # Settings changed when it was resumed or extended: [{"at", "step", "epoch", "changed": {key: [old, new]}}]
     changes: Mapped[list[dict] | None] = mapped_column(JSON)
     archived: Mapped[bool] = mapped_column(default=False)  # hidden from the run list's default view, not deleted

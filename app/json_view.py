@@ -106,6 +106,9 @@ class RunOut(BaseModel):
     restarts: Annotated[list[dict], BeforeValidator(lambda v: v or [])] = Field(
         description='where each attempt after the first began training: {"attempt", "step"} (a resume, a restart)'
     )
+    stops: Annotated[list[dict], BeforeValidator(lambda v: v or [])] = Field(
+        description='where each attempt that trained ended, and how: {"attempt", "step", "status"}'
+    )
     changes: Annotated[list[dict], BeforeValidator(lambda v: v or [])] = Field(
         description='settings changed when it was resumed or extended: {"at", "step", "epoch", "changed": {key: [old, new]}}'
     )

@@ -39,6 +39,8 @@ def transition(session: Session, run: Run, new: Status, **fields) -> None:
     elif old == Status.RUNNING:
         ran = (now - run.running_since).total_seconds() if run.running_since else 0.0
         fields.update(running_since=None, ran_seconds=run.ran_seconds + ran, images_per_s=None, scoring=None)
+        stop = {"attempt": run.attempt, "step": fields.get("step", run.step), "status": str(new)}
+        fields["stops"] = [*(run.stops or []), stop]
     if new in ENDED:  # an active run's error says why it was requeued (app/supervisor.py): this end has its own, or none
         fields["finished_at"] = now
         fields.setdefault("error", None)

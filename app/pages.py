@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from app.deps import RunId, run_or_404
 from app.db import Run
-from trainer.protocol import METRICS, Status
+from trainer.config import FIELD_GROUPS, RESUME_CHANGES
+from trainer.protocol import ACTIVE, BEST, LATEST, METRICS, RESUMABLE, RESUME, Status
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDES = ROOT / "docs"
@@ -39,12 +40,27 @@ def module_graph(entry: str) -> list[str]:
 
 RUN_MODULES = module_graph("/static/run/main.js")
 COMPARE_MODULES = module_graph("/static/compare/main.js")
+LIST_MODULES = module_graph("/static/list/main.js")
+MAX_COMPARED = 10  # one clearly different colour per run (static/compare/overlay.js has ten); more is the table's job
+
+# The Python constants the page scripts go by, put into every page as JSON (base.html; static/common.js reads them), so
+# that no script holds a copy of its own.
+templates.env.globals["page_constants"] = {
+    "ACTIVE": [s.value for s in Status if s in ACTIVE],
+    "RESUMABLE": [s.value for s in Status if s in RESUMABLE],
+    "FIELD_GROUPS": list(FIELD_GROUPS),  # the new-run form's fieldsets, in order
+    "RESUME_CHANGES": list(RESUME_CHANGES),  # what "Resume with changes…" offers
+    "LATEST": [*LATEST, RESUME],  # the checkpoints the run page lists first, then the best pair
+    "BEST": list(BEST),
+    "MAX_COMPARED": MAX_COMPARED,
+}
 
 
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, clone: int | None = None):
     statuses = [s.value for s in Status]  # the run list's status filter
-    return templates.TemplateResponse(request, "index.html", {"clone_id": clone, "statuses": statuses})
+    context = {"clone_id": clone, "statuses": statuses, "modules": LIST_MODULES}
+    return templates.TemplateResponse(request, "index.html", context)
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
@@ -54,8 +70,6 @@ def run_page(request: Request, run_id: RunId):
     metrics = [asdict(m) for m in METRICS]  # the page's charts follow the protocol's metric list
     return templates.TemplateResponse(request, "run.html", {"run_id": run_id, "metrics": metrics, "modules": RUN_MODULES})
 
-
-MAX_COMPARED = 10  # one clearly different colour per run (static/compare/overlay.js has ten); more is the table's job
 
 
 def parse_run_ids(text: str | None) -> tuple[list[int], str | None]:

@@ -1,12 +1,13 @@
-// Helpers shared by both pages (plain script, loaded before the page's own script).
-// D is always blue and G always orange, on every chart, legend and number.
-"use strict";
+// Helpers shared by every page, an ES module their modules import; base.html loads it on every page, for the theme
+// toggle and the shortcuts overlay. D is always blue and G always orange, on every chart, legend and number.
 
-const COLORS = { d: "#2563eb", g: "#ea580c", dRaw: "rgba(37, 99, 235, 0.28)", gRaw: "rgba(234, 88, 12, 0.28)", guide: "#6b7280" };
-const ACTIVE = ["queued", "running"];
-const RESUMABLE = ["failed", "cancelled", "interrupted"];
+// The Python constants the scripts go by (app/pages.py `page_constants`: statuses, form groups, checkpoint names...),
+// put into every page as JSON by base.html, so that no script holds a copy of its own.
+export const CONSTANTS = JSON.parse(document.getElementById("page-constants").textContent);
+export const { ACTIVE, RESUMABLE } = CONSTANTS;
+export const COLORS = { d: "#2563eb", g: "#ea580c", dRaw: "rgba(37, 99, 235, 0.28)", gRaw: "rgba(234, 88, 12, 0.28)", guide: "#6b7280" };
 
-async function fetchJSON(url, options = {}) {
+export async function fetchJSON(url, options = {}) {
   const response = await fetch(url, { headers: { "content-type": "application/json" }, ...options });
   if (response.status === 401) toLogin();  // a server with GANBOARD_TOKEN, and no (or an old) login cookie
   const body = response.status === 204 ? null : await response.json().catch(() => null);
@@ -24,25 +25,25 @@ function toLogin() {
   window.location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
 }
 
-function fmt(value, digits = 3) {
+export function fmt(value, digits = 3) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
   return Number(value).toFixed(digits);
 }
 
 // Times come from the server in ISO 8601 UTC; people read them in their own time zone.
-function localTime(iso) {
+export function localTime(iso) {
   if (!iso) return "–";
   const t = new Date(iso);
   const today = new Date().toDateString() === t.toDateString();
   return today ? t.toLocaleTimeString() : t.toLocaleString();
 }
 
-function duration(startIso, endIso) {
+export function duration(startIso, endIso) {
   if (!startIso) return "–";
   return humanSeconds(Math.max(0, ((endIso ? new Date(endIso) : new Date()) - new Date(startIso)) / 1000));
 }
 
-function humanSeconds(seconds) {
+export function humanSeconds(seconds) {
   if (!Number.isFinite(seconds)) return "–";
   const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = Math.floor(seconds % 60);
   return h ? `${h}h ${m}m` : m ? `${m}m ${s}s` : `${s}s`;
@@ -53,31 +54,31 @@ function humanSeconds(seconds) {
 // both use these.
 const known = (v) => v !== null && v !== undefined;
 
-function imagesPerSecond(run) {
+export function imagesPerSecond(run) {
   if (run.status === "running") return known(run.images_per_s) ? run.images_per_s : null;
   return known(run.mean_images_per_s) ? run.mean_images_per_s : null;
 }
 
-function etaSeconds(run) {
+export function etaSeconds(run) {
   return run.status === "running" && known(run.eta_seconds) ? run.eta_seconds : null;
 }
 
-function speedText(run) {
+export function speedText(run) {
   const ips = imagesPerSecond(run), eta = etaSeconds(run);
   const mean = run.status === "running" ? "" : " on average";
   return [ips === null ? "" : `${ips.toFixed(0)} images/s${mean}`, eta === null ? "" : `ETA ${humanSeconds(eta)}`].filter(Boolean).join(" · ");
 }
 
 // Time spent running (not the time a run sat cancelled before a resume), when the server counts it.
-function runDuration(run) {
+export function runDuration(run) {
   return known(run.active_seconds) ? humanSeconds(run.active_seconds) : duration(run.started_at, run.finished_at);
 }
 
-function isResumable(run) {
+export function isResumable(run) {
   return known(run.resumable) ? run.resumable : RESUMABLE.includes(run.status);
 }
 
-function humanSize(bytes) {
+export function humanSize(bytes) {
   if (bytes === null || bytes === undefined) return "";
   const units = ["B", "KB", "MB", "GB"];
   let i = 0;
@@ -85,25 +86,25 @@ function humanSize(bytes) {
   return `${bytes.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
-function progressFraction(run) {
+export function progressFraction(run) {
   return run.total_steps ? Math.min(1, run.step / run.total_steps) : 0;
 }
 
 // One way to count, as the API does: run.epoch is the epochs completed, run.epoch_in_progress the one its newest step
 // lies in (while it trains, or where it stopped inside an epoch), as the checkpoint labels say ("in epoch 4, step 90").
-function progressLabel(run) {
+export function progressLabel(run) {
   const epochs = run.total_epochs ?? run.config.epochs;
   const inEpoch = run.epoch_in_progress ? ` · in epoch ${run.epoch_in_progress}` : "";
   const steps = run.total_steps ? ` · step ${run.step.toLocaleString()} of ${run.total_steps.toLocaleString()}` : "";
   return `${run.epoch} of ${epochs} epochs${inEpoch}${steps}`;
 }
 
-function setBadge(node, status) {
+export function setBadge(node, status) {
   node.textContent = status;
   node.className = `badge ${status}`;
 }
 
-function el(tag, attrs = {}, ...children) {
+export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (key === "class") node.className = value;
@@ -125,7 +126,7 @@ function currentTheme() {
   return document.documentElement.dataset.theme;
 }
 
-function cssVar(name) {
+export function cssVar(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
 
@@ -154,7 +155,7 @@ matchMedia("(prefers-color-scheme: dark)").addEventListener("change", (e) => {
 const shortcuts = [{ keys: ["?"], help: "show this list", run: () => toggleShortcutHelp() }];
 let pressed = [];
 
-function addShortcuts(list) {
+export function addShortcuts(list) {
   shortcuts.push(...list);
 }
 

@@ -1,19 +1,23 @@
 """The page shells the server renders: each preloads every module its script imports, so the browser fetches them in
-one round instead of one import level at a time."""
+one round instead of one import level at a time, and carries the Python constants the scripts go by."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from app.pages import ROOT, module_graph
 from tests.browser.runs_in_db import write_run
+from trainer.config import FIELD_GROUPS, RESUME_CHANGES
+from trainer.protocol import RESUMABLE
 
 
 def test_every_module_the_run_page_imports_is_preloaded(server):
     run_id = write_run(server.runs_dir, 10)
     html = server.client.get(f"/runs/{run_id}").text
     preloaded = set(re.findall(r'<link rel="modulepreload" href="([^"]+)">', html))
-    assert preloaded == {f"/static/run/{p.name}" for p in (ROOT / "static" / "run").glob("*.js")} | {"/static/chartpng.js"}
+    shared = {"/static/chartpng.js", "/static/common.js"}
+    assert preloaded == {f"/static/run/{p.name}" for p in (ROOT / "static" / "run").glob("*.js")} | shared
 
 
 def test_the_module_graph_follows_imports_over_several_lines_and_folders(tmp_path, monkeypatch):  # and bare imports
@@ -25,3 +29,18 @@ def test_the_module_graph_follows_imports_over_several_lines_and_folders(tmp_pat
     (tmp_path / "static" / "b" / "z.js").write_text("export const z = 3;\n")
     monkeypatch.setattr("app.pages.ROOT", tmp_path)
     assert module_graph("/static/a/main.js") == ["/static/a/main.js", "/static/a/w.js", "/static/a/x.js", "/static/b/z.js"]
+
+
+def test_every_page_gets_the_python_constants_and_the_list_preloads_its_modules(server):
+    """The statuses, form groups, checkpoint names... the scripts go by come from Python (static/common.js reads them),
+    on every page, the error page too."""
+    for path, status in (("/", 200), ("/compare", 200), ("/no-such-page", 404)):
+        r = server.client.get(path)
+        assert r.status_code == status
+        data = re.search(r'<script type="application/json" id="page-constants">(.*?)</script>', r.text).group(1)
+        constants = json.loads(data)
+        assert constants["ACTIVE"] == ["queued", "running"] and set(constants["RESUMABLE"]) == set(RESUMABLE)
+        assert constants["FIELD_GROUPS"] == list(FIELD_GROUPS) and constants["RESUME_CHANGES"] == list(RESUME_CHANGES)
+    html = server.client.get("/").text
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="([^"]+)">', html))
+    assert preloaded == {f"/static/list/{p.name}" for p in (ROOT / "static" / "list").glob("*.js")} | {"/static/common.js"}

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 DATASETS = ("emoji", "procedural", "folder", "mnist", "fashion-mnist", "cifar10")
 IMAGE_SIZES = (32, 64, 96, 128)
+FIELD_GROUPS = ("data", "model", "optimisation", "schedule", "hardware")  # the new-run form's fieldsets, in order
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 # What a stopped or finished run may change when it carries on from its resume.pt: nothing the checkpoint's shapes, the
 # data or the noise depend on.
@@ -29,6 +30,7 @@ TORCHVISION_FILES = {
 
 
 def _field(default: Any, group: str, description: str, **kw: Any) -> Any:
+    assert group in FIELD_GROUPS, group
     return Field(default, description=description, json_schema_extra={"group": group}, **kw)
 
 

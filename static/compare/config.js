@@ -1,4 +1,5 @@
 // The config diff: the keys whose values differ between the runs compared (or all of them), one column per run.
+import { el } from "../common.js";
 import { runColor } from "./overlay.js";
 
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);

@@ -1,5 +1,6 @@
 // The runs' sample grids side by side at one epoch, with one slider for all. A run without a grid at that epoch shows
 // its nearest earlier one, labelled so.
+import { el } from "../common.js";
 import { runColor } from "./overlay.js";
 
 // The sample of the newest epoch at or before `epoch` ([{epoch, url, ...}] sorted by epoch), or null.

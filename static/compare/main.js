@@ -1,6 +1,7 @@
 // Page `/compare?runs=3,7,9`: one WS /ws/runs/{id} per run (a snapshot, then live messages, as on the run page), each
 // run's history held in the run page's bucketed form (static/run/series.js), drawn overlaid, one colour per run. Rows
 // that arrive are merged and drawn once per animation frame.
+import { ACTIVE, addShortcuts, el } from "../common.js";
 import { showConfigDiff } from "./config.js";
 import { GridRow } from "./grids.js";
 import { OverlayChart, runColor, xValues } from "./overlay.js";

@@ -1,6 +1,7 @@
 // The comparison page's overlaid charts: per run one colour, per metric one dash style, all on one x axis (step, epoch
 // or wall time). Runs have different x values, so their columns are merged with uPlot.join (a run has no value at
 // another run's x; spanGaps draws its line across). Rendering only: the caller hands each chart the runs to draw.
+import { fmt, humanSeconds } from "../common.js";
 import "../chartpng.js";  // the chart cards' PNG buttons
 import { autoRange, chartHeight, guideAt, showLatestInLegend, STEP_INCRS, stepLabel, themedAxis, valuesOnceDrawn } from "../run/charts.js";
 

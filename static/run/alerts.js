@@ -1,4 +1,6 @@
 // The run's health alerts (app/health.py): what is wrong, in words, and what to try; newest first, open ones marked.
+import { el } from "../common.js";
+
 const $ = (id) => document.getElementById(id);
 
 export function showAlerts(alerts) {

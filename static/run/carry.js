@@ -1,9 +1,10 @@
 // Carrying a run on from its resume.pt: "Train more epochs…" on a completed run (POST extend) and "Resume with
 // changes…" on a stopped one (POST resume with the settings that may change, config.RESUME_CHANGES); the server records
 // each change in the run's `changes`, which the Config card lists.
+import { CONSTANTS, el, fetchJSON } from "../common.js";
 
 const $ = (id) => document.getElementById(id);
-const CHANGEABLE = ["lr_g", "lr_d", "epochs", "max_steps", "save_every", "eval_every"];  // as trainer/config.py
+const CHANGEABLE = CONSTANTS.RESUME_CHANGES;
 
 function numberField(name, value, attrs = {}) {
   const input = el("input", { id: `carry-${name}`, name, type: "number", step: "any", ...attrs });

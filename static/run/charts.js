@@ -1,6 +1,7 @@
 // The run page's charts, one per `chart` named in protocol.METRICS (the server puts the list into the page). Per series:
 // the bucket min/max envelope drawn faintly (raw values when a bucket is one step), and the smoothed bucket means solid.
 // Rendering only: the caller hands each chart the history to draw.
+import { COLORS, cssVar, fmt } from "../common.js";
 import { means, smooth } from "./series.js";
 
 // Where each chart of the protocol goes, and how its y axis reads.
@@ -55,6 +56,10 @@ const ink = {};
 function readInk() {
   ink.axis = cssVar("--chart-axis");
   ink.grid = cssVar("--chart-grid");
+  ink.card = cssVar("--card");
+  ink.stop = cssVar("--warn");
+  ink.start = cssVar("--muted");
+  ink.scored = cssVar("--violet");
 }
 readInk();
 window.addEventListener("themechange", readInk);
@@ -68,27 +73,64 @@ export const valuesOnceDrawn = (scale) => (u, ticks) => {
   return ticks.map((v) => (drawn && v !== null ? uPlot.fmtNum(v) : ""));
 };
 
-// Vertical lines across the chart: red at the step of each health alert, dotted grey where an attempt after the first
-// began (a resume or a restart: the run went on from its checkpoint there).
-function alertMarks(chart) {
-  const line = (u, step) => {
+// Marks across the chart: red at the step of each health alert; dashed amber where an attempt stopped (cancelled,
+// failed, interrupted), dotted grey where a later one began from its checkpoint (resumed, restarted, extended), each
+// with its label at the top; a violet triangle on the step axis where an epoch scored with FID/KID ended (marks.js).
+function drawMarks(chart) {
+  const xOf = (u, step) => {
     const x = Math.round(u.valToPos(step, "x", true)) + 0.5;
-    if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
+    return x < u.bbox.left - 1 || x > u.bbox.left + u.bbox.width + 1 ? null : x;  // the last step lies on the edge
+  };
+  const line = (u, x) => {
     u.ctx.beginPath();
     u.ctx.moveTo(x, u.bbox.top);
     u.ctx.lineTo(x, u.bbox.top + u.bbox.height);
     u.ctx.stroke();
   };
   return (u) => {
-    const ctx = u.ctx;
+    const ctx = u.ctx, px = devicePixelRatio;
     ctx.save();
     ctx.strokeStyle = ALERT_COLOR;
-    ctx.lineWidth = 2 * devicePixelRatio;
-    for (const alert of chart.alerts) line(u, alert.step);
-    ctx.strokeStyle = COLORS.guide;
-    ctx.lineWidth = 1.5 * devicePixelRatio;
-    ctx.setLineDash([2 * devicePixelRatio, 3 * devicePixelRatio]);
-    for (const restart of chart.restarts) line(u, restart.step);
+    ctx.lineWidth = 2 * px;
+    for (const x of chart.alerts.map((alert) => xOf(u, alert.step))) if (x !== null) line(u, x);
+    ctx.lineWidth = 1.5 * px;
+    const shown = chart.events.map((mark) => ({ ...mark, x: xOf(u, mark.step) })).filter((mark) => mark.x !== null);
+    for (const { kind, x } of shown) {
+      ctx.strokeStyle = kind === "stop" ? ink.stop : ink.start;
+      ctx.setLineDash(kind === "stop" ? [5 * px, 3 * px] : [2 * px, 3 * px]);
+      line(u, x);
+    }
+    ctx.font = `${11 * px}px system-ui, sans-serif`;
+    ctx.textBaseline = "top";
+    ctx.textAlign = "left";  // uPlot leaves the last axis's alignment set
+    const rows = [];  // per label row, the right end of the last label in it: labels at one place stack downwards
+    for (const { kind, label, x } of shown) {
+      const width = ctx.measureText(label).width + 6 * px;
+      // Right of its line, unless that crosses another mark's line or the edge and the left does not.
+      const crosses = (a, b) => a < u.bbox.left || b > u.bbox.left + u.bbox.width + 1 || shown.some((m) => m.x > a && m.x < b);
+      const left = crosses(x, x + width) && !crosses(x - width, x) ? x - width : x;
+      let row = rows.findIndex((end) => end <= left);
+      if (row < 0) row = rows.length;
+      if (row > 2) continue;  // too many in one place: the line shows, the key under the charts names it
+      rows[row] = left + width;
+      const top = u.bbox.top + (2 + row * 15) * px;
+      ctx.fillStyle = ink.card;
+      ctx.fillRect(left + px, top - px, width - 2 * px, 14 * px);
+      ctx.fillStyle = kind === "stop" ? ink.stop : ink.start;
+      ctx.fillText(label, left + 3 * px, top);
+    }
+    ctx.fillStyle = ink.scored;
+    const base = u.bbox.top + u.bbox.height, size = 5 * px;
+    for (const { step } of chart.scored) {
+      const x = xOf(u, step);
+      if (x === null) continue;
+      ctx.beginPath();
+      ctx.moveTo(x - size, base);
+      ctx.lineTo(x + size, base);
+      ctx.lineTo(x, base - 1.6 * size);
+      ctx.closePath();
+      ctx.fill();
+    }
     ctx.restore();
   };
 }
@@ -123,7 +165,8 @@ export class Chart {
     this.zoomed = false;
     this.log = false;
     this.alerts = [];  // [{step, kind, ...}]: marked on the chart
-    this.restarts = [];  // [{attempt, step}]: where a later attempt began, marked too
+    this.events = [];  // [{step, kind: "stop" | "start", label}]: where attempts stopped and began (marks.js)
+    this.scored = [];  // [{epoch, step}]: where an epoch scored with FID/KID ended
     this.syncKey = syncKey;
     this.spec = spec;
     this.points = 0;
@@ -178,7 +221,7 @@ export class Chart {
           if (i === null || i % 3 !== 0 || opts.show === undefined) return;
           for (const j of [i - 2, i - 1]) if (u.series[j].show !== opts.show) u.setSeries(j, { show: opts.show });
         }],
-        draw: [...(spec.guide === undefined ? [] : [guideAt(spec.guide)]), alertMarks(this)],
+        draw: [...(spec.guide === undefined ? [] : [guideAt(spec.guide)]), drawMarks(this)],
       },
     };
   }
@@ -238,11 +281,11 @@ export class Chart {
     showLatestInLegend(u);
   }
 
-  setMarks(alerts, restarts) {
-    const steps = (list) => list.map((a) => a.step).join();
-    if (steps(alerts) === steps(this.alerts) && steps(restarts) === steps(this.restarts)) return;
-    this.alerts = alerts;
-    this.restarts = restarts;
+  // The marks to draw (see drawMarks); redrawn only when they changed.
+  setMarks({ alerts = this.alerts, events = this.events, scored = this.scored }) {
+    const key = (a, e, s) => JSON.stringify([a.map((m) => m.step), e, s]);
+    if (key(alerts, events, scored) === key(this.alerts, this.events, this.scored)) return;
+    Object.assign(this, { alerts, events, scored });
     this.uplot.redraw(false);
   }
 

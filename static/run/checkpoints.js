@@ -1,9 +1,10 @@
 // The checkpoint list: the latest netg.pth, netd.pth and resume.pt first, then the best by FID (with a "best" badge),
 // then the saved copies, newest first (G before D), each labelled with what it holds (the server's `label`, e.g.
 // "after epoch 10", "in epoch 29, step 812" or "best FID 41.2 (epoch 7)").
+import { CONSTANTS, el, humanSize } from "../common.js";
 
-const BEST = ["netg_best.pth", "netd_best.pth"];
-const LATEST = ["netg.pth", "netd.pth", "resume.pt", ...BEST];
+const { BEST } = CONSTANTS;
+const LATEST = [...CONSTANTS.LATEST, ...BEST];
 const NOTES = { "resume.pt": "for Resume" };
 
 function order(a, b) {

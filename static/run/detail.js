@@ -1,6 +1,7 @@
 // Full resolution when zoomed. A run of more than ~2,000 steps is drawn in buckets (series.js); zoomed into a range of
 // at most DETAIL_STEPS steps, the page fetches that range's raw rows and draws them in place of the buckets they cover,
 // the buckets elsewhere unchanged (so a double-click still zooms out to the whole run), until the zoom is reset.
+import { fetchJSON } from "../common.js";
 import { addRows, bucketOf, emptyHistory } from "./series.js";
 
 export const DETAIL_STEPS = 2000;

@@ -1,5 +1,6 @@
 // The run's header and Config panel, drawn from the run JSON alone: status, progress, speed and ETA (only when the
 // server measured them), times, the error, which actions apply. No I/O: the buttons' handlers live in main.js.
+import { ACTIVE, duration, el, humanSeconds, isResumable, localTime, progressFraction, progressLabel, runDuration, setBadge, speedText } from "../common.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -7,7 +8,10 @@ let shownAt = 0;  // performance.now() when the run JSON arrived: a running run'
 
 export function renderHeader(run) {
   if (!run) return;
-  const scoring = run.status === "running" && run.scoring ? `scoring FID for epoch ${run.scoring}…` : null;
+  // FID/KID of an epoch is computed while training goes on, on a CPU several epochs behind: say both.
+  const training = run.epoch_in_progress ?? run.epoch;
+  const scoring = run.status !== "running" || !run.scoring ? null
+    : `FID of epoch ${run.scoring} being scored` + (training > run.scoring ? ` (training is in epoch ${training})` : "");
   $("progress-text").textContent = [progressLabel(run), speedText(run), scoring].filter(Boolean).join(" · ");
   const running = run.status === "running";
   const active = run.active_seconds === undefined || run.active_seconds === null ? null

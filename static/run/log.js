@@ -1,5 +1,6 @@
 // The Worker log card: the log's newest 64 KiB (GET /api/runs/{id}/log), then, every few seconds while the run is
 // queued or running, what was appended since (`?after=` the byte it had read to). The whole file is a download.
+import { fetchJSON } from "../common.js";
 
 const POLL_MS = 2000;
 const KEEP_CHARS = 256 * 1024;  // the page holds at most this much of the log; the download has all of it

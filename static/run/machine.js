@@ -30,6 +30,7 @@ export class MachineCard {
     this.note = note;
     this.samples = [];
     this.batchSize = null;
+    this.active = true;  // the run is queued or running: its samples may yet come
     this.speed = chart(speedBox, [{ scale: "ips", label: "images/s" }],
       [{ label: "images/s", scale: "ips", stroke: COLORS.speed, value: fmt(0) }]);
     this.usage = chart(usageBox, [
@@ -48,6 +49,14 @@ export class MachineCard {
   set(samples, batchSize) {
     this.batchSize = batchSize;
     this.samples = samples.slice(-KEEP);
+    this.draw();
+  }
+
+  // Whether the run is active: once it is not, a card without samples says none was taken (a run that ended within
+  // its worker's first seconds), and leaves out the empty charts.
+  setActive(active) {
+    if (active === this.active) return;
+    this.active = active;
     this.draw();
   }
 
@@ -70,7 +79,11 @@ export class MachineCard {
   draw() {
     const col = (k) => this.samples.map((s) => s[k] ?? null);
     const time = col("time");
-    this.note.hidden = this.samples.length > 0;
+    const none = this.samples.length === 0;
+    this.note.hidden = !none;
+    this.note.textContent = this.active ? "The first machine sample comes a few seconds after the worker starts."
+      : "No machine sample was taken: the run ended before its worker's first one.";
+    for (const box of this.boxes) box.hidden = none && !this.active;
     this.speed.setData([time, this.imagesPerSecond()]);
     this.usage.setData([time, col("cpu_percent"), col("rss_mb"), col("gpu_util"), col("gpu_mem_mb"), col("gpu_temp_c")]);
     const gpu = this.samples.some((s) => s.gpu_util !== null && s.gpu_util !== undefined);

@@ -1,6 +1,7 @@
 // Page `/runs/{id}`: a snapshot from WS /ws/runs/{id}, then live messages. Incoming metric rows are buffered and
 // merged once per animation frame, with one setData per chart per frame, so a fast run never floods the page.
 // The series and charts come from protocol.METRICS, which the server puts into the page as JSON.
+import { ACTIVE, addShortcuts, fetchJSON } from "../common.js";
 import "../chartpng.js";  // the chart cards' PNG buttons
 import { makeCharts } from "./charts.js";
 import { showAlerts } from "./alerts.js";
@@ -14,6 +15,7 @@ import { QualityChart } from "./quality.js";
 import { SamplePlayer } from "./samples.js";
 import { Sampler } from "./sampler.js";
 import { covers, fetchDetail, withDetail } from "./detail.js";
+import { eventMarks, scoredEpochEnds, showMarkKey } from "./marks.js";
 import { addBuckets, addRows, emptyHistory, lastStep, rowCount } from "./series.js";
 import { RunSocket } from "./socket.js";
 
@@ -52,8 +54,17 @@ function showChartNote() {  // over the empty loss chart: what comes next
     : "No batches were recorded for this run.";
 }
 
+// The charts' marks: the run's alerts, stops and restarts, and the epochs scored with FID/KID (after the history's
+// steps, so again whenever either changes); the key under the charts says what each is.
+function showMarks() {
+  const marks = { alerts: run?.alerts || [], events: run ? eventMarks(run) : [], scored: scoredEpochEnds(history, quality.byEpoch) };
+  for (const chart of Object.values(charts)) chart.setMarks(marks);
+  showMarkKey($("mark-key"), marks);
+}
+
 function draw() {
   showChartNote();
+  showMarks();
   const shown = detail ? withDetail(history, detail) : history;
   for (const chart of Object.values(charts)) chart.draw(shown);
   if (history.step.length && !performance.getEntriesByName("first-chart-paint").length) {
@@ -141,10 +152,11 @@ function onRun(next) {
   showAlerts(run.alerts || []);
   showConnection();
   quality.setResolution(run.fid_at);
-  for (const chart of Object.values(charts)) chart.setMarks(run.alerts || [], run.restarts || []);
+  showMarks();
   samples.totalEpochs = run.total_epochs ?? run.config.epochs;
   showChartNote();
   log.follow(ACTIVE.includes(run.status));
+  machine.setActive(ACTIVE.includes(run.status));
   const rewound = previous && previous.status !== "running" && run.status === "running" && history.step.length;
   const replanned = (run.total_steps ?? null) !== history.totalSteps;  // e.g. a queued run that starts
   if (rewound || replanned) resync();  // resumed from its checkpoint, or buckets made for another number of steps
@@ -198,6 +210,7 @@ function onMessage(msg) {
     if (msg.sample) {
       samples.add([msg.sample]);
       quality.add([msg.sample]);
+      showMarks();
     }
     if (msg.type === "epoch") showExports(1);
     showCheckpoints(msg.checkpoints);
@@ -267,7 +280,8 @@ window.ganboard = {
   socket,
   feed: onMessage,  // a message as if the server sent it
   alertSteps: () => Object.fromEntries(Object.entries(charts).map(([k, c]) => [k, c.alerts.map((a) => a.step)])),
-  restartSteps: () => Object.fromEntries(Object.entries(charts).map(([k, c]) => [k, c.restarts.map((r) => r.step)])),
+  marks: (chart = "loss") =>  // [label, step] where attempts stopped and began; the steps of the epoch ends scored
+    ({ events: charts[chart].events.map((m) => [m.label, m.step]), scored: charts[chart].scored.map((m) => m.step) }),
   get charts() {  // read each time: the log-scale toggle makes the loss chart anew
     return Object.fromEntries(Object.entries(charts).map(([k, c]) => [k === "d" ? "dgz" : k, c.uplot]));
   },

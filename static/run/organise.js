@@ -1,5 +1,6 @@
 // What people write about a run, on its page: the name, tags and note (the Edit dialog), Archive/Unarchive, and Delete
 // behind a confirmation. All through PATCH and DELETE /api/runs/{id}; the answer is shown as any run JSON is.
+import { el, fetchJSON } from "../common.js";
 
 const $ = (id) => document.getElementById(id);
 

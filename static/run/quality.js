@@ -1,5 +1,6 @@
 // The sample-quality chart: per epoch, the sliced Wasserstein distance (every epoch) and FID (when its time budget
 // allowed one), lower is better. Two y axes: SWD on the left, FID on the right; KID is in the legend of each point.
+import { fmt } from "../common.js";
 import { showLatestInLegend, themedAxis, valuesOnceDrawn } from "./charts.js";
 
 const SWD = "#0d9488", FID = "#9333ea";

@@ -1,6 +1,7 @@
 // "Sample from a checkpoint": a grid, a latent walk or the article's generate mode from one of the run's generator
 // checkpoints, made by POST /api/runs/{id}/samples/generate (cached there). The server checks every field; its reason
 // is shown as it came.
+import { el, fetchJSON, humanSize } from "../common.js";
 
 const $ = (id) => document.getElementById(id);
 

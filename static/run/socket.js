@@ -1,6 +1,7 @@
 // The page's websocket to WS /ws/runs/{id}: reconnects with back-off after a drop, and at once when the browser says it
 // is online again. It hands every message to `onMessage` and every state change ("connecting", "live",
 // "reconnecting", "gone") to `onState`; `after()` says from which step a reconnect asks for the history.
+import { fetchJSON } from "../common.js";
 
 export class RunSocket {
   constructor(runId, { after, onMessage, onState }) {

@@ -1,7 +1,9 @@
 // The "Sweep" part of the new-run form (templates/sweep_form.html): each chosen setting takes a list of values
 // ("1e-4, 2e-4") or a range with a count ("1e-4..1e-2 x3", log-spaced for learning rates, or with "log"), plus a number
-// of seeds; the base config is the rest of the form (index.js's readForm). It shows how many runs that makes and,
+// of seeds; the base config is the rest of the form (list/form.js's readForm). It shows how many runs that makes and,
 // from runs that completed on this server, about how long they train (POST /api/sweeps/plan), then starts the sweep.
+import { el, fetchJSON, humanSeconds } from "../common.js";
+import { readForm } from "../list/form.js";
 
 const $ = (id) => document.getElementById(id);
 const RANGE = /^\s*([^\s.][^\s]*?)\s*\.\.\s*(\S+?)(?:\s*[x×]\s*(\d+))?\s*(log|lin)?\s*$/i;
@@ -39,7 +41,7 @@ function axisRow(name = "", text = "") {
 }
 
 export function readSweep() {
-  const { name, config } = globalThis.readForm();  // index.js (a classic script): the form's typed values
+  const { name, config } = readForm();  // the run form's typed values
   const axes = {};
   for (const row of document.querySelectorAll("#sweep-axes .sweep-axis")) {
     const text = row.querySelector(".sweep-values").value;

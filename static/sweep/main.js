@@ -1,6 +1,7 @@
 // Page `/sweeps/{id}`: a sweep's runs as a table, a parallel-coordinates plot and a scatter of the settings against the
 // score, and the best runs' scores while they train by images seen. Live as the run list is: GET /api/sweeps/{id}
 // every 2 s while any of its runs is queued or running (or trials are left to ask), drawn once per change.
+import { cssVar, el, fetchJSON, fmt, isResumable, setBadge } from "../common.js";
 import { axesOf, score, scoreCurves } from "./data.js";
 import { drawParallel, drawScatter } from "./plots.js";
 import { showTable } from "./table.js";

@@ -1,5 +1,6 @@
 // The sweep page's two hand-drawn canvases: parallel coordinates (each setting, then the score; one line per run,
 // coloured by its score) and a scatter of one setting against the score, seeds grouped as a mean with a min-max bar.
+import { cssVar } from "../common.js";
 import { groupBySetting, label, scaler, score } from "./data.js";
 
 const PAD = { left: 56, right: 56, top: 24, bottom: 30 };

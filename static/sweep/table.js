@@ -1,5 +1,6 @@
 // The sweep page's table: one row per run (its settings, status, best score, final losses, open alerts), or, with
 // "group seeds", one row per setting with the mean best score and its min-max over the seeds.
+import { el, fmt } from "../common.js";
 import { groupBySetting, label, score } from "./data.js";
 
 function head(table, names) {

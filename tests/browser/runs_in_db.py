@@ -22,19 +22,21 @@ def row(step: int, epoch: int = 1) -> dict:
 
 
 def write_run(database: Path | str, batches: int, total_steps: int | None = None, spike: dict[int, float] | None = None,
-              store_buckets: bool = True) -> int:
+              store_buckets: bool = True, per_epoch: int | None = None) -> int:
     """A completed run of `batches` rows (steps 1..batches) planned for `total_steps`, in `database` (a URL, or a runs
     dir: its SQLite file); `spike` maps step -> loss_d; its buckets stored as ingest stores them, unless
-    `store_buckets` is False (a database from before they were)."""
+    `store_buckets` is False (a database from before they were); epochs of `per_epoch` steps (one epoch: all of them)."""
+    per_epoch = per_epoch or max(batches, 1)
     engine = make_engine(database if isinstance(database, str) else f"sqlite:///{database / 'ganboard.db'}")
     try:
         with make_sessionmaker(engine).begin() as s:
+            epochs = max(1, -(-batches // per_epoch))
             run = Run(name=f"{batches:,} batches", status="completed", config=TrainConfig().model_dump(), step=batches,
-                      epoch=1, total_steps=total_steps or batches, total_epochs=1, attempt=1)  # fmt: skip
+                      epoch=epochs, total_steps=total_steps or batches, total_epochs=epochs, attempt=1)  # fmt: skip
             s.add(run)
             s.flush()
             for lo in range(1, batches + 1, 10_000):
-                rows = [row(step) for step in range(lo, min(lo + 10_000, batches + 1))]
+                rows = [row(step, (step - 1) // per_epoch + 1) for step in range(lo, min(lo + 10_000, batches + 1))]
                 for r in rows:
                     r["loss_d"] = (spike or {}).get(r["step"], r["loss_d"])
                 s.execute(insert(Metric), [{c: r[c] for c in ROW_COLUMNS} | {"run_id": run.id} for r in rows])

@@ -65,14 +65,6 @@ def test_images_per_second_comes_from_samples_of_one_attempt(server, page):
     assert "60 °C" in page.locator("#usage-chart .u-legend").text_content()
 
 
-def test_a_run_without_samples_says_when_they_come(server, page):
-    run_id = write_run(server.runs_dir, 10)
-    page.goto(f"{server.url}/runs/{run_id}")
-    page.wait_for_function("window.ganboard && window.ganboard.status() === 'completed'")
-    assert page.locator("#machine-empty").is_visible()
-    assert page.evaluate("window.ganboard.machineCount()") == 0
-
-
 def test_the_list_shows_the_machine_strip(server, page):
     page.goto(server.url + "/")
     strip = page.locator("#machine-strip")

@@ -4,7 +4,7 @@ whose page goes live as its runs train; a stored 12-run sweep's page shows its t
 from __future__ import annotations
 
 from tests.browser.sweep_in_db import write_sweep
-from tests.harness import TINY
+from tests.browser.test_pages import fill_tiny_form
 
 
 def painted(page, selector: str) -> int:
@@ -45,7 +45,7 @@ def test_stored_sweep_page_table_groups_and_plots(server, page):
 def test_sweep_form_counts_names_a_bad_axis_and_starts_a_live_sweep(server, page):
     page.goto(server.url + "/")
     page.wait_for_function("document.querySelectorAll('#presets .preset').length > 0")
-    page.evaluate("(cfg) => fillForm(cfg)", {**TINY, "epochs": 2})
+    fill_tiny_form(page, epochs=2)
     page.click("#sweep-button")
     values = page.locator("#sweep-axes .sweep-values").first
     values.fill("1e-4..1e-2 x3")
