@@ -4,6 +4,7 @@
 import { axesOf, score, scoreCurves } from "./data.js";
 import { drawParallel, drawScatter } from "./plots.js";
 import { showTable } from "./table.js";
+import { addBand } from "../seeds.js";
 
 const $ = (id) => document.getElementById(id);
 const sweepId = $("sweep").dataset.sweepId;
@@ -47,11 +48,8 @@ function showCurves(s, axes, grouped) {
   const series = [{ label: "images seen" }];
   const bands = [];
   lines.forEach((l, i) => {
-    series.push({ label: l.label, stroke: colour(i), width: 2, spanGaps: true, points: { show: true } });
-    if (!grouped) return;
-    series.push({ label: "min", stroke: colour(i, 0.4), width: 1, spanGaps: true, points: { show: false } },
-      { label: "max", stroke: colour(i, 0.4), width: 1, spanGaps: true, points: { show: false } });
-    bands.push({ series: [series.length - 1, series.length - 2], fill: colour(i, 0.12) });
+    const line = { label: l.label, stroke: colour(i), width: 2, spanGaps: true, points: { show: true } };
+    if (grouped) addBand(series, bands, line, colour(i, 0.4), colour(i, 0.12)); else series.push(line);
   });
   const of = `${grouped}:${lines.map((l) => l.label).join("|")}`;
   if (curves && of === curvesOf) { curves.setData(data); return; }
