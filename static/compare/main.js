@@ -15,9 +15,10 @@ const METRICS = JSON.parse($("metric-spec").textContent);  // [{name, label, cha
 const names = METRICS.map((m) => m.name);
 const metric = (name) => METRICS.find((m) => m.name === name);
 
-// Per run: {id, index (its colour), run (the run JSON, once known), history, samples, socket, state, snapshotted}
+// Per run: {id, index (its colour), colour (drawn in: its own, or seeds grouped, its group's), run (the run JSON, once
+// known), history, samples, socket, state, snapshotted}
 const runs = $("compare").dataset.runIds.split(",").map((id, index) => ({
-  id: Number(id), index, run: null, history: emptyHistory(names), samples: [], socket: null, state: "connecting", snapshotted: false,
+  id: Number(id), index, colour: runColor(index), run: null, history: emptyHistory(names), samples: [], socket: null, state: "connecting", snapshotted: false,
 }));
 
 const charts = {
@@ -108,9 +109,9 @@ function draw() {
 // The connection's state ("live", "reconnecting") is shown while a run is loading, queued or running: next to a run that
 // has ended it would read as if the run were live, and nothing more comes for it.
 function showLegend() {
-  const colour = new Map(groups().flatMap((g) => g.runs.map((r) => [r, runColor(g.index)])));  // a group's, seeds grouped
+  for (const g of groups()) for (const r of g.runs) r.colour = runColor(g.index);  // the grids and config follow
   $("compare-legend").replaceChildren(...runs.map((r) => el("li", { "data-run-id": r.id },
-    el("span", { class: "swatch", style: `background: ${colour.get(r)}` }),
+    el("span", { class: "swatch", style: `background: ${r.colour}` }),
     el("a", { href: `/runs/${r.id}`, text: `#${r.id} ${r.run ? r.run.name : ""}` }),
     el("span", { class: `badge ${r.run ? r.run.status : ""}`, text: r.run ? r.run.status : "loading" }),
     ...(!r.run || ACTIVE.includes(r.run.status)
@@ -179,7 +180,7 @@ $("smoothing").addEventListener("input", () => {
   schedule();
 });
 $("x-axis").addEventListener("change", () => { keepInAddress(); schedule(); });
-$("group-seeds").addEventListener("change", () => { keepInAddress(); showLegend(); schedule(); });
+$("group-seeds").addEventListener("change", () => { keepInAddress(); showLegend(); showConfig(); grids.show(); schedule(); });
 $("config-all").addEventListener("change", showConfig);
 addShortcuts([
   { keys: ["ArrowLeft"], help: "previous epoch's grids", run: () => { $("grid-epoch").stepDown(); $("grid-epoch").dispatchEvent(new Event("input")); } },
