@@ -36,7 +36,7 @@ function showHead(s) {
   $("sweep-delete").hidden = s.status === "active";
   const top = best(s, TOP);
   $("sweep-compare").hidden = top.length < 2;
-  $("sweep-compare").href = `/compare?runs=${top.map((r) => r.id).join(",")}`;
+  $("sweep-compare").href = `/compare?runs=${top.map((r) => r.id).join(",")}&x=images`;  // as the curves here
   $("sweep-compare").textContent = `Compare the best ${top.length}`;
 }
 
