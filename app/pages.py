@@ -71,6 +71,11 @@ def run_page(request: Request, run_id: RunId):
     return templates.TemplateResponse(request, "run.html", {"run_id": run_id, "metrics": metrics, "modules": RUN_MODULES})
 
 
+def clipped(text: str) -> str:
+    """Text from the address as an error quotes it: at most 20 characters."""
+    return text if len(text) <= 20 else text[:20] + "…"
+
+
 
 def parse_run_ids(text: str | None) -> tuple[list[int], str | None]:
     """`?runs=3,7,9` as run ids in the given order, without repeats, or the reason it cannot be read."""
@@ -79,7 +84,7 @@ def parse_run_ids(text: str | None) -> tuple[list[int], str | None]:
         return [], None  # nothing chosen yet: the page says how to choose
     bad = [p for p in parts if not p.isdecimal() or len(p) > 18 or int(p) < 1]  # length first: int() fails on 4,301 digits
     if bad:
-        shown = ", ".join(p if len(p) <= 20 else p[:20] + "…" for p in bad[:5])
+        shown = ", ".join(clipped(p) for p in bad[:5])
         return [], f"runs: not a run id: {shown} (give positive whole numbers, comma-separated)"
     ids = list(dict.fromkeys(int(p) for p in parts))
     if len(ids) > MAX_COMPARED:
@@ -87,11 +92,29 @@ def parse_run_ids(text: str | None) -> tuple[list[int], str | None]:
     return ids, None
 
 
+# The comparison page's x axes (static/compare/overlay.js xValues): value -> (the option's text, its title).
+X_AXES = {"step": ("step", "batches trained"), "epoch": ("epoch", "passes over the data"),
+          "time": ("wall time", "seconds since the run started"),
+          "images": ("images seen", "steps x batch size: runs of different batch sizes line up")}  # fmt: skip
+
+
+def view_error(x: str, group: str | None) -> str | None:
+    """Why `?x=` or `?group=` cannot be shown, or None."""
+    if x not in X_AXES:
+        return f"x: {clipped(x)!r} is not an x axis (give one of {', '.join(X_AXES)})"
+    if group not in (None, "seeds"):
+        return f"group: {clipped(group)!r} is not a grouping (give seeds, or leave it out)"
+    return None
+
+
 @router.get("/compare", response_class=HTMLResponse)
-def compare_page(request: Request, runs: str | None = None):
-    """The comparison page. A garbled list or too many runs answer 422, a list of only unknown runs 404; the page says
-    which and why, and shows the runs it knows."""
+def compare_page(request: Request, runs: str | None = None, x: str = "step", group: str | None = None):
+    """The comparison page; `x` (step, epoch, time, images) and `group=seeds` choose the view, so a link opens it again.
+    A garbled list, too many runs or an unknown view answer 422, a list of only unknown runs 404; the page says which
+    and why, and shows the runs it knows."""
     ids, error = parse_run_ids(runs)
+    if error is None and (error := view_error(x, group)):
+        ids = []
     unknown: list[int] = []
     if ids:
         with request.app.state.sessions() as s:
@@ -102,7 +125,8 @@ def compare_page(request: Request, runs: str | None = None):
             error = f"runs: no run with id {', '.join(map(str, unknown))}"
     status = 404 if ids == [] and unknown else 422 if error else 200
     context = {"run_ids": ids, "unknown": unknown, "error": error, "max_runs": MAX_COMPARED,
-               "metrics": [asdict(m) for m in METRICS], "modules": COMPARE_MODULES}  # fmt: skip
+               "metrics": [asdict(m) for m in METRICS], "modules": COMPARE_MODULES, "x_axes": X_AXES, "x": x,
+               "group": group}  # fmt: skip
     return templates.TemplateResponse(request, "compare.html", context, status_code=status)
 
 

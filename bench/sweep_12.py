@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness import scratch_server, wait_for  # noqa: E402
+from bench.sweep_server import finished_sweep  # noqa: E402
 
 
 def main() -> None:
@@ -24,21 +23,17 @@ def main() -> None:
     args = parser.parse_args()
     spec = {"name": "lr x g_every", "base": {"epochs": args.epochs, "device": "cpu"},
             "axes": {"lr_g+lr_d": {"values": [1e-4, 2e-4, 5e-4]}, "g_every": {"values": [1, 2]}}, "seeds": 2}  # fmt: skip
-    with scratch_server(GANBOARD_MAX_CONCURRENT=args.concurrent) as server:
-        t0 = time.monotonic()
-        sweep = server.client.post("/api/sweeps", json=spec).json()
-        url = f"/api/sweeps/{sweep['id']}"
-        done = wait_for(lambda: (s := server.client.get(url).json())["status"] != "active" and s, 6 * 3600, 5, "the sweep")
-        wall = time.monotonic() - t0
+    with finished_sweep(spec, args.concurrent) as (server, done, wall):
         once = True
         for run in done["runs"]:
             steps = server.client.get(f"/api/runs/{run['id']}/metrics", params={"max_points": 10**6}).json()["step"]
             once &= steps == list(range(1, run["total_steps"] + 1))
+            best = "-" if run["best_swd"] is None else f"{run['best_swd']:.1f}"
             print(f"  #{run['id']:>2} lr {run['settings']['lr_g+lr_d']:.0e} g_every {run['settings']['g_every']} "
                   f"seed {run['settings']['seed']}: {run['status']}, {run['total_steps']} steps, best SWD "
-                  f"{run['best_swd']:.1f}, {run['active_seconds']:.0f} s")  # fmt: skip
+                  f"{best}, {run['active_seconds'] or 0:.0f} s")  # fmt: skip
         groups: dict[tuple, list[float]] = {}
-        for run in done["runs"]:
+        for run in (r for r in done["runs"] if r["best_swd"] is not None):  # a failed run has no score
             groups.setdefault((run["settings"]["lr_g+lr_d"], run["settings"]["g_every"]), []).append(run["best_swd"])
         for (lr, g), scores in sorted(groups.items(), key=lambda kv: statistics.mean(kv[1])):
             print(f"  lr {lr:.0e} g_every {g}: best SWD mean {statistics.mean(scores):.1f} ({min(scores):.1f}-{max(scores):.1f})")

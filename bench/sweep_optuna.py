@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness import TINY, scratch_server, wait_for  # noqa: E402
+from bench.sweep_server import finished_sweep  # noqa: E402
+from tests.harness import TINY  # noqa: E402
 
 
 def main() -> None:
@@ -26,17 +26,14 @@ def main() -> None:
     spec = {"name": "tpe", "method": "optuna", "trials": 8, "parallel": 1, "base": base,
             "axes": {"lr_g+lr_d": {"min": 1e-4, "max": 0.05, "log": True}},
             "first": [{"lr_g+lr_d": 2e-4}, {"lr_g+lr_d": 0.05}], "pruning": {"startup_trials": 1}}  # fmt: skip
-    with scratch_server(GANBOARD_MAX_CONCURRENT="1") as server:
-        t0 = time.monotonic()
-        url = f"/api/sweeps/{server.client.post('/api/sweeps', json=spec).json()['id']}"
-        done = wait_for(lambda: (s := server.client.get(url).json())["status"] != "active" and s, 6 * 3600, 5, "the study")
+    with finished_sweep(spec) as (_, done, wall):
         for run in done["runs"]:
             best = "-" if run["best_swd"] is None else f"{run['best_swd']:.1f}"
             why = f" ({run['error']})" if run["status"] == "pruned" else ""
             print(f"  #{run['id']} lr {run['settings']['lr_g+lr_d']:.2e}: {run['status']} after {len(run['scores'])} of "
                   f"{args.epochs} epochs, best SWD {best}{why}")  # fmt: skip
         early = sum(r["status"] == "pruned" and len(r["scores"]) < args.epochs for r in done["runs"])
-        print(f"study: {done['counts']} in {(time.monotonic() - t0) / 60:.1f} min; stopped early by the pruner: {early}")
+        print(f"study: {done['counts']} in {wall / 60:.1f} min; stopped early by the pruner: {early}")
 
 
 if __name__ == "__main__":

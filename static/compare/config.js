@@ -1,6 +1,5 @@
 // The config diff: the keys whose values differ between the runs compared (or all of them), one column per run.
 import { el } from "../common.js";
-import { runColor } from "./overlay.js";
 
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
@@ -17,7 +16,7 @@ export function showConfigDiff(table, note, runs, all) {
   const keys = configKeys(known.map((r) => r.run.config), all);
   const differing = new Set(configKeys(known.map((r) => r.run.config)));
   table.tHead.replaceChildren(el("tr", {}, el("th", { text: "key" }), ...known.map((r) =>
-    el("th", { style: `border-bottom: 3px solid ${runColor(r.index)}` }, el("a", { href: `/runs/${r.id}`, text: `#${r.id} ${r.run.name}` })))));
+    el("th", { style: `border-bottom: 3px solid ${r.colour}` }, el("a", { href: `/runs/${r.id}`, text: `#${r.id} ${r.run.name}` })))));
   table.tBodies[0].replaceChildren(...keys.map((key) => el("tr", { "data-key": key, class: differing.has(key) ? "differs" : "" },
     el("th", { scope: "row", text: key }), ...known.map((r) => el("td", { text: text(r.run.config[key]) })))));
   note.hidden = known.length < 2 || differing.size > 0 || all;

@@ -1,7 +1,6 @@
 // The runs' sample grids side by side at one epoch, with one slider for all. A run without a grid at that epoch shows
 // its nearest earlier one, labelled so.
 import { el } from "../common.js";
-import { runColor } from "./overlay.js";
 
 // The sample of the newest epoch at or before `epoch` ([{epoch, url, ...}] sorted by epoch), or null.
 export function nearestEarlier(samples, epoch) {
@@ -17,7 +16,7 @@ export class GridRow {
     this.cells = runs.map((r) => {
       const img = el("img", { alt: `samples of run ${r.id}`, hidden: "" });
       const label = el("figcaption", { class: "small muted" });
-      const title = el("a", { href: `/runs/${r.id}`, class: "grid-run", style: `border-left: 4px solid ${runColor(r.index)}`, text: `#${r.id}` });
+      const title = el("a", { href: `/runs/${r.id}`, class: "grid-run", style: `border-left: 4px solid ${r.colour}`, text: `#${r.id}` });
       const fig = el("figure", { class: "compare-grid", "data-run-id": r.id }, title, img, label);
       box.append(fig);
       return { run: r, img, label, title };
@@ -45,6 +44,7 @@ export class GridRow {
     const epoch = this.epoch;
     this.output.textContent = this.slider.disabled && !this.runs.some((r) => r.samples.length) ? "–" : String(epoch);
     for (const { run, img, label, title } of this.cells) {
+      title.style.borderLeftColor = run.colour;
       if (run.run && title.textContent !== `#${run.id} ${run.run.name}`) title.textContent = `#${run.id} ${run.run.name}`;
       const s = nearestEarlier(run.samples, epoch);
       img.hidden = !s;

@@ -1,8 +1,10 @@
-// The comparison page's overlaid charts: per run one colour, per metric one dash style, all on one x axis (step, epoch
-// or wall time). Runs have different x values, so their columns are merged with uPlot.join (a run has no value at
-// another run's x; spanGaps draws its line across). Rendering only: the caller hands each chart the runs to draw.
+// The comparison page's overlaid charts: per line (a run, or a group of runs that differ only in their seed: their mean
+// with a min-max band) one colour, per metric one dash style, all on one x axis (step, epoch, wall time or images seen).
+// Lines have different x values, so their columns are merged with uPlot.join (a line has no value at another's x;
+// spanGaps draws it across). Rendering only: the caller hands each chart the lines to draw.
 import { fmt, humanSeconds } from "../common.js";
 import "../chartpng.js";  // the chart cards' PNG buttons
+import { addBand } from "../seeds.js";
 import { autoRange, chartHeight, guideAt, showLatestInLegend, STEP_INCRS, stepLabel, themedAxis, valuesOnceDrawn } from "../run/charts.js";
 
 // Ten colours that stay apart on light and dark backgrounds: the page compares at most ten runs (app/pages.py).
@@ -11,11 +13,14 @@ export const RUN_COLORS = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626"
 export const runColor = (index) => RUN_COLORS[index % RUN_COLORS.length];
 const DASHES = [[], [6, 4]];  // the chart's first metric solid, the second dashed
 
-export const X_LABELS = { step: "step", epoch: "epoch", time: "seconds since the run started" };
+export const X_LABELS = { step: "step", epoch: "epoch", time: "seconds since the run started", images: "images seen" };
+const COUNTED = ["step", "images"];  // whole numbers, ticked as 20k, 1.5M
 
 // One run's x values for its buckets: steps, fractional epochs (step / steps per epoch, so epochs do not come in
-// stairs), or seconds since the run started (its start time, else its first bucket's time).
+// stairs), seconds since the run started (its start time, else its first bucket's time), or images seen (step x
+// batch size, so that runs of different batch sizes line up by the data they trained on).
 export function xValues(h, run, axis) {
+  if (axis === "images") return h.step.map((s) => s * run.config.batch_size);
   if (axis === "epoch") {
     const perEpoch = run.total_steps && run.total_epochs ? run.total_steps / run.total_epochs : null;
     return perEpoch ? h.step.map((s) => s / perEpoch) : h.epoch.slice();
@@ -43,11 +48,11 @@ export function joinRuns(tables) {
 }
 
 export class OverlayChart {
-  // metrics: [{name, label}] drawn per run; runs: [{id, name}] in colour order; opts: {range, guide, yLabel, scaleOf,
+  // metrics: [{name, label}] drawn per line; lines (setLines): [{label, colour, band}]; opts: {range, guide, yLabel, scaleOf,
   // scales ({key: {label, range, side, optional: no tick values until a series on it has one}}), wholeX (x ticks at
   // whole numbers only: the quality chart's x is always whole epochs)}.
-  constructor(box, metrics, runs, opts = {}) {
-    Object.assign(this, { box, metrics, runs, opts, axis: "step" });
+  constructor(box, metrics, opts = {}) {
+    Object.assign(this, { box, metrics, opts, axis: "step", lines: [] });
     this.uplot = null;
     this.make();
   }
@@ -55,12 +60,16 @@ export class OverlayChart {
   make() {
     if (this.uplot) this.uplot.destroy();
     const series = [{ label: X_LABELS[this.axis], value: (u, v) => (v === null || v === undefined ? "–" : this.xText(v)) }];
-    this.runs.forEach((run, r) => this.metrics.forEach((m, k) => series.push({
-      label: `#${run.id} ${run.name} · ${m.label}`, stroke: runColor(r), dash: DASHES[k % DASHES.length], width: 2,
-      spanGaps: true, points: { show: false }, scale: this.opts.scaleOf ? this.opts.scaleOf(m) : "y", value: (u, v) => fmt(v),
-    })));
+    const bands = [];
+    for (const line of this.lines) {
+      this.metrics.forEach((m, k) => {
+        const spec = { label: `${line.label} · ${m.label}`, stroke: line.colour, dash: DASHES[k % DASHES.length], width: 2,
+          spanGaps: true, points: { show: false }, scale: this.opts.scaleOf ? this.opts.scaleOf(m) : "y", value: (u, v) => fmt(v) };
+        if (line.band) addBand(series, bands, spec, `${line.colour}80`, `${line.colour}24`); else series.push(spec);
+      });
+    }
     const axes = [themedAxis({ label: X_LABELS[this.axis], labelSize: 18, size: 34,
-      ...(this.axis === "step" || this.opts.wholeX ? { incrs: STEP_INCRS, values: (u, ticks) => ticks.map(stepLabel) } : {}) })];
+      ...(COUNTED.includes(this.axis) || this.opts.wholeX ? { incrs: STEP_INCRS, values: (u, ticks) => ticks.map(stepLabel) } : {}) })];
     const scales = { x: { time: false } };
     for (const [key, spec] of Object.entries(this.opts.scales || { y: { label: this.opts.yLabel, range: this.opts.range } })) {
       scales[key] = { range: spec.range || autoRange };
@@ -68,15 +77,22 @@ export class OverlayChart {
                              ...(spec.side ? { side: spec.side, grid: { show: false } } : {}) }));
     }
     this.uplot = new uPlot({
-      width: this.box.clientWidth, height: chartHeight(), scales, axes, series,
+      width: this.box.clientWidth, height: chartHeight(), scales, axes, series, bands,
       legend: { live: true },
       cursor: { drag: { x: true, y: false }, hover: { skip: [null, undefined] }, points: { size: 6 } },
       hooks: { setCursor: [showLatestInLegend], draw: this.opts.guide === undefined ? [] : [guideAt(this.opts.guide)] },
-    }, joinRuns(this.runs.map(() => [[], ...this.metrics.map(() => [])])), this.box);
+    }, joinRuns(this.lines.map((l) => [[], ...Array(this.metrics.length * (l.band ? 3 : 1)).fill([])])), this.box);
+  }
+
+  // Remade only when the lines change (a run's name arrives, seeds grouped or not): uPlot's series are fixed.
+  setLines(lines) {
+    if (JSON.stringify(lines) === JSON.stringify(this.lines)) return;
+    this.lines = lines;
+    this.make();
   }
 
   xText(v) {
-    if (this.axis === "step" || this.opts.wholeX) return Math.round(v).toLocaleString();
+    if (COUNTED.includes(this.axis) || this.opts.wholeX) return Math.round(v).toLocaleString();
     return this.axis === "epoch" ? v.toFixed(2) : humanSeconds(v);
   }
 
@@ -86,7 +102,7 @@ export class OverlayChart {
     this.make();
   }
 
-  // tables: per run (in this.runs' order) [x values, values of metric 0, values of metric 1, ...].
+  // tables: per line (in this.lines' order) [x values, then per metric its values (with a band: mean, min, max)].
   draw(tables) {
     this.uplot.setData(joinRuns(tables));
     showLatestInLegend(this.uplot);

@@ -1,5 +1,6 @@
 // A sweep's runs as the sweep page reads them: its axes (with how to scale each), and its runs grouped by setting
 // (every setting but the seed), with the mean, min and max of their best scores.
+import { groupBy, spread } from "../seeds.js";
 
 // [{name, log, categorical, values}] for each axis of the sweep's spec, in its order.
 export function axesOf(sweep) {
@@ -17,17 +18,12 @@ export const score = (run) => run.best_swd;
 
 // Groups of runs with the same setting: {key, settings, runs, mean, min, max} (scores of the runs that have one).
 export function groupBySetting(runs, axes) {
-  const groups = new Map();
-  for (const run of runs) {
-    const settings = Object.fromEntries(axes.map((a) => [a.name, run.settings[a.name]]));
-    const key = JSON.stringify(settings);
-    if (!groups.has(key)) groups.set(key, { key, settings, runs: [] });
-    groups.get(key).runs.push(run);
-  }
-  return [...groups.values()].map((g) => {
-    const scores = g.runs.map(score).filter((s) => s !== null && s !== undefined);
+  const settingsOf = (run) => Object.fromEntries(axes.map((a) => [a.name, run.settings[a.name]]));
+  return groupBy(runs, (run) => JSON.stringify(settingsOf(run))).map(({ key, items }) => {
+    const scores = items.map(score).filter((s) => s !== null && s !== undefined);
     const mean = scores.length ? scores.reduce((a, b) => a + b, 0) / scores.length : null;
-    return { ...g, mean, min: scores.length ? Math.min(...scores) : null, max: scores.length ? Math.max(...scores) : null };
+    return { key, settings: settingsOf(items[0]), runs: items, mean,
+             min: scores.length ? Math.min(...scores) : null, max: scores.length ? Math.max(...scores) : null };
   });
 }
 
@@ -48,8 +44,6 @@ export function label(value) {
   return Math.abs(value) > 0 && (Math.abs(value) < 1e-2 || Math.abs(value) >= 1e4) ? value.toExponential(1) : String(+value.toPrecision(4));
 }
 
-const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
-
 export function settingLabel(settings) {
   return Object.entries(settings).map(([name, value]) => `${name} ${label(value)}`).join(", ");
 }
@@ -59,17 +53,8 @@ export function settingLabel(settings) {
 export function scoreCurves(runs, axes, grouped, k) {
   const groups = grouped ? groupBySetting(runs, axes)
     : runs.map((r) => ({ runs: [r], settings: null, mean: score(r) ?? null }));
-  return groups.filter((g) => g.mean !== null).sort((a, b) => a.mean - b.mean).slice(0, k).map((g) => {
-    const at = new Map();
-    for (const r of g.runs) {
-      for (const [epoch, swd] of r.scores) {
-        const x = epoch * (r.images_per_epoch || 0);
-        at.set(x, [...(at.get(x) || []), swd]);
-      }
-    }
-    const xs = [...at.keys()].sort((a, b) => a - b);
-    const of = (f) => xs.map((x) => f(at.get(x)));
-    return { label: grouped ? settingLabel(g.settings) : `#${g.runs[0].id}`, xs, mean: of(mean),
-      lo: of((v) => Math.min(...v)), hi: of((v) => Math.max(...v)) };
-  });
+  return groups.filter((g) => g.mean !== null).sort((a, b) => a.mean - b.mean).slice(0, k).map((g) => ({
+    label: grouped ? settingLabel(g.settings) : `#${g.runs[0].id}`,
+    ...spread(g.runs.map((r) => [r.scores.map(([epoch]) => epoch * (r.images_per_epoch || 0)), r.scores.map(([, swd]) => swd)])),
+  }));
 }

@@ -5,6 +5,7 @@ import { cssVar, el, fetchJSON, fmt, isResumable, setBadge } from "../common.js"
 import { axesOf, score, scoreCurves } from "./data.js";
 import { drawParallel, drawScatter } from "./plots.js";
 import { showTable } from "./table.js";
+import { addBand } from "../seeds.js";
 
 const $ = (id) => document.getElementById(id);
 const sweepId = $("sweep").dataset.sweepId;
@@ -36,7 +37,7 @@ function showHead(s) {
   $("sweep-delete").hidden = s.status === "active";
   const top = best(s, TOP);
   $("sweep-compare").hidden = top.length < 2;
-  $("sweep-compare").href = `/compare?runs=${top.map((r) => r.id).join(",")}`;
+  $("sweep-compare").href = `/compare?runs=${top.map((r) => r.id).join(",")}&x=images`;  // as the curves here
   $("sweep-compare").textContent = `Compare the best ${top.length}`;
 }
 
@@ -48,11 +49,8 @@ function showCurves(s, axes, grouped) {
   const series = [{ label: "images seen" }];
   const bands = [];
   lines.forEach((l, i) => {
-    series.push({ label: l.label, stroke: colour(i), width: 2, spanGaps: true, points: { show: true } });
-    if (!grouped) return;
-    series.push({ label: "min", stroke: colour(i, 0.4), width: 1, spanGaps: true, points: { show: false } },
-      { label: "max", stroke: colour(i, 0.4), width: 1, spanGaps: true, points: { show: false } });
-    bands.push({ series: [series.length - 1, series.length - 2], fill: colour(i, 0.12) });
+    const line = { label: l.label, stroke: colour(i), width: 2, spanGaps: true, points: { show: true } };
+    if (grouped) addBand(series, bands, line, colour(i, 0.4), colour(i, 0.12)); else series.push(line);
   });
   const of = `${grouped}:${lines.map((l) => l.label).join("|")}`;
   if (curves && of === curvesOf) { curves.setData(data); return; }

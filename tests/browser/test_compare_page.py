@@ -1,5 +1,6 @@
 """The comparison page in real Chromium: three runs written into the database (configs that differ in two keys, grids at
-different epochs) and one real training run, picked with the list's checkboxes and opened at /compare?runs=..."""
+different epochs) and one real training run, picked with the list's checkboxes and opened at /compare?runs=...; runs
+that differ only in their seed grouped as one line with a band, and runs of two batch sizes by images seen."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from PIL import Image
 from sqlalchemy import insert, update
 
-from app.db import Run, Sample, make_engine, make_sessionmaker
+from app.db import Metric, Run, Sample, make_engine, make_sessionmaker
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.runs_in_db import write_run
 from tests.harness import TINY
@@ -52,6 +53,11 @@ def test_garbled_unknown_and_too_many_runs_say_why(server):
     assert r.status_code == 404 and "no run with id 999998, 999999" in r.text
     r = server.client.get("/compare", params={"runs": f"{known},999999"})
     assert r.status_code == 200 and "Not found, left out: run 999999" in r.text
+    r = server.client.get("/compare", params={"runs": str(known), "x": "images; drop"})
+    assert r.status_code == 422 and "x: &#39;images; drop&#39; is not an x axis" in r.text
+    assert "(give one of step, epoch, time, images)" in r.text
+    r = server.client.get("/compare", params={"runs": str(known), "group": "lr"})
+    assert r.status_code == 422 and "group: &#39;lr&#39; is not a grouping (give seeds" in r.text
     r = server.client.get("/compare")  # nothing chosen yet: how to choose, not an error
     assert r.status_code == 200 and 'id="compare-empty"' in r.text and "compare-error" not in r.text
 
@@ -160,3 +166,71 @@ def test_a_filter_then_select_shown(server, page):
     page.click("#pick-shown")
     assert page.get_attribute("#compare-link", "href") == f"/compare?runs={ids[1]}"
     assert page.text_content("#compare-link") == "Compare (1)"
+
+
+def change_runs(runs_dir: Path, changes: dict[int, dict], loss_d_offset: dict[int, float] | None = None) -> None:
+    """Config keys changed per run, and a constant added to some runs' loss_d rows (runs written without stored buckets:
+    the server aggregates the rows as they are now)."""
+    engine = make_engine(f"sqlite:///{runs_dir / 'ganboard.db'}")
+    try:
+        with make_sessionmaker(engine).begin() as s:
+            for run_id, change in changes.items():
+                s.execute(update(Run).where(Run.id == run_id).values(config=s.get(Run, run_id).config | change))
+            for run_id, offset in (loss_d_offset or {}).items():
+                s.execute(update(Metric).where(Metric.run_id == run_id).values(loss_d=Metric.loss_d + offset))
+    finally:
+        engine.dispose()
+
+
+def test_seeds_grouped_draw_one_line_with_a_band_and_stay_in_the_address(server, page):
+    a, b, c = (write_run(server.runs_dir, 200, store_buckets=False) for _ in range(3))
+    change_runs(server.runs_dir, {a: {"seed": 1}, b: {"seed": 2}, c: {"seed": 1, "lr_g": 1e-3}}, loss_d_offset={b: 0.5})
+    page.goto(f"{server.url}/compare?runs={a},{b},{c}")
+    page.wait_for_function("performance.getEntriesByName('first-compare-paint').length > 0")
+    assert len(page.evaluate("window.compare.series()")["loss"]) == 3 * 2  # a line per run and metric
+    page.locator("#smoothing").fill("0")
+    page.check("#group-seeds")
+    assert page.url.endswith(f"/compare?runs={a},{b},{c}&group=seeds")
+    page.wait_for_function("window.compare.series().loss.length === 2 * 3 + 2")
+    labels = page.evaluate("window.compare.series()")["loss"]
+    mean_d = f"#{a} #{b} (2 seeds) · {labels[0].split(' · ')[1]}"
+    assert labels[:3] == [mean_d, f"{mean_d} min", f"{mean_d} max"]  # a and b: one line, its min and max
+    assert labels[6].startswith(f"#{c} ") and len(labels) == 8  # c has another lr: alone
+    assert page.evaluate("window.compare.bands('loss')") == [[3, 2], [6, 5]]  # a band between each min and max
+    data = page.evaluate("window.compare.data('loss')")
+    raw_a, raw_b = (page.evaluate(f"window.compare.smoothed({i}, 'loss_d')") for i in (a, b))
+    assert data[0] == list(range(1, 201))
+    assert data[1] == [(x + y) / 2 for x, y in zip(raw_a, raw_b)]  # the mean of the two seeds at each step
+    assert data[2] == raw_a and data[3] == raw_b  # min and max: b's loss_d is a's + 0.5
+    swatches = page.eval_on_selector_all("#compare-legend .swatch", "els => els.map(e => e.style.background)")
+    assert swatches[0] == swatches[1] != swatches[2]  # the group's colour on both its runs
+
+    page.reload()  # the address holds the view
+    page.wait_for_function("performance.getEntriesByName('first-compare-paint').length > 0")
+    assert page.is_checked("#group-seeds")
+    page.wait_for_function("window.compare.series().loss.length === 8")
+    page.uncheck("#group-seeds")
+    assert page.url.endswith(f"/compare?runs={a},{b},{c}")
+    page.wait_for_function("window.compare.series().loss.length === 6")
+
+
+def test_images_seen_line_up_runs_of_two_batch_sizes(server, page):
+    small, large = write_run(server.runs_dir, 40), write_run(server.runs_dir, 20)
+    change_runs(server.runs_dir, {small: {"batch_size": 64}, large: {"batch_size": 128}})
+    page.goto(f"{server.url}/compare?runs={small},{large}")
+    page.wait_for_function("performance.getEntriesByName('first-compare-paint').length > 0")
+    page.locator("#smoothing").fill("0")
+    page.select_option("#x-axis", "images")
+    assert page.url.endswith(f"/compare?runs={small},{large}&x=images")
+    page.wait_for_function("document.querySelector('#loss-chart .u-legend th')?.textContent.includes('images seen')")
+    data = page.evaluate("window.compare.data('loss')")
+    at = data[0].index(1280)  # step 20 of batch 64, step 10 of batch 128
+    assert data[1][at] == page.evaluate(f"window.compare.smoothed({small}, 'loss_d')")[19]
+    assert data[3][at] == page.evaluate(f"window.compare.smoothed({large}, 'loss_d')")[9]
+    assert max(data[0]) == 40 * 64 == 20 * 128
+
+    page.goto(f"{server.url}/compare?runs={small},{large}&x=images&group=seeds")  # a link opens the same view
+    page.wait_for_function("performance.getEntriesByName('first-compare-paint').length > 0")
+    assert page.input_value("#x-axis") == "images" and page.is_checked("#group-seeds")
+    assert max(page.evaluate("window.compare.xs()")) == 2560
+    assert len(page.evaluate("window.compare.series()")["loss"]) == 4  # batch sizes differ: nothing grouped
