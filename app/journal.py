@@ -25,12 +25,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from app.db import Received, Run
-from app.ingest import checkpoint_digests, ingest
+from app.db import Run
+from app.ingest import RunDeleted, store
 from trainer.journal import read_lines
 from trainer.protocol import JOURNAL, parse_message
 
@@ -97,28 +97,14 @@ def _store(sessions: sessionmaker, run_id: int, run_dir: Path, lines: Sequence[t
 
 
 def _ingest(sessions: sessionmaker, run_id: int, run_dir: Path, lines: Sequence[tuple[int, bytes]]) -> int:
-    """Parse the lines, leave out what is stored already, hash the new messages' checkpoints (before the transaction:
-    no write lock held while files are read), then store them in one transaction."""
+    """Parse the lines and store them in one transaction, with the offset past them."""
     messages = []
     for end, line in lines:
         try:
             messages.append(parse_message(line))
         except ValidationError as e:
             log.warning("run %s: journal line ending at byte %d is not a message: %s", run_id, end, e)
-    keys = [(m.attempt, m.seq) for m in messages]
-    with sessions() as s:
-        query = select(Received.attempt, Received.seq).where(
-            Received.run_id == run_id, tuple_(Received.attempt, Received.seq).in_(keys)
-        )
-        seen = set(s.execute(query)) if keys else set()
-    new = [(msg, checkpoint_digests(run_dir, msg)) for msg in messages if (msg.attempt, msg.seq) not in seen]
-    stored = 0
-    with sessions.begin() as s:
-        run = s.get(Run, run_id)
-        if run is None:  # deleted meanwhile
-            return 0
-        for msg, digests in new:
-            if ingest(s, run, run_dir, msg, digests) is not None:
-                stored += 1
-        run.journal_offset = lines[-1][0]
-    return stored
+    try:
+        return store(sessions, run_id, run_dir, messages, journal_offset=lines[-1][0])[0]
+    except RunDeleted:
+        return 0

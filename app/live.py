@@ -10,11 +10,10 @@ import logging
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from app import journal, store
+from app import ingest, journal, store
 from app.hub import PAGE_INTERVAL, RESYNC, frame
 from app.api import RunId
 from app.db import Run, hash_token
-from app.ingest import checkpoint_digests, ingest
 from trainer import protocol
 
 log = logging.getLogger(__name__)
@@ -45,18 +44,10 @@ async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
         state.hub.resync(run_id)
     await ws.accept()
 
-    def store_message(msg: protocol.WorkerMessage) -> list[dict] | None:
-        digests = checkpoint_digests(run_dir, msg)  # before the transaction: no lock held while files are read
-        with state.sessions.begin() as s:
-            current = s.get(Run, run_id)
-            if current is None:
-                raise KeyError(run_id)
-            return ingest(s, current, run_dir, msg, digests)
-
     try:
         while True:
             msg = protocol.parse_message(await ws.receive_text())
-            out = await run_in_threadpool(store_message, msg)
+            _, out = await run_in_threadpool(ingest.store, state.sessions, run_id, run_dir, [msg])
             if out:
                 state.hub.publish(run_id, out)
             ack = protocol.Ack(seq=msg.seq, threads=state.supervisor.cpu_threads(run_id))
@@ -67,7 +58,7 @@ async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
                 state.supervisor.stopping(run_id, msg.attempt, msg.step)
     except WebSocketDisconnect:
         pass
-    except (KeyError, ValueError) as e:  # a malformed message (ValidationError is a ValueError) or a deleted run
+    except (LookupError, ValueError) as e:  # a malformed message (ValidationError is a ValueError) or a deleted run
         log.warning("run %s: bad worker message: %s", run_id, e)
         await ws.close(code=1003)
 
