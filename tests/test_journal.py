@@ -224,3 +224,29 @@ def test_the_database_deleted_while_serving_is_restored_and_nothing_is_lost(tmp_
         assert all_steps(second, later["id"]) == [1, 2, 3]
     finally:
         second.stop()
+
+
+def test_a_long_journal_is_replayed_while_the_server_serves(tmp_path):
+    """A worker trained to its end while the server was down: 20,000 journal lines. The server answers before the
+    replay ends (it held the start for the whole replay: minutes), says the run is `replaying` meanwhile, leaves the
+    run alone until then (its worker is gone: reconciled first, it would be `interrupted`), and ends with every step
+    stored once and the journal's `completed`."""
+    runs, lines = tmp_path / "runs", 20_000
+    (runs / "1").mkdir(parents=True)
+    sessions = make_sessionmaker(make_engine(f"sqlite:///{runs / 'ganboard.db'}"))
+    with sessions.begin() as s:
+        s.add(Run(id=1, name="r", config={"batch_size": 4}, status="running", attempt=1, executor="local"))
+    sessions.kw["bind"].dispose()
+    steps = 2 * (lines - 2)
+    start = StatusMessage(seq=1, attempt=1, status="running", step=0, epoch=0, total_steps=steps, total_epochs=1,
+                          device="cpu")  # fmt: skip
+    done = StatusMessage(seq=lines, attempt=1, status="completed", step=steps, epoch=1)
+    append(runs / "1", start, *(batch(seq, 2 * seq - 3, 2 * seq - 2) for seq in range(2, lines)), done)
+    server = start_server(runs, replayed=False)
+    try:
+        assert server.run(1)["replaying"] is True  # answered before the replay ended
+        run = wait_for(lambda: (r := server.run(1))["replaying"] is False and r, 600, 1, "the replay to end")
+        assert run["status"] == "completed", run
+        assert all_steps(server, 1) == list(range(1, steps + 1))  # each once
+    finally:
+        server.stop()
