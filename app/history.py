@@ -19,6 +19,7 @@ Every function here is synchronous; async callers run them in a thread.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Select, delete, func, insert, literal, select
@@ -121,34 +122,57 @@ def buckets(session: Session, run: Run, after: int = 0) -> dict[str, Any]:
     return out
 
 
+CHUNK = 5000  # rows per fetch when the API's rows are read
+
+
 def metrics(
     session: Session, run_id: int, after: int = 0, max_points: int = 2000, before: int | None = None
 ) -> dict[str, list]:
     """Columnar rows after step `after` (and before step `before`, when given), at most `max_points` of them, chosen
-    so that spikes survive (for the API)."""
-    query = select(*(getattr(Metric, c) for c in METRIC_COLUMNS)).where(Metric.run_id == run_id, Metric.step > after)
-    if before is not None:
-        query = query.where(Metric.step < before)
-    rows = session.execute(query.order_by(Metric.step)).all()
-    keep = downsample_indices(rows, max_points)
-    cols = list(zip(*(rows[i] for i in keep))) if keep else [[] for _ in METRIC_COLUMNS]
+    so that spikes survive (for the API). The rows are counted, then read CHUNK at a time in one pass that keeps only
+    what it returns: a run of a million steps is never in memory whole."""
+    where = [Metric.run_id == run_id, Metric.step > after, *([Metric.step < before] if before is not None else [])]
+    n = session.scalar(select(func.count()).select_from(Metric).where(*where))
+    query = select(*(getattr(Metric, c) for c in METRIC_COLUMNS)).where(*where).order_by(Metric.step)
+    rows = session.execute(query.execution_options(yield_per=CHUNK))
+    kept = [row for _, row in thinned(rows, n, max_points)]
+    cols = list(zip(*kept)) if kept else [[] for _ in METRIC_COLUMNS]
     return {name: list(col) for name, col in zip(METRIC_COLUMNS, cols)}
 
 
-def downsample_indices(rows: list, max_points: int) -> list[int]:
-    """Split the rows into buckets and keep, per bucket, the rows holding each shown series' min and max (so a spike is
-    never averaged away), plus the first and last row."""
-    n = len(rows)
+def thinned(rows: Iterable[Sequence], n: int, max_points: int) -> list[tuple[int, Sequence]]:
+    """(index, row) of the `n` rows to keep, in order, in one pass: all of them when they are at most `max_points`;
+    else the rows split into buckets and, per bucket, the rows holding each shown series' min and max (so a spike is
+    never averaged away; the first of equal minima, the last of equal maxima), plus the first and last row."""
     if n <= max_points:
-        return list(range(n))
+        return list(enumerate(rows))
     positions = [METRIC_COLUMNS.index(s) for s in SHOWN]
     buckets = max(1, (max_points - 2) // (2 * len(SHOWN)))
-    keep = {0, n - 1}
-    for b in range(buckets):
-        lo, hi = b * n // buckets, (b + 1) * n // buckets
-        for p in positions:
-            values = [(rows[i][p], i) for i in range(lo, hi) if rows[i][p] is not None and not math.isnan(rows[i][p])]
-            if values:
-                keep.add(min(values)[1])
-                keep.add(max(values)[1])
-    return sorted(keep)
+    kept: dict[int, Sequence] = {}
+    low: list = [None] * len(positions)  # per series: (value, index, row) of the bucket's min so far
+    high: list = [None] * len(positions)
+    bucket, end = 0, n // buckets
+
+    def keep_bucket() -> None:
+        for found in (*low, *high):
+            if found is not None:
+                kept[found[1]] = found[2]
+        low[:], high[:] = [None] * len(positions), [None] * len(positions)
+
+    for i, row in enumerate(rows):
+        while i >= end:
+            keep_bucket()
+            bucket += 1
+            end = (bucket + 1) * n // buckets
+        if i in (0, n - 1):
+            kept[i] = row
+        for k, p in enumerate(positions):
+            value = row[p]
+            if value is None or math.isnan(value):
+                continue
+            if low[k] is None or value < low[k][0]:
+                low[k] = (value, i, row)
+            if high[k] is None or value >= high[k][0]:
+                high[k] = (value, i, row)
+    keep_bucket()
+    return sorted(kept.items(), key=lambda item: item[0])
