@@ -15,7 +15,7 @@ from datetime import timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -63,7 +63,7 @@ def store(sessions: sessionmaker, run_id: int, run_dir: Path, messages: Sequence
         seen = _received(s, run_id, [(m.attempt, m.seq) for m in new])  # the socket stored one meanwhile
         new = [m for m in new if m.attempt <= run.attempt and (m.attempt, m.seq) not in seen]  # never a future attempt
         if new:
-            s.execute(insert(Received), [{"run_id": run_id, "attempt": m.attempt, "seq": m.seq} for m in new])
+            s.execute(insert(Received.__table__), [{"run_id": run_id, "attempt": m.attempt, "seq": m.seq} for m in new])
         out = []
         for msg in _merged(new):
             out += _ingest(s, run, run_dir, msg, digests.get((msg.attempt, msg.seq), {}))
@@ -73,12 +73,17 @@ def store(sessions: sessionmaker, run_id: int, run_dir: Path, messages: Sequence
 
 
 def _received(session: Session, run_id: int, keys: list[tuple[int, int]]) -> set[tuple[int, int]]:
-    if not keys:
-        return set()
-    query = select(Received.attempt, Received.seq).where(
-        Received.run_id == run_id, tuple_(Received.attempt, Received.seq).in_(keys)
-    )
-    return set(session.execute(query).all())
+    """Which of `keys` (attempt, seq) are stored: a range of the primary key per attempt (a row-value IN list is a
+    scan of the whole table in SQLite, which grows with every message)."""
+    seqs: dict[int, list[int]] = {}
+    for attempt, seq in keys:
+        seqs.setdefault(attempt, []).append(seq)
+    found = set()
+    for attempt, wanted in seqs.items():
+        query = select(Received.seq).where(Received.run_id == run_id, Received.attempt == attempt,
+                                           Received.seq.between(min(wanted), max(wanted)))  # fmt: skip
+        found |= {(attempt, seq) for seq in session.scalars(query)}
+    return found & set(keys)
 
 
 def _merged(messages: list[WorkerMessage]) -> list[WorkerMessage]:
@@ -338,10 +343,11 @@ def _register_checkpoints(session: Session, run: Run, digests: Digests, epoch: i
 
 
 def _insert_ignoring_duplicates(session: Session):
-    """INSERT that skips rows whose primary key exists (a step logged by an earlier attempt), in this dialect."""
-    dialect = session.get_bind().dialect.name
+    """INSERT that skips rows whose primary key exists (a step logged by an earlier attempt), in this dialect. Of the
+    table, not the mapped class: the ORM's bulk insert costs more than the database for thousands of rows."""
+    dialect, table = session.get_bind().dialect.name, Metric.__table__
     if dialect == "sqlite":
-        return sqlite_insert(Metric).on_conflict_do_nothing()
+        return sqlite_insert(table).on_conflict_do_nothing()
     if dialect == "postgresql":
-        return postgresql_insert(Metric).on_conflict_do_nothing()
-    return insert(Metric).prefix_with("IGNORE") if dialect in ("mysql", "mariadb") else insert(Metric)
+        return postgresql_insert(table).on_conflict_do_nothing()
+    return insert(table).prefix_with("IGNORE") if dialect in ("mysql", "mariadb") else insert(table)

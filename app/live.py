@@ -39,6 +39,9 @@ async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
     if not expected or not hmac.compare_digest(expected, hash_token(_bearer(ws))):
         await ws.close(code=1008, reason="unknown run or wrong token")
         return
+    if run_id in store.replaying:  # the start-up replay has its journal: a thread here would only wait for it
+        await ws.close(code=1013, reason="the server is replaying this run's journal; try again shortly")
+        return
     run_dir = state.settings.runs_dir / str(run_id)
     if await run_in_threadpool(journal.replay, state.sessions, run_id, run_dir):  # what it journalled before connecting
         state.hub.resync(run_id)
