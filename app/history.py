@@ -141,38 +141,30 @@ def metrics(
 
 
 def thinned(rows: Iterable[Sequence], n: int, max_points: int) -> list[tuple[int, Sequence]]:
-    """(index, row) of the `n` rows to keep, in order, in one pass: all of them when they are at most `max_points`;
-    else the rows split into buckets and, per bucket, the rows holding each shown series' min and max (so a spike is
-    never averaged away; the first of equal minima, the last of equal maxima), plus the first and last row."""
+    """(index, row) of the `n` rows to keep, in order, in one pass that holds one bucket's rows at a time: all of them
+    when they are at most `max_points`; else the rows split into buckets and, per bucket, the rows holding each shown
+    series' min and max (so a spike is never averaged away), plus the first and last row."""
     if n <= max_points:
         return list(enumerate(rows))
     positions = [METRIC_COLUMNS.index(s) for s in SHOWN]
     buckets = max(1, (max_points - 2) // (2 * len(SHOWN)))
     kept: dict[int, Sequence] = {}
-    low: list = [None] * len(positions)  # per series: (value, index, row) of the bucket's min so far
-    high: list = [None] * len(positions)
-    bucket, end = 0, n // buckets
+    bucket: list[Sequence] = []
+    b, lo, hi = 0, 0, n // buckets
 
-    def keep_bucket() -> None:
-        for found in (*low, *high):
-            if found is not None:
-                kept[found[1]] = found[2]
-        low[:], high[:] = [None] * len(positions), [None] * len(positions)
+    def keep(bucket: list[Sequence], lo: int) -> None:
+        for p in positions:
+            values = [(row[p], i) for i, row in enumerate(bucket, lo) if row[p] is not None and not math.isnan(row[p])]
+            if values:
+                for _, i in (min(values), max(values)):
+                    kept[i] = bucket[i - lo]
 
     for i, row in enumerate(rows):
-        while i >= end:
-            keep_bucket()
-            bucket += 1
-            end = (bucket + 1) * n // buckets
         if i in (0, n - 1):
             kept[i] = row
-        for k, p in enumerate(positions):
-            value = row[p]
-            if value is None or math.isnan(value):
-                continue
-            if low[k] is None or value < low[k][0]:
-                low[k] = (value, i, row)
-            if high[k] is None or value >= high[k][0]:
-                high[k] = (value, i, row)
-    keep_bucket()
+        while i >= hi:  # this row starts the next bucket
+            keep(bucket, lo)
+            b, lo, hi, bucket = b + 1, hi, (b + 2) * n // buckets, []
+        bucket.append(row)
+    keep(bucket, lo)
     return sorted(kept.items(), key=lambda item: item[0])
