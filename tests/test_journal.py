@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from websockets.sync.client import connect
 
 from app.db import Metric, Run, make_engine, make_sessionmaker
 from app.ingest import ingest
 from app.journal import replay
-from tests.harness import start_server, wait_for
+from tests.harness import page_messages, start_server, wait_for
 from tests.test_worker_sink import rows
 from trainer.journal import JournalWriter
 from trainer.protocol import JOURNAL, BatchMessage, StatusMessage
@@ -245,8 +246,15 @@ def test_a_long_journal_is_replayed_while_the_server_serves(tmp_path):
     server = start_server(runs, replayed=False)
     try:
         assert server.run(1)["replaying"] is True  # answered before the replay ended
-        run = wait_for(lambda: (r := server.run(1))["replaying"] is False and r, 600, 1, "the replay to end")
-        assert run["status"] == "completed", run
+        with connect(f"{server.ws_url}/ws/runs/1") as page:  # a page open meanwhile catches up: fresh snapshots
+            newest, shown = 0, None
+            while shown is None or shown["replaying"]:
+                for msg in page_messages(page.recv(timeout=600)):
+                    if msg["type"] == "snapshot":
+                        newest, shown = max([newest, *msg["metrics"]["step"]]), msg["run"]
+        assert newest == steps and shown["status"] == "completed", shown
+        run = server.run(1)
+        assert run["status"] == "completed" and not run["replaying"], run
         assert all_steps(server, 1) == list(range(1, steps + 1))  # each once
     finally:
         server.stop()
