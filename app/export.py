@@ -2,8 +2,13 @@
 TensorBoard event file.
 
 Metrics are streamed from the database in chunks at full resolution, so a run of millions of steps never sits in
-memory; the TensorBoard file is written with TensorBoard's own `EventFileWriter` and summary protos (the server still
-never imports torch, which tensorboardX would).
+memory, and so is the TensorBoard zip: its event file is made of TensorBoard's own summary protos (the server still never
+imports torch, which tensorboardX would), framed as TFRecords here and written into the zip as the rows are read.
+TensorBoard's `EventFileWriter` wrote a temporary file first and checksummed every byte in Python (CRC-32C): a run of a
+million steps gave its first byte after 257 s; `google-crc32c` does it in C.
+
+A zip is written to a stream that cannot seek (`_Chunks`): the standard library's zipfile then puts each entry's size
+and CRC in a data descriptor after its bytes, so nothing is held back or spooled to disk to be sized first.
 """
 
 from __future__ import annotations
@@ -12,12 +17,11 @@ import csv
 import io
 import json
 import os
-import tempfile
+import struct
 import time
 import zipfile
 from collections.abc import Callable, Iterator
 from datetime import timezone
-from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Literal, NamedTuple
 
@@ -25,7 +29,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from app.animations import encode
 from app.deps import RunId
@@ -210,57 +214,90 @@ def _hparams(config: dict) -> dict:
     return {k: v for k, v in config.items() if isinstance(v, (bool, int, float, str))}
 
 
-def _write_events(folder: Path, session: Session, sessions: sessionmaker, run_id: int, samples: list[SampleFile]):
+def _record(data: bytes) -> bytes:
+    """One TFRecord, as TensorBoard reads an event file: length, its masked CRC-32C, the data, the data's."""
+    length = struct.pack("<Q", len(data))
+    return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack("<I", _masked_crc(data))
+
+
+def _masked_crc(data: bytes) -> int:
+    import google_crc32c
+
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _events(sessions: sessionmaker, run_id: int, samples: list[SampleFile]) -> Iterator[list[bytes]]:
+    """The run's event file as lists of serialized events: every metric row, CHUNK at a time, then the grids, the
+    scores and the machine samples."""
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.compat.proto.summary_pb2 import Summary
     from tensorboard.plugins.hparams import summary_v2 as hparams
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    def scalars(wall_time: float, step: int, values: dict[str, float | None]) -> Event:
+    def scalars(wall_time: float, step: int, values: dict[str, float | None]) -> bytes:
         summary = Summary(value=[Summary.Value(tag=t, simple_value=v) for t, v in values.items() if v is not None])
-        return Event(wall_time=wall_time, step=step, summary=summary)
+        return Event(wall_time=wall_time, step=step, summary=summary).SerializeToString()
 
-    tags = {m.name: f"{m.chart}/{m.label}" for m in METRICS}
-    at = {c: i for i, c in enumerate(ROW_COLUMNS)}
-    writer = EventFileWriter(str(folder))
-    run = session.get(Run, run_id)
-    started = (run.started_at or run.created_at).replace(tzinfo=timezone.utc).timestamp()  # stored as naive UTC
-    # The HParams tab's row for this run: its config; the scalars below are its metrics.
-    writer.add_event(Event(wall_time=started, summary=hparams.hparams_pb(
-        _hparams(run.config), trial_id=run.name, start_time_secs=int(started))))  # fmt: skip
-    for chunk in _rows(sessions, run_id):
-        for row in chunk:
-            values = [Summary.Value(tag=tags[m], simple_value=row[at[m]]) for m in tags if row[at[m]] is not None]
-            writer.add_event(Event(wall_time=row[at["time"]], step=row[at["step"]], summary=Summary(value=values)))
-    epoch_ends = {  # epoch -> (its last step, that step's time)
-        epoch: (step, at) for epoch, step, at in session.execute(
-            select(Metric.epoch, func.max(Metric.step), func.max(Metric.time)).where(Metric.run_id == run_id)
-            .group_by(Metric.epoch))
-    }  # fmt: skip
-    last_steps = {epoch: step for epoch, (step, _) in epoch_ends.items()}
-    for sample in samples:
-        from PIL import Image
+    tags = [(ROW_COLUMNS.index(m.name), f"{m.chart}/{m.label}") for m in METRICS]
+    step_at, time_at = ROW_COLUMNS.index("step"), ROW_COLUMNS.index("time")
+    with sessions() as session:
+        run = session.get(Run, run_id)
+        started = (run.started_at or run.created_at).replace(tzinfo=timezone.utc).timestamp()  # stored as naive UTC
+        # The file's version first, then the HParams tab's row for this run: its config; its metrics follow.
+        yield [Event(wall_time=started, file_version="brain.Event:2").SerializeToString(),
+               Event(wall_time=started, summary=hparams.hparams_pb(
+                   _hparams(run.config), trial_id=run.name, start_time_secs=int(started))).SerializeToString()]  # fmt: skip
+        for chunk in _rows(sessions, run_id):
+            yield [
+                Event(wall_time=row[time_at], step=row[step_at], summary=Summary(value=[
+                    Summary.Value(tag=tag, simple_value=row[i]) for i, tag in tags if row[i] is not None])).SerializeToString()
+                for row in chunk
+            ]  # fmt: skip
+        epoch_ends = {  # epoch -> (its last step, that step's time)
+            epoch: (step, at) for epoch, step, at in session.execute(
+                select(Metric.epoch, func.max(Metric.step), func.max(Metric.time)).where(Metric.run_id == run_id)
+                .group_by(Metric.epoch))
+        }  # fmt: skip
+        for sample in samples:
+            if (image := _image_event(sample, epoch_ends.get(sample.epoch, (sample.epoch,))[0])) is not None:
+                yield [image]
+        scores = []
+        for s in session.scalars(select(Sample).where(Sample.run_id == run_id).order_by(Sample.epoch)):
+            step, at = epoch_ends.get(s.epoch, (s.epoch, started))
+            scores.append(scalars(at, step, {tag: getattr(s, name) for name, tag in QUALITY_TAGS.items()}))
+        yield scores
+        machine = session.scalars(select(SystemSample).where(SystemSample.run_id == run_id).order_by(SystemSample.time))
+        yield [scalars(m.time, m.step, {tag: getattr(m, name) for name, tag in SYSTEM_TAGS.items()}) for m in machine]
 
-        try:
-            f = sample.open()
-        except OSError:
-            continue
-        with f:
-            png, mtime = f.read(), os.fstat(f.fileno()).st_mtime
-        with Image.open(io.BytesIO(png)) as im:
-            width, height = im.size
-        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png)
-        step = last_steps.get(sample.epoch, sample.epoch)
-        writer.add_event(Event(wall_time=mtime, step=step,
-                               summary=Summary(value=[Summary.Value(tag="samples", image=image)])))  # fmt: skip
-    scored = session.scalars(select(Sample).where(Sample.run_id == run_id).order_by(Sample.epoch))
-    for s in scored:
-        step, at = epoch_ends.get(s.epoch, (s.epoch, started))
-        writer.add_event(scalars(at, step, {tag: getattr(s, name) for name, tag in QUALITY_TAGS.items()}))
-    machine = session.scalars(select(SystemSample).where(SystemSample.run_id == run_id).order_by(SystemSample.time))
-    for m in machine:
-        writer.add_event(scalars(m.time, m.step, {tag: getattr(m, name) for name, tag in SYSTEM_TAGS.items()}))
-    writer.close()
+
+def _image_event(sample: SampleFile, step: int) -> bytes | None:
+    """A grid as an image event at `step`, timed by its file; None when it cannot be opened any more."""
+    from PIL import Image
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    try:
+        f = sample.open()
+    except OSError:
+        return None
+    with f:
+        png, mtime = f.read(), os.fstat(f.fileno()).st_mtime
+    with Image.open(io.BytesIO(png)) as im:
+        width, height = im.size
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png)
+    return Event(wall_time=mtime, step=step, summary=Summary(value=[Summary.Value(tag="samples", image=image)])).SerializeToString()
+
+
+def _tensorboard_zip(sessions: sessionmaker, run_id: int, folder: str, samples: list[SampleFile]) -> Iterator[bytes]:
+    """A zip of `folder/` holding the run's event file, streamed as its events are made."""
+    out = _Chunks()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        info = zipfile.ZipInfo(f"{folder}/events.out.tfevents.{int(time.time()):010d}.ganboard", time.localtime()[:6])
+        with z.open(info, "w", force_zip64=True) as dst:  # its size is not known before it is written
+            for events in _events(sessions, run_id, samples):
+                dst.write(b"".join(map(_record, events)))
+                yield out.take()
+    yield out.take()
 
 
 @router.get("/tensorboard.zip", response_class=StreamingResponse)
@@ -269,19 +306,9 @@ def tensorboard_events(run_id: RunId, request: Request):
     (at the epoch's last step), the machine samples, and the config for the HParams tab. Unzip it and run
     `tensorboard --logdir` on the folder."""
     name = _run_name(request, run_id)
-    sessions = request.app.state.sessions
     try:
         samples = _sample_files(request, run_id)
     except HTTPException:
         samples = []
-    tmp = tempfile.TemporaryDirectory(prefix="ganboard-tb-")
-    folder = Path(tmp.name) / name
-    with sessions() as s:
-        _write_events(folder, s, sessions, run_id, samples)
-    files = [(f"{name}/{p.name}", partial(open, p, "rb")) for p in sorted(folder.iterdir())]  # the server's own files
-
-    def body() -> Iterator[bytes]:
-        with tmp:
-            yield from _zip(files)
-
-    return StreamingResponse(body(), media_type="application/zip", headers=_attachment(name, "tensorboard.zip"))
+    body = _tensorboard_zip(request.app.state.sessions, run_id, name, samples)
+    return StreamingResponse(body, media_type="application/zip", headers=_attachment(name, "tensorboard.zip"))

@@ -19,6 +19,7 @@ Every function here is synchronous; async callers run them in a thread.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Select, delete, func, insert, literal, select
@@ -123,34 +124,49 @@ def buckets(session: Session, run: Run, after: int = 0) -> dict[str, Any]:
     return out
 
 
+CHUNK = 5000  # rows per fetch when the API's rows are read
+
+
 def metrics(
     session: Session, run_id: int, after: int = 0, max_points: int = 2000, before: int | None = None
 ) -> dict[str, list]:
     """Columnar rows after step `after` (and before step `before`, when given), at most `max_points` of them, chosen
-    so that spikes survive (for the API)."""
-    query = select(*(getattr(Metric, c) for c in ROW_COLUMNS)).where(Metric.run_id == run_id, Metric.step > after)
-    if before is not None:
-        query = query.where(Metric.step < before)
-    rows = session.execute(query.order_by(Metric.step)).all()
-    keep = downsample_indices(rows, max_points)
-    cols = list(zip(*(rows[i] for i in keep))) if keep else [[] for _ in ROW_COLUMNS]
+    so that spikes survive (for the API). The rows are counted, then read CHUNK at a time in one pass that keeps only
+    what it returns: a run of a million steps is never in memory whole."""
+    where = [Metric.run_id == run_id, Metric.step > after, *([Metric.step < before] if before is not None else [])]
+    n = session.scalar(select(func.count()).select_from(Metric).where(*where))
+    query = select(*(getattr(Metric, c) for c in ROW_COLUMNS)).where(*where).order_by(Metric.step)
+    rows = session.execute(query.execution_options(yield_per=CHUNK))
+    kept = [row for _, row in thinned(rows, n, max_points)]
+    cols = list(zip(*kept)) if kept else [[] for _ in ROW_COLUMNS]
     return {name: list(col) for name, col in zip(ROW_COLUMNS, cols)}
 
 
-def downsample_indices(rows: list, max_points: int) -> list[int]:
-    """Split the rows into buckets and keep, per bucket, the rows holding each shown series' min and max (so a spike is
-    never averaged away), plus the first and last row."""
-    n = len(rows)
+def thinned(rows: Iterable[Sequence], n: int, max_points: int) -> list[tuple[int, Sequence]]:
+    """(index, row) of the `n` rows to keep, in order, in one pass that holds one bucket's rows at a time: all of them
+    when they are at most `max_points`; else the rows split into buckets and, per bucket, the rows holding each shown
+    series' min and max (so a spike is never averaged away), plus the first and last row."""
     if n <= max_points:
-        return list(range(n))
+        return list(enumerate(rows))
     positions = [ROW_COLUMNS.index(s) for s in SHOWN]
     buckets = max(1, (max_points - 2) // (2 * len(SHOWN)))
-    keep = {0, n - 1}
-    for b in range(buckets):
-        lo, hi = b * n // buckets, (b + 1) * n // buckets
+    kept: dict[int, Sequence] = {}
+    bucket: list[Sequence] = []
+    b, lo, hi = 0, 0, n // buckets
+
+    def keep(bucket: list[Sequence], lo: int) -> None:
         for p in positions:
-            values = [(rows[i][p], i) for i in range(lo, hi) if rows[i][p] is not None and not math.isnan(rows[i][p])]
+            values = [(row[p], i) for i, row in enumerate(bucket, lo) if row[p] is not None and not math.isnan(row[p])]
             if values:
-                keep.add(min(values)[1])
-                keep.add(max(values)[1])
-    return sorted(keep)
+                for _, i in (min(values), max(values)):
+                    kept[i] = bucket[i - lo]
+
+    for i, row in enumerate(rows):
+        if i in (0, n - 1):
+            kept[i] = row
+        while i >= hi:  # this row starts the next bucket
+            keep(bucket, lo)
+            b, lo, hi, bucket = b + 1, hi, (b + 2) * n // buckets, []
+        bucket.append(row)
+    keep(bucket, lo)
+    return sorted(kept.items(), key=lambda item: item[0])

@@ -1,21 +1,22 @@
-"""Storing what a worker reports: one parsed protocol message at a time, in the caller's transaction.
+"""Storing what a worker reports: `store` is the one way in, for the worker socket (a message at a time) and the
+journal replay (hundreds at a time).
 
-The worker socket parses each message once (`trainer.protocol.parse_message`) and hands it here; a journal replay does
-the same. Storing is idempotent by (run, attempt, seq), so a message sent again after a reconnect, or replayed, is
-stored once.
+Both parse each message once (`trainer.protocol.parse_message`) and hand the messages here. Storing is idempotent by
+(run, attempt, seq), so a message sent again after a reconnect, or replayed, is stored once.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from datetime import timezone
 from pathlib import Path
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import health, history
 from app.runfiles import NotInRun, note, open_in_run, regular_size
@@ -23,7 +24,8 @@ from app.db import Checkpoint, Metric, Received, Run, Sample, SystemSample, samp
 from app.json_view import alert_json, checkpoints_json, run_json, samples_json, system_json
 from app.lifecycle import TransitionError, transition
 from trainer.files import sha256_of
-from trainer.protocol import CHECKPOINTS_DIR, SAMPLES_DIR, STATS, BatchMessage, EpochMessage, ScoreMessage, Status
+from trainer.protocol import CHECKPOINTS_DIR, ROW_COLUMNS, SAMPLES_DIR, STATS, BatchMessage, EpochMessage, ScoreMessage
+from trainer.protocol import Status
 from trainer.protocol import StatusMessage, StoppingMessage, SystemMessage, WorkerMessage, is_plain_name, is_snapshot
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,71 @@ RATE_MIN_SPAN = 1.0  # and only once they span this long
 
 RUN_LATEST = tuple(name for name in STATS if name in Run.__table__.columns)  # metrics whose latest value the run holds
 Digests = dict[str, tuple[int, str]]  # checkpoint name -> (size, sha256)
+
+
+class RunDeleted(LookupError):
+    """The run was deleted while its messages were on their way."""
+
+
+def store(sessions: sessionmaker, run_id: int, run_dir: Path, messages: Sequence[WorkerMessage],
+          journal_offset: int | None = None) -> tuple[int, list[dict]]:
+    """Store `messages` of run `run_id`, in order, in one transaction; returns how many were new and the messages for
+    open pages. The checkpoint files the new ones name are hashed first, outside the transaction (no write lock held
+    while files are read). Consecutive batches of one attempt are stored as one batch (one insert; the run's progress,
+    its buckets and the health rules once): a replay of a long journal costs per transaction, not per line.
+    `journal_offset`: the byte of `journal.jsonl` these messages end at, stored with them (app/journal.py)."""
+    keys = [(m.attempt, m.seq) for m in messages]
+    with sessions() as s:
+        seen = _received(s, run_id, keys)
+    new = list({(m.attempt, m.seq): m for m in messages if (m.attempt, m.seq) not in seen}.values())
+    digests = {(m.attempt, m.seq): checkpoint_digests(run_dir, m) for m in new}
+    with sessions.begin() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise RunDeleted(run_id)
+        seen = _received(s, run_id, [(m.attempt, m.seq) for m in new])  # the socket stored one meanwhile
+        new = [m for m in new if m.attempt <= run.attempt and (m.attempt, m.seq) not in seen]  # never a future attempt
+        if new:
+            s.execute(insert(Received.__table__), [{"run_id": run_id, "attempt": m.attempt, "seq": m.seq} for m in new])
+        out = []
+        for msg in _merged(new):
+            out += _ingest(s, run, run_dir, msg, digests.get((msg.attempt, msg.seq), {}))
+        if journal_offset is not None:
+            run.journal_offset = journal_offset
+    return len(new), out
+
+
+def _received(session: Session, run_id: int, keys: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Which of `keys` (attempt, seq) are stored: a range of the primary key per attempt (a row-value IN list is a
+    scan of the whole table in SQLite, which grows with every message)."""
+    seqs: dict[int, list[int]] = {}
+    for attempt, seq in keys:
+        seqs.setdefault(attempt, []).append(seq)
+    found = set()
+    for attempt, wanted in seqs.items():
+        query = select(Received.seq).where(Received.run_id == run_id, Received.attempt == attempt,
+                                           Received.seq.between(min(wanted), max(wanted)))  # fmt: skip
+        found |= {(attempt, seq) for seq in session.scalars(query)}
+    return found & set(keys)
+
+
+def _merged(messages: list[WorkerMessage]) -> list[WorkerMessage]:
+    """The messages with each stretch of consecutive batches of one attempt, steps increasing, as one batch."""
+    stretches: list[list[WorkerMessage]] = []
+    for msg in messages:
+        last = stretches[-1][-1] if stretches else None
+        if (isinstance(msg, BatchMessage) and isinstance(last, BatchMessage) and last.attempt == msg.attempt
+                and msg.rows.step and last.rows.step and last.rows.step[-1] < msg.rows.step[0]):  # fmt: skip
+            stretches[-1].append(msg)
+        else:
+            stretches.append([msg])
+    return [stretch[0] if len(stretch) == 1 else _one_batch(stretch) for stretch in stretches]
+
+
+def _one_batch(batches: list[BatchMessage]) -> BatchMessage:
+    rows = {c: [v for b in batches for v in getattr(b.rows, c)] for c in ROW_COLUMNS}
+    last = batches[-1]
+    return BatchMessage.model_construct(seq=last.seq, attempt=last.attempt, rows=type(last.rows).model_construct(**rows))
 
 
 def checkpoint_digests(run_dir: Path, msg: WorkerMessage) -> Digests:
@@ -81,8 +148,11 @@ def ingest(session: Session, run: Run, run_dir: Path, msg: WorkerMessage, digest
     if session.get(Received, key):
         return None
     session.add(Received(**key))
-    if digests is None:
-        digests = checkpoint_digests(run_dir, msg)
+    return _ingest(session, run, run_dir, msg, checkpoint_digests(run_dir, msg) if digests is None else digests)
+
+
+def _ingest(session: Session, run: Run, run_dir: Path, msg: WorkerMessage, digests: Digests) -> list[dict]:
+    """Store one message not stored before, of this or an older attempt."""
     current = msg.attempt == run.attempt
     out: list[dict] = []
     if isinstance(msg, BatchMessage):
@@ -265,10 +335,11 @@ def _register_checkpoints(session: Session, run: Run, digests: Digests, epoch: i
 
 
 def _insert_ignoring_duplicates(session: Session):
-    """INSERT that skips rows whose primary key exists (a step logged by an earlier attempt), in this dialect."""
-    dialect = session.get_bind().dialect.name
+    """INSERT that skips rows whose primary key exists (a step logged by an earlier attempt), in this dialect. Of the
+    table, not the mapped class: the ORM's bulk insert costs more than the database for thousands of rows."""
+    dialect, table = session.get_bind().dialect.name, Metric.__table__
     if dialect == "sqlite":
-        return sqlite_insert(Metric).on_conflict_do_nothing()
+        return sqlite_insert(table).on_conflict_do_nothing()
     if dialect == "postgresql":
-        return postgresql_insert(Metric).on_conflict_do_nothing()
-    return insert(Metric).prefix_with("IGNORE") if dialect in ("mysql", "mariadb") else insert(Metric)
+        return postgresql_insert(table).on_conflict_do_nothing()
+    return insert(table).prefix_with("IGNORE") if dialect in ("mysql", "mariadb") else insert(table)

@@ -4,7 +4,8 @@ A worker appends every message to its run's journal before it sends it, so the j
 only the fast path. The server reads each journal from `runs.journal_offset` (the bytes already replayed) at these
 moments, and so stores whatever the socket did not:
 
-- at start-up, before the supervisor looks at the runs (a worker that trained on while the server was down);
+- at start-up, on a thread of its own while the server already serves (`Backlog`: a worker that trained on while the
+  server was down); until a run's replay ends the API says it is `replaying` and the supervisor leaves it alone;
 - when a worker connects, before the connection is accepted (the worker drops from memory what it journalled
   before connecting: the replay has it);
 - when a worker process ends, before the supervisor decides how its run ended (an epoch or a status message written
@@ -21,16 +22,17 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from app.db import Received, Run
-from app.ingest import checkpoint_digests, ingest
+from app import json_view as views
+from app.db import Run
+from app.ingest import RunDeleted, store
 from trainer.journal import read_lines
 from trainer.protocol import JOURNAL, parse_message
 
@@ -40,10 +42,11 @@ CHUNK = 200  # messages per transaction
 _locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)  # one replay of a run at a time
 
 
-def replay(sessions: sessionmaker, run_id: int, run_dir: Path) -> int:
+def replay(sessions: sessionmaker, run_id: int, run_dir: Path, each: Callable[[], bool] | None = None) -> int:
     """Store the journal lines of run `run_id` after its `journal_offset`, in order, CHUNK messages per transaction.
     A last line without its newline is left for the next replay; a complete line that is not a valid message is
-    logged and skipped. Returns how many messages were stored (not stored before)."""
+    logged and skipped. `each`, called after every transaction, stops the replay by returning False. Returns how many
+    messages were stored (not stored before)."""
     path = Path(run_dir) / JOURNAL
     with _locks[run_id]:
         with sessions() as s:
@@ -57,22 +60,85 @@ def replay(sessions: sessionmaker, run_id: int, run_dir: Path) -> int:
             if len(chunk) == CHUNK:
                 stored += _store(sessions, run_id, run_dir, chunk)
                 chunk = []
+                if each is not None and not each():
+                    return stored
         if chunk:
             stored += _store(sessions, run_id, run_dir, chunk)
     return stored
 
 
+def behind(sessions: sessionmaker, runs_dir: Path) -> list[int]:
+    """The runs whose journal has lines after its `journal_offset`."""
+    with sessions() as s:
+        runs = s.execute(select(Run.id, Run.journal_offset)).all()
+    return [run_id for run_id, offset in runs if _size(runs_dir / str(run_id) / JOURNAL) > (offset or 0)]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+class Backlog:
+    """The journals a server finds behind its database at start-up (its workers trained on while it was down), replayed
+    on a thread of their own while the server serves: a journal of 100,000 lines held the start for minutes. Each run
+    is in `json_view.replaying` (the API's `replaying`) until its replay ends; `caught_up(run_id)` is then called, and
+    `progress(run_id)` at most every PROGRESS_SECONDS meanwhile (open pages take a fresh snapshot)."""
+
+    PROGRESS_SECONDS = 1.0
+
+    def __init__(self, sessions: sessionmaker, runs_dir: Path):
+        self.sessions, self.runs_dir = sessions, runs_dir
+        self.runs = behind(sessions, runs_dir)
+        views.replaying.update(self.runs)
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self, caught_up: Callable[[int], None], progress: Callable[[int], None]) -> None:
+        self.thread = threading.Thread(target=self._run, args=(caught_up, progress), name="journal-backlog", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop after the transaction under way; the rest is replayed at the next start."""
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join()
+        views.replaying.difference_update(self.runs)
+
+    def _run(self, caught_up: Callable[[int], None], progress: Callable[[int], None]) -> None:
+        started, stored = time.monotonic(), 0
+        for run_id in self.runs:
+            shown = time.monotonic()
+
+            def each() -> bool:
+                nonlocal shown
+                if time.monotonic() - shown > self.PROGRESS_SECONDS:
+                    progress(run_id)
+                    shown = time.monotonic()
+                return not self.stopping.is_set()
+
+            try:
+                stored += replay(self.sessions, run_id, self.runs_dir / str(run_id), each)
+            except Exception:
+                log.exception("run %s: its journal could not be replayed at start-up", run_id)
+            if self.stopping.is_set():
+                return
+            views.replaying.discard(run_id)
+            try:
+                caught_up(run_id)
+            except Exception:
+                log.exception("run %s: what follows its start-up replay failed", run_id)
+        if stored:  # the server missed them: it was down, or its database was restored
+            log.warning("stored %d messages from the runs' journals in %.2f s", stored, time.monotonic() - started)
+
+
 def replay_all(sessions: sessionmaker, runs_dir: Path) -> int:
     """Replay every run's journal that has lines not replayed yet; returns how many messages were stored."""
     started = time.monotonic()
-    with sessions() as s:
-        runs = s.execute(select(Run.id, Run.journal_offset)).all()
-    stored = 0
-    for run_id, offset in runs:
-        path = runs_dir / str(run_id) / JOURNAL
-        if path.is_file() and path.stat().st_size > (offset or 0):
-            stored += replay(sessions, run_id, path.parent)
-    if stored:  # the server missed them: it was down, or its database was restored
+    stored = sum(replay(sessions, run_id, runs_dir / str(run_id)) for run_id in behind(sessions, runs_dir))
+    if stored:  # the server missed them: its database was restored
         log.warning("stored %d messages from the runs' journals in %.2f s", stored, time.monotonic() - started)
     return stored
 
@@ -97,28 +163,14 @@ def _store(sessions: sessionmaker, run_id: int, run_dir: Path, lines: Sequence[t
 
 
 def _ingest(sessions: sessionmaker, run_id: int, run_dir: Path, lines: Sequence[tuple[int, bytes]]) -> int:
-    """Parse the lines, leave out what is stored already, hash the new messages' checkpoints (before the transaction:
-    no write lock held while files are read), then store them in one transaction."""
+    """Parse the lines and store them in one transaction, with the offset past them."""
     messages = []
     for end, line in lines:
         try:
             messages.append(parse_message(line))
         except ValidationError as e:
             log.warning("run %s: journal line ending at byte %d is not a message: %s", run_id, end, e)
-    keys = [(m.attempt, m.seq) for m in messages]
-    with sessions() as s:
-        query = select(Received.attempt, Received.seq).where(
-            Received.run_id == run_id, tuple_(Received.attempt, Received.seq).in_(keys)
-        )
-        seen = set(s.execute(query)) if keys else set()
-    new = [(msg, checkpoint_digests(run_dir, msg)) for msg in messages if (msg.attempt, msg.seq) not in seen]
-    stored = 0
-    with sessions.begin() as s:
-        run = s.get(Run, run_id)
-        if run is None:  # deleted meanwhile
-            return 0
-        for msg, digests in new:
-            if ingest(s, run, run_dir, msg, digests) is not None:
-                stored += 1
-        run.journal_offset = lines[-1][0]
-    return stored
+    try:
+        return store(sessions, run_id, run_dir, messages, journal_offset=lines[-1][0])[0]
+    except RunDeleted:
+        return 0

@@ -113,10 +113,15 @@ class RunOut(BaseModel):
         description='settings changed when it was resumed or extended: {"at", "step", "epoch", "changed": {key: [old, new]}}'
     )
     alerts: list[AlertOut] = Field(validation_alias=AliasChoices("alerts_newest_first", "alerts"), description="newest first")
+    replaying: bool = Field(False, description="its journal is being replayed after a restart: its history and status "
+                            "are catching up with what its worker wrote while the server was down")
+
+
+replaying: set[int] = set()  # runs whose journal the start-up replay has not stored to its end yet (app/journal.py)
 
 
 def run_json(run: Run) -> dict[str, Any]:
-    return RunOut.model_validate(run).model_dump(mode="json")
+    return {**RunOut.model_validate(run).model_dump(mode="json"), "replaying": run.id in replaying}
 
 
 def samples_json(session: Session, run_id: int, epoch: int | None = None) -> list[dict]:

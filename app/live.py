@@ -10,11 +10,10 @@ import logging
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from app import journal, json_view
+from app import ingest, journal, json_view
 from app.hub import PAGE_INTERVAL, RESYNC, frame
 from app.deps import RunId
 from app.db import Run, hash_token
-from app.ingest import checkpoint_digests, ingest
 from trainer import protocol
 
 log = logging.getLogger(__name__)
@@ -40,23 +39,18 @@ async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
     if not expected or not hmac.compare_digest(expected, hash_token(_bearer(ws))):
         await ws.close(code=1008, reason="unknown run or wrong token")
         return
+    if run_id in json_view.replaying:  # the start-up replay has its journal: a thread here would only wait for it
+        await ws.close(code=1013, reason="the server is replaying this run's journal; try again shortly")
+        return
     run_dir = state.settings.runs_dir / str(run_id)
     if await run_in_threadpool(journal.replay, state.sessions, run_id, run_dir):  # what it journalled before connecting
         state.hub.resync(run_id)
     await ws.accept()
 
-    def store_message(msg: protocol.WorkerMessage) -> list[dict] | None:
-        digests = checkpoint_digests(run_dir, msg)  # before the transaction: no lock held while files are read
-        with state.sessions.begin() as s:
-            current = s.get(Run, run_id)
-            if current is None:
-                raise KeyError(run_id)
-            return ingest(s, current, run_dir, msg, digests)
-
     try:
         while True:
             msg = protocol.parse_message(await ws.receive_text())
-            out = await run_in_threadpool(store_message, msg)
+            _, out = await run_in_threadpool(ingest.store, state.sessions, run_id, run_dir, [msg])
             if out:
                 state.hub.publish(run_id, out)
             ack = protocol.Ack(seq=msg.seq, threads=state.supervisor.cpu_threads(run_id))
@@ -67,7 +61,7 @@ async def worker_socket(ws: WebSocket, run_id: RunId) -> None:
                 state.supervisor.stopping(run_id, msg.attempt, msg.step)
     except WebSocketDisconnect:
         pass
-    except (KeyError, ValueError) as e:  # a malformed message (ValidationError is a ValueError) or a deleted run
+    except (LookupError, ValueError) as e:  # a malformed message (ValidationError is a ValueError) or a deleted run
         log.warning("run %s: bad worker message: %s", run_id, e)
         await ws.close(code=1003)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import math
@@ -56,12 +57,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.hub = Hub()
         app.state.animations = Animations()
         app.state.supervisor = Supervisor(settings, app.state.sessions, app.state.hub)
-        await run_in_threadpool(journal.replay_all, app.state.sessions, settings.runs_dir)  # what came while down
+        # What workers wrote while the server was down: replayed while it serves; the supervisor leaves those runs alone
+        # until then (app/journal.py).
+        backlog = await run_in_threadpool(journal.Backlog, app.state.sessions, settings.runs_dir)
         await run_in_threadpool(history.refresh_all, app.state.sessions)
         await app.state.supervisor.start()
+        loop = asyncio.get_running_loop()
+
+        def caught_up(run_id: int) -> None:
+            app.state.supervisor.reconcile(only=run_id)
+            loop.call_soon_threadsafe(app.state.hub.resync, run_id)
+
+        backlog.start(caught_up, progress=lambda run_id: loop.call_soon_threadsafe(app.state.hub.resync, run_id))
         app.state.studies = Studies(app.state.sessions, app.state.supervisor, settings.max_concurrent)
         await app.state.studies.start()
         yield
+        await run_in_threadpool(backlog.stop)
         await app.state.studies.stop()
         await app.state.supervisor.stop()
         app.state.supervisor.dbfile.close()

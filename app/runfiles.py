@@ -6,6 +6,11 @@ grid was, make `checkpoints/` itself a link to another folder, or report a FIFO.
 opened one component at a time from the run's folder, each with O_NOFOLLOW (a link anywhere on the way fails the open,
 and nothing can be swapped in between a check and the open), and used only when it is a regular file. What is served
 is the file that was opened (`RunFileResponse`), never the path again.
+
+A hard link is no link to the open: the worker (the server's own user, on a local executor) could link a file of the
+server's into its folder. A regular file with more than one name is used only when all its names are in the folder it
+was opened in: the worker's `netg.pth`/`netd.pth` are hard links to the newest numbered copy beside them
+(trainer/checkpoint.py); a file with a name anywhere else is refused.
 """
 
 from __future__ import annotations
@@ -43,17 +48,33 @@ def _open(run_dir: Path, parts: tuple[str, ...], flags: int, mode: int = 0o644) 
                 fd = inner
             # O_NONBLOCK: opening a FIFO must not hang the server; it is refused below like any file that is not regular.
             file_fd = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode, dir_fd=fd)
+            try:
+                _check(fd, file_fd, parts)
+            except OSError:
+                os.close(file_fd)
+                raise
         finally:
             os.close(fd)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotInRun):
         raise
     except OSError as e:  # ELOOP: a link; ENOTDIR: a folder on the way is a file or a link
         raise NotInRun(e.errno, f"{'/'.join(parts)} is a link or lies behind one") from None
-    if not stat.S_ISREG(os.fstat(file_fd).st_mode):
-        os.close(file_fd)
-        raise NotInRun(errno.EINVAL, f"{'/'.join(parts)} is not a regular file")
     os.set_blocking(file_fd, True)
     return file_fd
+
+
+def _check(dir_fd: int, file_fd: int, parts: tuple[str, ...]) -> None:
+    """A regular file whose every name (hard link) is in its folder, `dir_fd`."""
+    st = os.fstat(file_fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotInRun(errno.EINVAL, f"{'/'.join(parts)} is not a regular file")
+    if st.st_nlink == 1:
+        return
+    with os.scandir(dir_fd) as entries:
+        here = sum(1 for e in entries if e.inode() == st.st_ino and e.is_file(follow_symlinks=False))
+    if not here == st.st_nlink == os.fstat(file_fd).st_nlink:  # and no name was added while the folder was read
+        raise NotInRun(errno.EPERM, f"{'/'.join(parts)} is a hard link to a file outside its folder "
+                                    f"({st.st_nlink} names, {here} of them there)")  # fmt: skip
 
 
 def open_in_run(run_dir: Path, *parts: str) -> BinaryIO:

@@ -42,7 +42,7 @@ from app.hub import Hub
 from app.lifecycle import TransitionError, transition
 from app.paths import check_paths
 from app.settings import Settings
-from app.json_view import run_json
+from app.json_view import replaying, run_json
 from trainer.protocol import ACTIVE, CHECKPOINTS_DIR, CONFIG, RESUMABLE, RESUME, SAMPLES_DIR, WORKER_LOG, Status
 
 log = logging.getLogger(__name__)
@@ -148,12 +148,14 @@ class Supervisor:
                 pass
             self.wakeup.clear()
 
-    def reconcile(self) -> None:
+    def reconcile(self, only: int | None = None) -> None:
         """At start-up: re-attach the workers of runs left running, and the jobs of runs queued in a cluster; a run
-        left running whose worker is gone is interrupted."""
+        left running whose worker is gone is interrupted. A run whose journal is still being replayed waits (how it
+        ended may be in the lines to come): `reconcile(only=its id)` once its replay ends (app/journal.py Backlog)."""
         with self.lock:
             for run_id in self._ids((Run.status == Status.RUNNING) | ((Run.status == Status.QUEUED) & Run.job_id.is_not(None))):
-                self._try(run_id, self._reattach)
+                if (run_id == only) if only is not None else run_id not in replaying:
+                    self._try(run_id, self._reattach)
 
     def _reattach(self, session: Session, run: Run) -> None:
         worker = self.executor(run).attach(run)
@@ -303,7 +305,8 @@ class Supervisor:
     def _queued(self) -> list[tuple[int, str]]:
         """(id, executor) of the queued runs this server has no worker for, oldest first."""
         with self.sessions() as s:
-            query = select(Run.id, Run.executor).where(Run.status == Status.QUEUED, Run.id.not_in(list(self.workers)))
+            waiting = [*self.workers, *replaying]  # a run whose journal is being replayed starts after it
+            query = select(Run.id, Run.executor).where(Run.status == Status.QUEUED, Run.id.not_in(waiting))
             return [(run_id, name or "local") for run_id, name in s.execute(query.order_by(Run.id))]
 
     def _follow(self, session: Session, run: Run, *, worker: Worker) -> None:

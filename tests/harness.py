@@ -125,7 +125,9 @@ def sqlite_url(runs_dir: Path) -> str:
 
 
 def start_server(runs_dir: Path, port: int | None = None, wait_path: str = "/api/runs", database_url: str | None = None,
-                 **env: str) -> Server:  # fmt: skip
+                 replayed: bool = True, **env: str) -> Server:  # fmt: skip
+    """A server on `runs_dir`, once it answers `wait_path`, and (`replayed`, where that is `/api/runs`) once it has
+    replayed the journals it found behind its database (app/journal.py replays them while it serves)."""
     port = port or free_port()
     database_url = database_url or sqlite_url(runs_dir)
     log = (runs_dir.parent / f"server-{port}.log").open("ab")
@@ -148,6 +150,8 @@ def start_server(runs_dir: Path, port: int | None = None, wait_path: str = "/api
             return False
 
     wait_for(up, 60, what="the server to start")
+    if replayed and wait_path == "/api/runs":
+        wait_for(lambda: not any(r["replaying"] for r in client.get(wait_path).json()), 600, what="the journals' replay")
     return Server(url, runs_dir, database_url, proc, client)
 
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from app.history import downsample_indices
+from app.history import thinned
 from tests.conftest import wait_for
 from trainer.protocol import ROW_COLUMNS
 
@@ -181,11 +181,11 @@ def test_downsampling_keeps_spikes_first_and_last():
     rows = [row(i) for i in range(1, 200_001)]
     rows[123_456] = row(123_457, loss_d=99.0)  # a spike in loss_d
     rows[7_777] = row(7_778, d_g_z=-5.0)  # a dip in D(G(z))
-    keep = downsample_indices(rows, 2000)
+    keep = [i for i, _ in thinned(iter(rows), len(rows), 2000)]  # one pass, as over the database's chunks
     assert len(keep) <= 2000
     assert {0, 123_456, 7_777, len(rows) - 1} <= set(keep)
     assert keep == sorted(keep)
-    assert downsample_indices(rows[:50], 2000) == list(range(50))
+    assert [i for i, _ in thinned(rows[:50], 50, 2000)] == list(range(50))
     assert not any(math.isnan(rows[i][ROW_COLUMNS.index("loss_d")]) for i in keep)
 
 

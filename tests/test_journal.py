@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from websockets.sync.client import connect
 
 from app.db import Metric, Run, make_engine, make_sessionmaker
 from app.ingest import ingest
 from app.journal import replay
-from tests.harness import start_server, wait_for
+from tests.harness import page_messages, start_server, wait_for
 from tests.test_worker_sink import rows
 from trainer.journal import JournalWriter
 from trainer.protocol import JOURNAL, BatchMessage, StatusMessage
@@ -224,3 +225,36 @@ def test_the_database_deleted_while_serving_is_restored_and_nothing_is_lost(tmp_
         assert all_steps(second, later["id"]) == [1, 2, 3]
     finally:
         second.stop()
+
+
+def test_a_long_journal_is_replayed_while_the_server_serves(tmp_path):
+    """A worker trained to its end while the server was down: 20,000 journal lines. The server answers before the
+    replay ends (it held the start for the whole replay: minutes), says the run is `replaying` meanwhile, leaves the
+    run alone until then (its worker is gone: reconciled first, it would be `interrupted`), and ends with every step
+    stored once and the journal's `completed`."""
+    runs, lines = tmp_path / "runs", 20_000
+    (runs / "1").mkdir(parents=True)
+    sessions = make_sessionmaker(make_engine(f"sqlite:///{runs / 'ganboard.db'}"))
+    with sessions.begin() as s:
+        s.add(Run(id=1, name="r", config={"batch_size": 4}, status="running", attempt=1, executor="local"))
+    sessions.kw["bind"].dispose()
+    steps = 2 * (lines - 2)
+    start = StatusMessage(seq=1, attempt=1, status="running", step=0, epoch=0, total_steps=steps, total_epochs=1,
+                          device="cpu")  # fmt: skip
+    done = StatusMessage(seq=lines, attempt=1, status="completed", step=steps, epoch=1)
+    append(runs / "1", start, *(batch(seq, 2 * seq - 3, 2 * seq - 2) for seq in range(2, lines)), done)
+    server = start_server(runs, replayed=False)
+    try:
+        assert server.run(1)["replaying"] is True  # answered before the replay ended
+        with connect(f"{server.ws_url}/ws/runs/1") as page:  # a page open meanwhile catches up: fresh snapshots
+            newest, shown = 0, None
+            while shown is None or shown["replaying"]:
+                for msg in page_messages(page.recv(timeout=600)):
+                    if msg["type"] == "snapshot":
+                        newest, shown = max([newest, *msg["metrics"]["step"]]), msg["run"]
+        assert newest == steps and shown["status"] == "completed", shown
+        run = server.run(1)
+        assert run["status"] == "completed" and not run["replaying"], run
+        assert all_steps(server, 1) == list(range(1, steps + 1))  # each once
+    finally:
+        server.stop()

@@ -130,6 +130,38 @@ def test_a_fifo_or_a_link_reported_as_a_checkpoint_is_not_registered(tmp_path, s
     assert "checkpoint pipe.pth not registered: checkpoints/pipe.pth is not a regular file" in log
 
 
+def test_a_hard_link_to_a_file_outside_the_run_is_not_served_zipped_nor_written(server, finished, secret):
+    """A hard link is no symlink: opened without following links, it is the outside file itself. Before: 200 with the
+    outside file's bytes, in samples.zip too, and the server's notes appended to the file worker.log was linked to.
+    The worker's own links (netg.pth is the newest numbered copy) are still served."""
+    run_id, run_dir = finished["id"], finished["dir"]
+    ckpt, log = run_dir / "checkpoints" / "netg.pth", run_dir / "worker.log"
+    (numbered,) = ckpt.parent.glob("netg_0*.pth")
+    ckpt.unlink()  # as the worker links it (another test may have put a copy back)
+    os.link(numbered, ckpt)
+    assert server.client.get(f"/api/runs/{run_id}/checkpoints/netg.pth").content == ckpt.read_bytes()
+    (sample,) = server.client.get(f"/api/runs/{run_id}/samples").json()
+    grid = run_dir / "samples" / sample["name"]
+    diary = secret.with_name("diary.txt")
+    diary.write_bytes(SECRET)
+    held = {path: path.read_bytes() for path in (ckpt, grid, log)}
+    for path, outside in ((ckpt, secret), (grid, secret), (log, diary)):
+        path.unlink()
+        os.link(outside, path)
+    try:
+        for url in (f"/api/runs/{run_id}/checkpoints/netg.pth", sample["url"]):
+            r = server.client.get(url)
+            assert r.status_code == 404 and SECRET not in r.content, (url, r.status_code)
+        assert server.client.get(f"/api/runs/{run_id}/export/samples.zip").status_code == 404  # its only grid
+        assert diary.read_bytes() == SECRET  # the refusals were not noted into it
+    finally:
+        for path, data in held.items():
+            path.unlink()
+            path.write_bytes(data)
+    assert server.client.get(f"/api/runs/{run_id}/checkpoints/netg.pth").content == held[ckpt]
+    assert "is a hard link to a file outside its folder" in (server.runs_dir.parent / f"server-{server.url.rsplit(':', 1)[1]}.log").read_text()
+
+
 # -- 8. a bad journal line ------------------------------------------------------------------------------------------
 
 
