@@ -22,11 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import trainer  # noqa: E402,F401  before torch, as in a worker: OpenMP's wait policy (trainer/__init__.py)
+import torch  # noqa: E402
 import train_throughput  # noqa: E402
 import trainer.loop as loop  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402

@@ -1,9 +1,11 @@
 """What scoring beside training costs it on a CPU: the quick preset's step alone, and with a side thread computing
 Inception features (FID's work) with one torch thread at nice 0, 10 (trainer/sidework.py's SIDE_NICE) and 19.
 
-Alternating rounds in one process; it prints training's images/s, its ratio to training alone, how many images a
-second the side thread scored, and what a second of the side thread's CPU time cost training in seconds of its wall
-time (`cost/side s`): trainer/evaluate.py's cost model counts one CPU second of a side thread as that many seconds. Run: `.venv/bin/python bench/side_cost.py [--rounds 3] [--seconds 8]`.
+Torch is imported before the trainer package here, so OpenMP keeps the wait policy of the environment: run it with
+and without `OMP_WAIT_POLICY=PASSIVE` (what a worker uses, trainer/__init__.py) to compare. Alternating rounds in one
+process; it prints training's images/s, its ratio to training alone, how many images a second the side thread scored,
+and what a second of the side thread's CPU time cost training in seconds of its wall time (`cost/side s`; the FID cost
+model, trainer/evaluate.py, counts it as 1/cores). Run: `.venv/bin/python bench/side_cost.py [--rounds 3] [--seconds 8]`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import torch
+POLICY = os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP's default)")  # before the trainer package sets it
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -76,7 +80,8 @@ def main() -> None:
         for name in cases:
             cases[name].append(train_for(args.seconds, None if name == "alone" else int(name.split()[1])))
     alone = statistics.median(r[0] for r in cases["alone"])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.rounds} alternating rounds")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_WAIT_POLICY {POLICY}; "
+          f"median of {args.rounds} alternating rounds")
     print(f"{'side thread':<12}{'train img/s':>12}{'ratio':>7}{'scored img/s':>14}{'side core':>11}{'cost/side s':>13}")
     for name, results in cases.items():
         train, scored, share = (statistics.median(r[k] for r in results) for k in range(3))

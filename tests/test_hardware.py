@@ -44,3 +44,19 @@ def test_cpu_runs_share_the_cores_as_they_start_and_end(server):
     wait_for(lambda: f"{cores} torch threads now" in log(first), what="the first run to get every core back")
     server.client.post(f"/api/runs/{first['id']}/cancel")
     server.wait_status(first["id"], "cancelled")
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_a_worker_and_its_ranks_get_openmps_passive_wait_unless_told_otherwise(given, expected):
+    """trainer/__init__.py: OpenMP reads the policy when torch loads it, so it is set before `trainer.worker` imports
+    torch (trainer.rank imports it at once), and the ranks torchrun starts inherit it; a value in the environment is kept."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": given} if given else {})
+    code = ("import sys, os, subprocess; import trainer.rank; assert 'torch' in sys.modules; "
+            "print(subprocess.run([sys.executable, '-c', 'import os; print(os.environ[\"OMP_WAIT_POLICY\"])'], "
+            "capture_output=True, text=True).stdout.strip())")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected
