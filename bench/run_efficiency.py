@@ -7,7 +7,7 @@ epoch end inside the measurement). It prints their ratio, the same with FID/KID'
 the training thread itself spent outside its steps at each epoch's end (trainer/sidework.py: a snapshot of G and D,
 sometimes a host copy of the resume state).
 
-    .venv/bin/python bench/run_efficiency.py [--device cpu|cuda] [--cases quick,article] [--epochs N]
+    .venv/bin/python bench/run_efficiency.py [--device cpu|cuda] [--cases quick,article] [--epochs N] [--no-fid]
 
 Targets (issue 17): on a CPU >= 0.95 with the budget excluded and <= 5 ms per epoch end; on a GPU >= 0.9 on the quick
 preset and >= 0.8 on the article preset.
@@ -103,6 +103,8 @@ def main() -> None:
     parser.add_argument("--cases", default="quick,article")
     parser.add_argument("--epochs", type=int, help="instead of each case's (quick 70, article 20)")
     parser.add_argument("--steps", type=int, default=60, help="timed steps of the step-only rate")
+    parser.add_argument("--no-fid", action="store_true",
+                        help="fid: false, so that the ratio is what is left with no FID/KID at all (not only its budget)")
     args = parser.parse_args()
     device = torch.device(args.device)
     configure(device)
@@ -112,12 +114,12 @@ def main() -> None:
           f"{'epoch end ms (median/max)':>27}{'FIDs':>6}")  # fmt: skip
     for name in args.cases.split(","):
         epochs = args.epochs or CASES[name]
-        cfg = TrainConfig.preset(name, epochs=epochs, device=args.device)
+        cfg = TrainConfig.preset(name, epochs=epochs, device=args.device, **({"fid": False} if args.no_fid else {}))
         run, ends, sink = whole_run(cfg)
         step = step_only(cfg, args.steps)
         ratio = run / step
         ms = f"{1e3 * statistics.median(ends):.2f} / {1e3 * max(ends):.2f}"
-        print(f"{name:<9}{epochs:>7}{run:>11.1f}{step:>12.1f}{ratio:>7.3f}{ratio / (1 - BUDGET):>11.3f}"
+        print(f"{name:<9}{epochs:>7}{run:>11.1f}{step:>12.1f}{ratio:>7.3f}{ratio / (1 - (0 if args.no_fid else BUDGET)):>11.3f}"
               f"{TARGET[args.device][name]:>8}{ms:>27}{len(sink.scores):>6}", flush=True)  # fmt: skip
 
 
