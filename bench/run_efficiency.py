@@ -117,9 +117,9 @@ def main() -> None:
         cfg = TrainConfig.preset(name, epochs=epochs, device=args.device, **({"fid": False} if args.no_fid else {}))
         run, ends, sink = whole_run(cfg)
         step = step_only(cfg, args.steps)
-        ratio = run / step
+        ratio, budget = run / step, 0.0 if args.no_fid else BUDGET
         ms = f"{1e3 * statistics.median(ends):.2f} / {1e3 * max(ends):.2f}"
-        print(f"{name:<9}{epochs:>7}{run:>11.1f}{step:>12.1f}{ratio:>7.3f}{ratio / (1 - (0 if args.no_fid else BUDGET)):>11.3f}"
+        print(f"{name:<9}{epochs:>7}{run:>11.1f}{step:>12.1f}{ratio:>7.3f}{ratio / (1 - budget):>11.3f}"
               f"{TARGET[args.device][name]:>8}{ms:>27}{len(sink.scores):>6}", flush=True)  # fmt: skip
 
 
