@@ -16,10 +16,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/ganboard serve
 
-# Two test processes, a file each at a time: most tests wait on a server, a worker or a browser, so two share the
-# 2-core CI machine well; a file's tests stay together (its module-scoped server, the Slurm cluster's one node).
+# Three test processes, a file each at a time: most tests wait on a server, a worker, a browser or Slurm's clock, so
+# three share the 2-core CI machine (with two the suite took 16.5 min, Slurm's requeue test alone 3 min of waiting);
+# a file's tests stay together (its module-scoped server, the Slurm cluster's one node).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile --durations=25
 
 # Pure and in-process tests only (no server, worker, browser or fuzz): what a change to a pure module needs first.
 test-fast: $(STAMP)

@@ -58,9 +58,11 @@ def test_fid_scored_behind_training_says_both_epochs(server, page):
     run_id = write_run(server.runs_dir, 100)
     page.goto(f"{server.url}/runs/{run_id}")
     page.wait_for_function("window.ganboard.status() === 'completed'")
-    page.evaluate("(run) => window.ganboard.feed({type: 'run', run})",
-                  {**server.run(run_id), "status": "running", "scoring": 17, "epoch": 22, "epoch_in_progress": 23})
-    assert "FID of epoch 17 being scored (training is in epoch 23)" in page.text_content("#progress-text")
+    shown = page.evaluate("""(run) => {  // read at once: the page then asks the server again, which says completed
+        window.ganboard.feed({type: "run", run});
+        return document.getElementById("progress-text").textContent;
+      }""", {**server.run(run_id), "status": "running", "scoring": 17, "epoch": 22, "epoch_in_progress": 23})
+    assert "FID of epoch 17 being scored (training is in epoch 23)" in shown
 
 
 def test_the_machine_card_of_an_ended_run_without_samples_says_none_was_taken(server, page):
