@@ -4,7 +4,9 @@ Sixty GIF exports of one run requested at once made sixty builds in the thread p
 90 s and the server grew by 5.7 GiB (issue 20). Here a build is keyed by what it is made of (the run, the format, the
 frame time, each grid's name, size and mtime): requests for the same key wait for one build; builds run on a thread
 of their own, one at a time, so at most one run's frames are decoded at once and the request threads stay free; the
-newest results are kept up to `CACHE_BYTES`, least recently used dropped first.
+newest results are kept up to `CACHE_BYTES`, least recently used dropped first. An animation shows at most
+`MAX_FRAMES` grids, evenly spaced from the first epoch to the last: Pillow holds every frame decoded while it encodes,
+and a long run has thousands of epochs (a grid at 96 px is 1.8 MB decoded; 200 frames play for 40 s).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 
 CACHE_BYTES = 64 * 2**20
+MAX_FRAMES = 200
 
 
 class Animations:
@@ -46,6 +49,13 @@ class Animations:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def spaced(items: list, most: int = MAX_FRAMES) -> list:
+    """At most `most` of `items`, evenly spaced, the first and the last among them."""
+    if len(items) <= most:
+        return list(items)
+    return [items[round(k * (len(items) - 1) / (most - 1))] for k in range(most)]
 
 
 def encode(frames: list, fmt: str, ms_per_epoch: int) -> bytes:

@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
-from app.animations import encode
+from app.animations import encode, spaced
 from app.deps import RunId
 from app.db import Metric, Run, Sample, SystemSample
 from app.runfiles import NotInRun, note, open_in_run, regular_size
@@ -176,10 +176,10 @@ def samples_zip(run_id: RunId, request: Request):
 
 @router.get("/samples.{fmt}", response_class=Response, responses={200: {"content": {"image/gif": {}, "image/webp": {}}}})
 async def samples_animation(run_id: RunId, fmt: Literal["gif", "webp"], request: Request, ms_per_epoch: int = 200):
-    """The grids of every epoch as one animation, the last frame held a little longer; built once for everyone who
-    asks for the same grids (app/animations.py)."""
+    """The grids of every epoch as one animation (at most MAX_FRAMES, evenly spaced), the last frame held a little
+    longer; built once for everyone who asks for the same grids (app/animations.py)."""
     name = await run_in_threadpool(_run_name, request, run_id)
-    files = await run_in_threadpool(_sample_files, request, run_id)
+    files = spaced(await run_in_threadpool(_sample_files, request, run_id))
     key = (run_id, fmt, ms_per_epoch, *((f.name, *_identity(f)) for f in files))
 
     def build() -> bytes:

@@ -196,3 +196,33 @@ def test_the_tensorboard_zip_of_a_long_run_streams_as_its_rows_are_read(long_run
             steps.append(event.step)
         at += 16 + length
     assert name.startswith("long/events.out.tfevents.") and steps == list(range(1, LONG + 2))
+
+
+def test_an_animation_of_a_long_run_holds_at_most_max_frames_from_the_first_grid_to_the_last(server):
+    """Pillow decodes every frame before it encodes: a run of thousands of epochs made an animation of thousands of
+    frames in memory. Now at most MAX_FRAMES, evenly spaced, the first and the last grid among them."""
+    from sqlalchemy import insert
+
+    from app.animations import MAX_FRAMES
+    from app.db import Sample, make_engine
+    from tests.browser.runs_in_db import write_run
+    from trainer.protocol import SAMPLES_DIR, sample_name
+
+    run_id, epochs = write_run(server.runs_dir, 10), MAX_FRAMES + 41
+    samples = server.runs_dir / str(run_id) / SAMPLES_DIR
+    samples.mkdir(parents=True)
+    for epoch in range(1, epochs + 1):  # grey level = the epoch, so a frame says which grid it is
+        Image.new("L", (8, 8), epoch).convert("RGB").save(samples / sample_name(epoch))
+    engine = make_engine(server.database_url)
+    with engine.begin() as c:
+        c.execute(insert(Sample), [{"run_id": run_id, "epoch": e, "name": sample_name(e)} for e in range(1, epochs + 1)])
+    engine.dispose()
+    r = server.client.get(f"/api/runs/{run_id}/export/samples.gif")
+    assert r.status_code == 200, r.text
+    with Image.open(io.BytesIO(r.content)) as im:
+        assert im.n_frames == MAX_FRAMES
+        levels = []
+        for k in (0, MAX_FRAMES - 1):
+            im.seek(k)
+            levels.append(im.convert("L").getpixel((0, 0)))
+    assert levels == [1, epochs]
