@@ -3,6 +3,7 @@
 import { fetchJSON } from "../common.js";
 
 const POLL_MS = 2000;
+const TAIL_MS = 30000;  // reads on for this long after the run stops: the worker logs its last lines after it reported
 const KEEP_CHARS = 256 * 1024;  // the page holds at most this much of the log; the download has all of it
 
 export class LogView {
@@ -11,10 +12,14 @@ export class LogView {
     this.end = null;  // the byte read to
     this.timer = null;
     this.busy = false;
+    this.again = false;  // a read asked for while one was under way: made when that one ends
   }
 
   async read() {
-    if (this.busy) return;
+    if (this.busy) {
+      this.again = true;
+      return;
+    }
     this.busy = true;
     try {
       const log = await fetchJSON(`/api/runs/${this.runId}/log${this.end === null ? "" : `?after=${this.end}`}`);
@@ -30,19 +35,33 @@ export class LogView {
       // the next poll tries again; a run page without its log still works
     } finally {
       this.busy = false;
+      if (this.again) {
+        this.again = false;
+        this.read();
+      }
     }
   }
 
-  // Called with each run JSON: polls while the run is active, and reads once more when it stops (its last lines).
+  // Called with each run JSON: polls while the run is active, and on for TAIL_MS once it stops (its last lines).
   follow(active) {
-    if (active && !this.timer) {
-      this.read();
-      this.timer = setInterval(() => this.read(), POLL_MS);
-    } else if (!active && (this.timer || this.end === null)) {
-      clearInterval(this.timer);
+    if (active) {
+      this.endTail();
+      if (!this.timer) {
+        this.read();
+        this.timer = setInterval(() => this.read(), POLL_MS);
+      }
+    } else if (this.timer || this.end === null) {
+      this.tailing = this.timer;
       this.timer = null;
       this.read();
+      this.tail = setTimeout(() => this.endTail(), TAIL_MS);
     }
+  }
+
+  endTail() {
+    clearTimeout(this.tail);
+    clearInterval(this.tailing);
+    this.tail = this.tailing = null;
   }
 
   get text() {
