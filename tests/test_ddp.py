@@ -115,3 +115,20 @@ def test_the_ranks_read_disjoint_shards_that_make_up_the_global_batch():
     assert len(one) == len(shards[0]) == len(shards[1]) == 5
     for (i, whole), (_, a), (_, b) in zip(one, *shards):
         assert len(a) == len(b) == 4 and torch.equal(torch.cat([a, b]), whole)  # global batch i, split in two
+
+
+def test_the_rank_killed_from_outside_is_the_cause_not_the_one_torchrun_stopped_after_it(tmp_path):
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    from trainer.worker import first_cause
+
+    def failure(rank: int, exitcode: int, timestamp: int) -> ProcessFailure:
+        f = ProcessFailure(local_rank=rank, pid=100 + rank, exitcode=exitcode, error_file=str(tmp_path / "none"))
+        f.timestamp = timestamp
+        return f
+
+    killed, stopped = failure(1, -signal.SIGKILL, 7), failure(0, -signal.SIGTERM, 7)  # torchrun's seconds tie
+    assert first_cause({0: stopped, 1: killed})[0] == 1
+    assert first_cause({0: failure(0, 1, 8), 1: failure(1, 1, 7)})[0] == 1  # two exits: the earlier
+    assert first_cause({0: failure(0, 1, 9), 1: failure(1, -signal.SIGTERM, 7)})[0] == 0  # an exit before a stop
+    assert first_cause({0: failure(0, -signal.SIGTERM, 7), 1: failure(1, -signal.SIGTERM, 7)})[0] == 0

@@ -297,11 +297,27 @@ def train_ranks(args: argparse.Namespace, gpus: int, device: str) -> int:
     except SignalException as e:  # a stop: the ranks heard it too; rank 0 saved and reported
         log.info("stopped by %s; the ranks have ended", e.sigval.name)
     except ChildFailedError as e:
-        rank, failure = e.get_first_failure()
+        rank, failure = first_cause(e.failures)
         error, trace = rank_failure(rank, failure.exitcode, failure.signal_name(), failure.error_file_data)
         log.error("run %s failed: %s", args.run_id, error)
         return report_failure(args, error, trace, seq=_last_seq(args.run_dir / JOURNAL, args.attempt))
     return 0
+
+
+def first_cause(failures: dict) -> tuple[int, object]:
+    """The rank whose failure caused the others'. torchrun's own `get_first_failure` orders by a timestamp in whole
+    seconds, taken when it noticed the failure unless the rank wrote an error file: a rank killed from outside and the
+    rank torchrun then stopped with SIGTERM tie, and the tie went to rank 0. A signal other than SIGTERM came from
+    outside, so it is the cause; SIGTERM is torchrun's (or the user's) stop, so it is a cause only when nothing else is;
+    within each kind the earliest, then the lowest rank."""
+
+    def order(rank: int) -> tuple[int, int, int]:
+        f = failures[rank]
+        kind = 0 if f.exitcode < 0 and f.exitcode != -signal.SIGTERM else 2 if f.exitcode == -signal.SIGTERM else 1
+        return kind, f.timestamp, rank
+
+    rank = min(failures, key=order)
+    return rank, failures[rank]
 
 
 def rank_failure(rank: int, exitcode: int, signal_name: str, error_data: dict) -> tuple[str, str | None]:
