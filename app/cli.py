@@ -14,8 +14,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from app.db import make_engine
-    from app.limits import server_options
+    from app.storage.db import make_engine
+    from app.web.limits import server_options
     from app.main import create_app
     from app.settings import Settings
 

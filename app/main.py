@@ -20,18 +20,19 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import api, auth, export, history, journal, live, pages, sampling, sweep_api
-from app.auth import TokenMiddleware, is_loopback, redact_token_logs
-from app.db import make_engine, make_sessionmaker
-from app.executors.slurm import SlurmExecutor
-from app.guard import GuardMiddleware
-from app.animations import Animations
-from app.hub import Hub
-from app.limits import BodyLimitMiddleware, raise_open_files_limit
-from app.pages import templates
+from app.web import api, auth, export, live, pages, sampling, sweep_api
+from app.storage import history, journal
+from app.web.auth import TokenMiddleware, is_loopback, redact_token_logs
+from app.storage.db import make_engine, make_sessionmaker
+from app.runs.executors.slurm import SlurmExecutor
+from app.web.guard import GuardMiddleware
+from app.web.animations import Animations
+from app.runs.hub import Hub
+from app.web.limits import BodyLimitMiddleware, raise_open_files_limit
+from app.web.pages import templates
 from app.settings import Settings
-from app.study import Studies
-from app.supervisor import Supervisor
+from app.runs.study import Studies
+from app.runs.supervisor import Supervisor
 
 log = logging.getLogger("ganboard")
 VENDOR = "/static/vendor/"
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.animations = Animations()
         app.state.supervisor = Supervisor(settings, app.state.sessions, app.state.hub)
         # What workers wrote while the server was down: replayed while it serves; the supervisor leaves those runs alone
-        # until then (app/journal.py).
+        # until then (app/storage/journal.py).
         backlog = await run_in_threadpool(journal.Backlog, app.state.sessions, settings.runs_dir)
         await run_in_threadpool(history.refresh_all, app.state.sessions)
         await app.state.supervisor.start()
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="GANboard", summary="Launch and watch DCGAN training runs.", lifespan=lifespan, docs_url=None, redoc_url=None
     )
     app.add_middleware(BodyLimitMiddleware)
-    app.state.open_files = open_files  # for `ganboard serve`'s uvicorn options (app/limits.py)
+    app.state.open_files = open_files  # for `ganboard serve`'s uvicorn options (app/web/limits.py)
     if settings.token:
         app.add_middleware(TokenMiddleware, token=settings.token)
     # Added last, so it runs first: a request from a rebound name or another origin never reaches the token check.

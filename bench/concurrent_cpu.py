@@ -1,6 +1,6 @@
 """Concurrent CPU runs: two runs training at once, against one run alone, on one server that allows two.
 
-The CPU workers running share the cores as torch threads (`cpu_share` in app/supervisor.py): a run alone trains with
+The CPU workers running share the cores as torch threads (`cpu_share` in app/runs/supervisor.py): a run alone trains with
 every core, two at once with half each, told as they start and end. Each round trains one run alone, then two at once,
 and the script prints each run's images/s and the two runs' sum against the one alone: above 1, two at once get more
 done than one after the other. Run: `.venv/bin/python bench/concurrent_cpu.py [--steps 300] [--rounds 2]`.

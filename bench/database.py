@@ -2,7 +2,7 @@
 pages on a training run.
 
 - replay: a journal of `--steps` batch rows, `--rows` per message (a worker on the CPU sends ~8 rows every 250 ms), is
-  replayed into a fresh database (app/journal.py: parse, ingest, health rules, stored buckets): rows stored per second.
+  replayed into a fresh database (app/storage/journal.py: parse, ingest, health rules, stored buckets): rows stored per second.
 - first paint: a run of 200,000 steps written through the ORM (tests/browser/runs_in_db.py); what a run page waits for
   before it draws: the snapshot read in-process (the database's share: run, buckets, samples, checkpoints, machine),
   and through a real server, from opening `WS /ws/runs/<id>` to its first frame; median ms.
@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import select  # noqa: E402
 
 from app import json_view  # noqa: E402
-from app.db import Run, make_engine, make_sessionmaker  # noqa: E402
-from app.journal import replay  # noqa: E402
+from app.storage.db import Run, make_engine, make_sessionmaker  # noqa: E402
+from app.storage.journal import replay  # noqa: E402
 from tests.browser.runs_in_db import write_run  # noqa: E402
 from tests.databases import KINDS, fresh_database, postgres_missing  # noqa: E402
 from tests.harness import scratch_server  # noqa: E402

@@ -123,8 +123,8 @@ def database_deleted(runs: Path) -> None:
 
 def replay_speed(runs: Path) -> None:
     """The server's replay alone: a journal of 5,000 batch messages of 10 rows into a fresh database."""
-    from app.db import Run, make_engine, make_sessionmaker
-    from app.journal import replay
+    from app.storage.db import Run, make_engine, make_sessionmaker
+    from app.storage.journal import replay
     from trainer.journal import JournalWriter
     from trainer.protocol import ROW_COLUMNS, BatchMessage, StatusMessage
 

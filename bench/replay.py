@@ -2,7 +2,7 @@
 
 A run's journal of `--lines` lines (a running status, batches of `--rows` rows, completed) is written as a worker that
 trained on while the server was down leaves it (bench/database.py's `write_journal`), then:
-- replay: app/journal.py's `replay` alone, into a fresh SQLite file: lines/s;
+- replay: app/storage/journal.py's `replay` alone, into a fresh SQLite file: lines/s;
 - serve (`--serve`): a real server started on the runs folder: the time to its first answer to /api/runs, and to the
   run no longer `replaying` (before the start-up replay ran while the server served, the two were one).
 Run: `.venv/bin/python bench/replay.py [--lines 100000] [--rows 4] [--serve]`.
@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from app.db import Run, make_engine, make_sessionmaker  # noqa: E402
-from app.journal import replay  # noqa: E402
+from app.storage.db import Run, make_engine, make_sessionmaker  # noqa: E402
+from app.storage.journal import replay  # noqa: E402
 from bench.database import write_journal  # noqa: E402
 from tests.harness import free_port, start_server, wait_for  # noqa: E402
 from trainer.journal import JournalWriter  # noqa: E402

@@ -28,7 +28,7 @@ from sqlalchemy.pool import NullPool
 REPO = Path(__file__).resolve().parent.parent
 # Small enough that a run takes seconds on 2 CPU cores; no FID/KID (their last-epoch scoring takes seconds more).
 def page_messages(text: str | bytes) -> list[dict]:
-    """The messages of one frame a run page received: a snapshot, or a JSON array of live messages (app/hub.py)."""
+    """The messages of one frame a run page received: a snapshot, or a JSON array of live messages (app/runs/hub.py)."""
     data = json.loads(text)
     return data if isinstance(data, list) else [data]
 
@@ -127,7 +127,7 @@ def sqlite_url(runs_dir: Path) -> str:
 def start_server(runs_dir: Path, port: int | None = None, wait_path: str = "/api/runs", database_url: str | None = None,
                  replayed: bool = True, **env: str) -> Server:  # fmt: skip
     """A server on `runs_dir`, once it answers `wait_path`, and (`replayed`, where that is `/api/runs`) once it has
-    replayed the journals it found behind its database (app/journal.py replays them while it serves)."""
+    replayed the journals it found behind its database (app/storage/journal.py replays them while it serves)."""
     port = port or free_port()
     database_url = database_url or sqlite_url(runs_dir)
     log = (runs_dir.parent / f"server-{port}.log").open("ab")
@@ -138,7 +138,7 @@ def start_server(runs_dir: Path, port: int | None = None, wait_path: str = "/api
              "GANBOARD_DATA_ROOTS": json.dumps([str(runs_dir.parent)]), "GANBOARD_DATABASE_URL": database_url, **env},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    # The client drops a pooled connection idle for 1 s, before the server's keep-alive (5 s, app/limits.py) can close
+    # The client drops a pooled connection idle for 1 s, before the server's keep-alive (5 s, app/web/limits.py) can close
     # it under a request just sent: httpx's own default is the same 5 s, a race a slow server loses now and then.
     client = httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(keepalive_expiry=1))
 

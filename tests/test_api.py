@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from app.history import thinned
+from app.storage.history import thinned
 from tests.conftest import wait_for
 from trainer.protocol import ROW_COLUMNS
 

@@ -1,4 +1,4 @@
-"""The database itself (app/db.py) on each engine it runs on: a SQLite file and a PostgreSQL database (tests/databases.py).
+"""The database itself (app/storage/db.py) on each engine it runs on: a SQLite file and a PostgreSQL database (tests/databases.py).
 An older schema gains what was added since, run ids are never given twice, a database server that drops the server's
 connections (a restart, a failover) costs no request and no row, and a database URL that cannot work stops `ganboard
 serve` with the reason."""
@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from app import export
-from app.db import Checkpoint, Run, make_engine, make_sessionmaker
+from app.web import export
+from app.storage.db import Checkpoint, Run, make_engine, make_sessionmaker
 from app.settings import Settings
 from tests.browser.runs_in_db import write_run
 from trainer.protocol import ROW_COLUMNS, SYSTEM_FIELDS
@@ -64,7 +64,7 @@ def test_the_metric_and_system_columns_are_the_protocols(db_url):
 
 
 def test_run_ids_are_never_given_twice(db_url):
-    """SQLite: AUTOINCREMENT (app.db migrates an older table to it); PostgreSQL: the id's sequence never goes back."""
+    """SQLite: AUTOINCREMENT (app.storage.db migrates an older table to it); PostgreSQL: the id's sequence never goes back."""
     engine = make_engine(db_url)
     sessions = make_sessionmaker(engine)
     with sessions.begin() as s:

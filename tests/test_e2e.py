@@ -10,7 +10,7 @@ import pytest
 import torch
 from websockets.sync.client import connect
 
-from app.hub import PAGE_INTERVAL
+from app.runs.hub import PAGE_INTERVAL
 from tests.conftest import TINY, wait_for
 from tests.databases import KINDS
 from tests.harness import page_messages
@@ -68,7 +68,7 @@ def test_a_run_streams_metrics_and_samples_then_serves_its_checkpoint(server):
 
 
 def test_a_page_gets_at_most_one_frame_per_page_interval_and_every_step(server):
-    """The worker sends every 0.25 s; a page gets what was queued merged, at most once per PAGE_INTERVAL (app/hub.py).
+    """The worker sends every 0.25 s; a page gets what was queued merged, at most once per PAGE_INTERVAL (app/runs/hub.py).
     The bound holds however slow the machine: the n-th frame is sent no earlier than (n - 1) intervals after the first,
     which is sent after `before`."""
     run = server.create(epochs=1000)

@@ -91,7 +91,7 @@ def test_export_errors_name_the_problem(server):
 
 def test_sixty_gif_exports_at_once_all_get_it_and_the_api_still_answers(server, finished):
     """Issue 20: sixty exports of one run's GIF made sixty builds in the request thread pool and the API stopped
-    answering. Now they wait for one build off the pool (app/animations.py): every answer is the same GIF, and a plain
+    answering. Now they wait for one build off the pool (app/web/animations.py): every answer is the same GIF, and a plain
     GET sent while they wait is answered."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
@@ -123,7 +123,7 @@ LONG = 200_000
 @pytest.fixture(scope="module")
 def long_run(tmp_path_factory):
     """A completed run of LONG rows written straight into a SQLite file."""
-    from app.db import make_engine, make_sessionmaker
+    from app.storage.db import make_engine, make_sessionmaker
     from tests.browser.runs_in_db import write_run
 
     runs = tmp_path_factory.mktemp("long")
@@ -146,7 +146,7 @@ def peak_bytes(work) -> int:
 
 def test_downsampled_metrics_of_a_long_run_are_read_in_one_pass(long_run):
     """Before: every row was fetched into one list first (110 MiB traced for 200,000 rows here)."""
-    from app import history
+    from app.storage import history
 
     sessions, run_id = long_run
     with sessions() as s:
@@ -167,8 +167,8 @@ def test_the_tensorboard_zip_of_a_long_run_streams_as_its_rows_are_read(long_run
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
-    from app import export
-    from app.db import Metric
+    from app.web import export
+    from app.storage.db import Metric
     from tests.browser.runs_in_db import row
 
     sessions, run_id = long_run
@@ -203,8 +203,8 @@ def test_an_animation_of_a_long_run_holds_at_most_max_frames_from_the_first_grid
     frames in memory. Now at most MAX_FRAMES, evenly spaced, the first and the last grid among them."""
     from sqlalchemy import insert
 
-    from app.animations import MAX_FRAMES
-    from app.db import Sample, make_engine
+    from app.web.animations import MAX_FRAMES
+    from app.storage.db import Sample, make_engine
     from tests.browser.runs_in_db import write_run
     from trainer.protocol import SAMPLES_DIR, sample_name
 

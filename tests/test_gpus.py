@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from app import gpus, memory
+from app import gpus
+from app.runs import memory
 from tests.harness import start_server
 
 FAKE_SMI = """#!/bin/sh

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from app.supervisor import cpu_share
+from app.runs.supervisor import cpu_share
 from tests.harness import wait_for
 from trainer.config import TrainConfig
 from trainer.hardware import cpu_has_bf16, uses_bf16

@@ -1,4 +1,4 @@
-"""Health alerts (app/health.py, docs/health.md): the rules on synthetic rows, raising and clearing through ingest on a
+"""Health alerts (app/storage/health.py, docs/health.md): the rules on synthetic rows, raising and clearing through ingest on a
 real SQLite file and a PostgreSQL database, and the alerts real training provokes: D winning with a huge lr_d, and a
 non-finite loss from NaN weights (the run stops there, stores nothing non-finite and writes no checkpoint of the broken
 state)."""
@@ -11,9 +11,9 @@ import random
 import pytest
 import torch
 
-from app import health
-from app.db import Run, make_engine, make_sessionmaker
-from app.ingest import ingest
+from app.storage import health
+from app.storage.db import Run, make_engine, make_sessionmaker
+from app.storage.ingest import ingest
 from tests.conftest import TINY
 from tests.test_trainer import ListSink
 from trainer.config import TrainConfig

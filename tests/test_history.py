@@ -1,4 +1,4 @@
-"""The bucketed history (app/history.py) on a real SQLite file and a PostgreSQL database, against the same buckets
+"""The bucketed history (app/storage/history.py) on a real SQLite file and a PostgreSQL database, against the same buckets
 worked out in Python."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 
 from sqlalchemy import delete, func, insert, select, update
 
-from app import history
-from app.db import Metric, Run, make_engine, make_sessionmaker, metric_buckets
+from app.storage import history
+from app.storage.db import Metric, Run, make_engine, make_sessionmaker, metric_buckets
 from tests.browser.runs_in_db import row, write_run
 from tests.conftest import database
 from tests.databases import KINDS

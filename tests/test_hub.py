@@ -6,7 +6,7 @@ import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from app.hub import QUEUE_SIZE, RESYNC, Hub, frame
+from app.runs.hub import QUEUE_SIZE, RESYNC, Hub, frame
 
 
 def test_every_page_gets_the_same_encoded_text():

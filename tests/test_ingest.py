@@ -17,8 +17,8 @@ from websockets.sync.client import connect
 
 from sqlalchemy import func, select
 
-from app.db import Run, hash_token, make_engine, make_sessionmaker, metric_buckets
-from app.hub import QUEUE_SIZE, RESYNC, Hub
+from app.storage.db import Run, hash_token, make_engine, make_sessionmaker, metric_buckets
+from app.runs.hub import QUEUE_SIZE, RESYNC, Hub
 from tests.conftest import TINY
 from tests.databases import KINDS
 from tests.harness import page_messages
@@ -317,7 +317,7 @@ def stored_buckets(server, run_id: int) -> int:
 
 @ON_BOTH
 def test_a_page_reads_what_the_resumed_attempt_logged_not_what_it_replaced(server, fake_run):
-    """The buckets ingest stores (app/history.py) follow a resume: those past the checkpoint are dropped when the new
+    """The buckets ingest stores (app/storage/history.py) follow a resume: those past the checkpoint are dropped when the new
     attempt starts, and rebuilt from its rows, so a page never mixes the two attempts' values."""
     plan = {**RUNNING, "total_steps": 1_000, "total_epochs": 1, "batches_per_epoch": 1_000}
     with worker_socket(server, fake_run) as ws:

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 from websockets.sync.client import connect
 
-from app.db import Metric, Run, make_engine, make_sessionmaker
-from app.ingest import ingest
-from app.journal import replay
+from app.storage.db import Metric, Run, make_engine, make_sessionmaker
+from app.storage.ingest import ingest
+from app.storage.journal import replay
 from tests.harness import page_messages, start_server, wait_for
 from tests.test_worker_sink import rows
 from trainer.journal import JournalWriter

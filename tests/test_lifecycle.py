@@ -12,7 +12,7 @@ import time
 import pytest
 from websockets.sync.client import connect
 
-from app.db import Run, make_engine, make_sessionmaker
+from app.storage.db import Run, make_engine, make_sessionmaker
 from tests.harness import page_messages, start_server, wait_for
 
 

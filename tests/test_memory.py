@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.exits import describe_exit
+from app.runs.exits import describe_exit
 from trainer.config import TrainConfig
 from trainer.memory import estimate, parameter_counts
 from trainer.models import build_discriminator, build_generator

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from app.db import make_engine
+from app.storage.db import make_engine
 
 
 @pytest.fixture(scope="module")

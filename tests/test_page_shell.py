@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from app.pages import ROOT, module_graph
+from app.web.pages import ROOT, module_graph
 from tests.browser.runs_in_db import write_run
 from trainer.config import FIELD_GROUPS, RESUME_CHANGES
 from trainer.protocol import RESUMABLE
@@ -27,7 +27,7 @@ def test_the_module_graph_follows_imports_over_several_lines_and_folders(tmp_pat
     (tmp_path / "static" / "a" / "w.js").write_text("document.title = 'w';\n")
     (tmp_path / "static" / "a" / "x.js").write_text('import { z } from "../b/z.js";\nexport const x = 1, y = 2;\n')
     (tmp_path / "static" / "b" / "z.js").write_text("export const z = 3;\n")
-    monkeypatch.setattr("app.pages.ROOT", tmp_path)
+    monkeypatch.setattr("app.web.pages.ROOT", tmp_path)
     assert module_graph("/static/a/main.js") == ["/static/a/main.js", "/static/a/w.js", "/static/a/x.js", "/static/b/z.js"]
 
 

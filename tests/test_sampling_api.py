@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from app.sampling import _evict
+from app.web.sampling import _evict
 from tests.harness import TINY
 
 CELL = TINY["image_size"] + 2

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from app.paths import check_paths
+from app.storage.paths import check_paths
 from tests.conftest import REPO, TINY, free_port, start_server, wait_for
 
 TOKEN = "sésame, ouvre-toi"  # not ASCII on purpose
@@ -172,7 +172,7 @@ def test_non_ascii_credentials_are_compared_not_crashed_on(locked):
     assert anon.post("/login", data={"token": TOKEN}).status_code == 303
     assert anon.get("/api/runs").status_code == 200  # the cookie
     assert handshake(locked.url, "/ws/runs/1", {"Authorization": "Bearer ä"}) == 403
-    assert handshake(locked.url, "/ws/worker/1", {"Authorization": "Bearer ä"}) == 403  # app.live's own check
+    assert handshake(locked.url, "/ws/worker/1", {"Authorization": "Bearer ä"}) == 403  # app.web.live's own check
     assert "Traceback" not in server_log(locked)
 
 

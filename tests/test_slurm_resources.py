@@ -47,11 +47,11 @@ def test_a_job_its_time_limit_killed_without_a_report_is_requeued_then_left_inte
     from resume.pt while its `requeue` allows; after that, interrupted with the count in its error."""
     from functools import partial
 
-    from app.db import Run, make_engine, make_sessionmaker
-    from app.executors import Ended, Worker
-    from app.hub import Hub
+    from app.storage.db import Run, make_engine, make_sessionmaker
+    from app.runs.executors import Ended, Worker
+    from app.runs.hub import Hub
     from app.settings import Settings
-    from app.supervisor import Supervisor
+    from app.runs.supervisor import Supervisor
 
     runs = tmp_path / "runs"
     (runs / "1" / "checkpoints").mkdir(parents=True)

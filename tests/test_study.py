@@ -1,13 +1,13 @@
-"""The Optuna driver (app/study.py) against a real SQLite database, with the runs' progress written as ingest writes
+"""The Optuna driver (app/runs/study.py) against a real SQLite database, with the runs' progress written as ingest writes
 it and a supervisor that records what it is asked: fast checks of asking, pruning and the rebuild after a restart.
 tests/test_sweep_optuna.py does the same through the real server and real workers."""
 
 from __future__ import annotations
 
-from app.db import Run, Sample, Sweep, make_engine, make_sessionmaker
-from app.study import Studies
-from app.supervisor import transition
-from app.sweeps import SweepSpec
+from app.storage.db import Run, Sample, Sweep, make_engine, make_sessionmaker
+from app.runs.study import Studies
+from app.runs.supervisor import transition
+from app.runs.sweeps import SweepSpec
 from trainer.protocol import Status
 
 SPEC = SweepSpec(method="optuna", trials=3, parallel=1, axes={"lr_d": {"min": 1e-4, "max": 0.05, "log": True}},

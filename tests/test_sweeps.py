@@ -1,10 +1,10 @@
-"""The sweep spec and its expansion (app/sweeps.py): pure, no server."""
+"""The sweep spec and its expansion (app/runs/sweeps.py): pure, no server."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.sweeps import SweepError, SweepSpec, check_optuna, run_config, run_count, settings_list, settings_of
+from app.runs.sweeps import SweepError, SweepSpec, check_optuna, run_config, run_count, settings_list, settings_of
 
 
 def test_grid_takes_every_combination_once_per_seed_first_seeds_first():

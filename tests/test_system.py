@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import inspect, text
 
-from app.db import make_engine
+from app.storage.db import make_engine
 from tests.conftest import scratch_server, wait_for
 from tests.harness import page_messages
 from trainer.protocol import SystemMessage, parse_message

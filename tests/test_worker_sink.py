@@ -31,7 +31,7 @@ def rows(*steps: int) -> dict[str, list]:
 
 class FlakyServer:
     """Acknowledges what it receives, and drops every connection after `drop_every` messages. Like the real server, it
-    replays the run's journal before it accepts a connection (see app/journal.py)."""
+    replays the run's journal before it accepts a connection (see app/storage/journal.py)."""
 
     def __init__(self, drop_every: int, journal: Path | None = None, port: int | None = None):
         self.received: list[dict] = []

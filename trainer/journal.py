@@ -1,4 +1,4 @@
-"""Worker side of the journal (app/journal.py replays it): `runs/<id>/journal.jsonl`, each message appended, then sent.
+"""Worker side of the journal (app/storage/journal.py replays it): `runs/<id>/journal.jsonl`, each message appended, then sent.
 
 The worker writes it (`JournalWriter`), the server reads it back (`read_lines`, from a byte offset). A line is
 written with one `write()` on a file opened O_APPEND, so a worker killed -9 leaves every line it wrote in the page

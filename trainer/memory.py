@@ -1,4 +1,4 @@
-"""Trainer side of memory: what a config needs to train, from the layer shapes alone (no torch: app/memory.py asks).
+"""Trainer side of memory: what a config needs to train, from the layer shapes alone (no torch: app/runs/memory.py asks).
 
 The layer stacks mirror trainer/models.py; tests/test_memory.py checks the parameter counts against the real modules.
 The figure is an estimate that errs high: weights, gradients, both Adam moments and the temporaries of Adam's step in

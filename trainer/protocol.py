@@ -25,7 +25,7 @@ class Status(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"  # its worker was lost while the server was down
-    PRUNED = "pruned"  # a sweep's pruner stopped it early (app/study.py): cancelled, then marked so, with the reason
+    PRUNED = "pruned"  # a sweep's pruner stopped it early (app/runs/study.py): cancelled, then marked so, with the reason
 
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
@@ -320,5 +320,5 @@ class Ack(BaseModel):
 
     type: Literal["ack"] = "ack"
     seq: Positive
-    # A CPU worker's share of the cores now, as torch threads: it changes as CPU runs start and end (app/supervisor.py).
+    # A CPU worker's share of the cores now, as torch threads: it changes as CPU runs start and end (app/runs/supervisor.py).
     threads: Positive | None = None

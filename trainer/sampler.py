@@ -11,7 +11,7 @@ Modes:
 
 G and D run in eval mode (BatchNorm uses its running statistics), as the article's `generate()` does and as
 `ganboard sample` does; the training grids are drawn in training mode, so the same seed gives a close but not
-identical picture. The server runs this module (app/sampling.py) so that it never imports torch itself, as one warm
+identical picture. The server runs this module (app/web/sampling.py) so that it never imports torch itself, as one warm
 process (`--serve IDLE_SECONDS`, requests as JSON lines on stdin). A bad input exits with status 2 and one line on
 stderr that starts with "error: ".
 """
@@ -185,7 +185,7 @@ def _limits_error(args: argparse.Namespace) -> str | None:
 
 
 def serve(idle_seconds: float) -> int:
-    """The warm sampler the server keeps (app/sampling.py): one request per stdin line, the arguments of the command
+    """The warm sampler the server keeps (app/web/sampling.py): one request per stdin line, the arguments of the command
     line as a JSON list; one JSON line back on stdout, `{"wrote": [...]}` or `{"error": "..."}`. The torch import and
     the nets loaded stay warm between requests; it exits after `idle_seconds` without one, or when stdin closes."""
     nets = Nets()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from app import history
-from app.db import Metric, Run, make_engine, make_sessionmaker
+from app.storage import history
+from app.storage.db import Metric, Run, make_engine, make_sessionmaker
 from trainer.config import TrainConfig
 from trainer.protocol import ROW_COLUMNS, STATS
 

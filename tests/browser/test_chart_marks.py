@@ -4,7 +4,7 @@ around them: the FID being scored behind training, a Machine card with no sample
 
 from __future__ import annotations
 
-from app.db import Sample, make_engine, make_sessionmaker
+from app.storage.db import Sample, make_engine, make_sessionmaker
 from tests.browser.runs_in_db import write_run
 
 

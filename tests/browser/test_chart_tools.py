@@ -7,7 +7,7 @@ from __future__ import annotations
 from PIL import Image
 from sqlalchemy import update
 
-from app.db import Run, make_engine, make_sessionmaker
+from app.storage.db import Run, make_engine, make_sessionmaker
 from tests.browser.runs_in_db import write_run
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image
 from sqlalchemy import insert, update
 
-from app.db import Metric, Run, Sample, make_engine, make_sessionmaker
+from app.storage.db import Metric, Run, Sample, make_engine, make_sessionmaker
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.runs_in_db import write_run
 from tests.harness import TINY

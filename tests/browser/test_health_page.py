@@ -3,8 +3,8 @@ and advice on the run page, and a red line at its step on every chart; a cleared
 
 from __future__ import annotations
 
-from app.db import Alert, Run, make_engine, make_sessionmaker
-from app.health import KINDS
+from app.storage.db import Alert, Run, make_engine, make_sessionmaker
+from app.storage.health import KINDS
 from tests.browser.runs_in_db import write_run
 
 

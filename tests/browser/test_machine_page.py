@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import insert
 
-from app.db import SystemSample, make_engine, make_sessionmaker
+from app.storage.db import SystemSample, make_engine, make_sessionmaker
 from tests.browser.runs_in_db import write_run
 from trainer.config import TrainConfig
 

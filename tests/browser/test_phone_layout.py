@@ -10,7 +10,7 @@ import pytest
 
 from sqlalchemy import update
 
-from app.db import Run, make_engine, make_sessionmaker
+from app.storage.db import Run, make_engine, make_sessionmaker
 from tests.browser.runs_in_db import write_run
 from tests.browser.test_compare_page import stored_runs
 from tests.browser.test_health_page import add_alert

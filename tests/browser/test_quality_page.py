@@ -3,7 +3,7 @@ checkpoint with a badge and its label, and the FID legend says the resolution FI
 
 from __future__ import annotations
 
-from app.db import Checkpoint, Run, Sample, make_engine, make_sessionmaker
+from app.storage.db import Checkpoint, Run, Sample, make_engine, make_sessionmaker
 from tests.browser.runs_in_db import write_run
 from trainer.protocol import BEST
 

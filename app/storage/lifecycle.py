@@ -1,6 +1,6 @@
 """A run's lifecycle: `transition`, the one writer of `runs.status`, and `TransitionError`.
 
-Apart from the supervisor so that what stores a worker's final status (app/ingest.py, and through it the journal's
+Apart from the supervisor so that what stores a worker's final status (app/storage/ingest.py, and through it the journal's
 replay and the database-file guard) depends on the lifecycle only, never on the supervisor that starts workers.
 """
 
@@ -12,7 +12,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.db import Run, utcnow
+from app.storage.db import Run, utcnow
 from trainer.protocol import ENDED, Status, can_move
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def transition(session: Session, run: Run, new: Status, **fields) -> None:
         fields.update(running_since=None, ran_seconds=run.ran_seconds + ran, images_per_s=None, scoring=None)
         stop = {"attempt": run.attempt, "step": fields.get("step", run.step), "status": str(new)}
         fields["stops"] = [*(run.stops or []), stop]
-    if new in ENDED:  # an active run's error says why it was requeued (app/supervisor.py): this end has its own, or none
+    if new in ENDED:  # an active run's error says why it was requeued (app/runs/supervisor.py): this end has its own, or none
         fields["finished_at"] = now
         fields.setdefault("error", None)
     elif new == Status.QUEUED:

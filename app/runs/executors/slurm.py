@@ -30,9 +30,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from app.db import Run
-from app.executors import Ended, Launch, LaunchError, Pending, Running, Worker
-from app.executors.local import REPO
+from app.storage.db import Run
+from app.runs.executors import Ended, Launch, LaunchError, Pending, Running, Worker
+from app.runs.executors.local import REPO
 from app.settings import Settings, sbatch_option, slurm_mem, slurm_time
 
 log = logging.getLogger(__name__)

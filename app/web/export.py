@@ -31,11 +31,11 @@ from starlette.concurrency import run_in_threadpool
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
-from app.animations import encode, spaced
-from app.deps import RunId
-from app.db import Metric, Run, Sample, SystemSample
-from app.runfiles import NotInRun, note, open_in_run, regular_size
-from app.json_view import download_name
+from app.web.animations import encode, spaced
+from app.web.deps import RunId
+from app.storage.db import Metric, Run, Sample, SystemSample
+from app.storage.runfiles import NotInRun, note, open_in_run, regular_size
+from app.storage.json_view import download_name
 from trainer.protocol import METRICS, ROW_COLUMNS, SAMPLES_DIR
 
 router = APIRouter(prefix="/api/runs/{run_id}/export", tags=["export"])
@@ -105,7 +105,7 @@ class SampleFile(NamedTuple):
     run_dir: Path
 
     def open(self) -> BinaryIO:
-        """The grid, opened without following links (app/runfiles.py)."""
+        """The grid, opened without following links (app/storage/runfiles.py)."""
         return open_in_run(self.run_dir, SAMPLES_DIR, self.name)
 
 
@@ -177,7 +177,7 @@ def samples_zip(run_id: RunId, request: Request):
 @router.get("/samples.{fmt}", response_class=Response, responses={200: {"content": {"image/gif": {}, "image/webp": {}}}})
 async def samples_animation(run_id: RunId, fmt: Literal["gif", "webp"], request: Request, ms_per_epoch: int = 200):
     """The grids of every epoch as one animation (at most MAX_FRAMES, evenly spaced), the last frame held a little
-    longer; built once for everyone who asks for the same grids (app/animations.py)."""
+    longer; built once for everyone who asks for the same grids (app/web/animations.py)."""
     name = await run_in_threadpool(_run_name, request, run_id)
     files = spaced(await run_in_threadpool(_sample_files, request, run_id))
     key = (run_id, fmt, ms_per_epoch, *((f.name, *_identity(f)) for f in files))

@@ -10,10 +10,10 @@ import logging
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from app import ingest, journal, json_view
-from app.hub import PAGE_INTERVAL, RESYNC, frame
-from app.deps import RunId
-from app.db import Run, hash_token
+from app.storage import ingest, journal, json_view
+from app.runs.hub import PAGE_INTERVAL, RESYNC, frame
+from app.web.deps import RunId
+from app.storage.db import Run, hash_token
 from trainer import protocol
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ async def _until_closed(ws: WebSocket) -> None:
 @router.websocket("/ws/runs/{run_id}")
 async def page_socket(ws: WebSocket, run_id: RunId) -> None:
     """A snapshot (history bucketed, or only after `?after=S` for a page that reconnects), then live messages in frames
-    of the text the hub encoded once for every page (app/hub.py)."""
+    of the text the hub encoded once for every page (app/runs/hub.py)."""
     state = ws.app.state
     try:
         after = min(max(0, int(ws.query_params.get("after", 0))), 2**63 - 1)  # SQLite integers are 64-bit
@@ -101,7 +101,7 @@ async def page_socket(ws: WebSocket, run_id: RunId) -> None:
         sent_at = -PAGE_INTERVAL
         while True:
             queued = [await page.queue.get()]
-            await asyncio.sleep(sent_at + PAGE_INTERVAL - clock())  # at most one frame per PAGE_INTERVAL (app/hub.py)
+            await asyncio.sleep(sent_at + PAGE_INTERVAL - clock())  # at most one frame per PAGE_INTERVAL (app/runs/hub.py)
             while not page.queue.empty():
                 queued.append(page.queue.get_nowait())
             if page.stale or RESYNC in queued:  # it fell behind, or a replay stored what it missed: a fresh snapshot

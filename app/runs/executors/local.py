@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 from app import gpus
-from app.db import Run
-from app.executors import Ended, Launch, LaunchError, Running, Worker
-from app.exits import describe_exit
+from app.storage.db import Run
+from app.runs.executors import Ended, Launch, LaunchError, Running, Worker
+from app.runs.exits import describe_exit
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parent.parent.parent
+REPO = Path(__file__).resolve().parents[3]
 
 
 def is_our_worker(pid: int) -> bool:

@@ -1,5 +1,5 @@
 """The run's JSON view, read only: a run, its samples, checkpoints, alerts and machine samples as the API and the pages
-send them (the metric history: app/history.py). Worker messages are stored by app.ingest, never here.
+send them (the metric history: app/storage/history.py). Worker messages are stored by app.storage.ingest, never here.
 
 Every function here is synchronous and takes a Session; async callers run them in a thread.
 """
@@ -13,8 +13,8 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import history
-from app.db import Alert, Checkpoint, Run, Sample, SystemSample, sample_url
+from app.storage import history
+from app.storage.db import Alert, Checkpoint, Run, Sample, SystemSample, sample_url
 from trainer.protocol import SYSTEM_FIELDS, Status, checkpoint_label
 
 
@@ -33,7 +33,7 @@ def download_name(run_name: str, suffix: str) -> str:
 
 
 class AlertOut(BaseModel):
-    """A health alert (app/health.py): what is wrong in words, and what to try."""
+    """A health alert (app/storage/health.py): what is wrong in words, and what to try."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -117,7 +117,7 @@ class RunOut(BaseModel):
                             "are catching up with what its worker wrote while the server was down")
 
 
-replaying: set[int] = set()  # runs whose journal the start-up replay has not stored to its end yet (app/journal.py)
+replaying: set[int] = set()  # runs whose journal the start-up replay has not stored to its end yet (app/storage/journal.py)
 
 
 def run_json(run: Run) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Sweeps over HTTP: plan, create, list, get, cancel, resume and delete a whole sweep (`/api/sweeps`), and its page.
 
 A grid or random sweep stores all its runs at once, queued in order through the supervisor like any run; an Optuna
-sweep's runs are made by app/study.py as its trials are asked. A sweep's runs are ordinary runs with `sweep_id` set.
+sweep's runs are made by app/runs/study.py as its trials are asked. A sweep's runs are ordinary runs with `sweep_id` set.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from pydantic import BaseModel
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.deps import SessionDep, SweepId, body_error
-from app.db import Run, Sample, Sweep
-from app.memory import memory_error
-from app.pages import module_graph, templates
-from app.paths import PATH_FIELDS, path_error, resolved
-from app.json_view import UtcTime
-from app.supervisor import TransitionError
-from app.sweeps import SweepError, SweepSpec, check_optuna, loc_of, run_config, run_count, settings_list, settings_of
+from app.web.deps import SessionDep, SweepId, body_error
+from app.storage.db import Run, Sample, Sweep
+from app.runs.memory import memory_error
+from app.web.pages import module_graph, templates
+from app.storage.paths import PATH_FIELDS, path_error, resolved
+from app.storage.json_view import UtcTime
+from app.runs.supervisor import TransitionError
+from app.runs.sweeps import SweepError, SweepSpec, check_optuna, loc_of, run_config, run_count, settings_list, settings_of
 from trainer.config import TrainConfig
 from trainer.memory import estimate
 from trainer.protocol import ACTIVE, Status

@@ -30,14 +30,14 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from app.db import Checkpoint
+from app.storage.db import Checkpoint
 from app import gpus
-from app.deps import RunId, body_error, run_or_404
-from app.runfiles import RunFileResponse, open_in_run, regular_size
+from app.web.deps import RunId, body_error, run_or_404
+from app.storage.runfiles import RunFileResponse, open_in_run, regular_size
 from trainer.protocol import CHECKPOINTS_DIR
 
 router = APIRouter(prefix="/api/runs/{run_id}", tags=["sampling"])
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GENERATED_DIR = "generated"
 TIMEOUT_SECONDS = 300.0  # 512 images at 96x96 take well under a minute on 2 CPU cores
 IDLE_SECONDS = 120.0  # the warm sampler exits after this long without a request

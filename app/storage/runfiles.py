@@ -25,7 +25,7 @@ from typing import BinaryIO
 from fastapi.responses import FileResponse
 from starlette.types import Receive, Scope, Send
 
-from app.db import utcnow
+from app.storage.db import utcnow
 from trainer.protocol import WORKER_LOG, is_plain_name
 
 log = logging.getLogger(__name__)

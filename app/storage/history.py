@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Select, delete, func, insert, literal, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import BUCKET_AGGREGATES, Metric, Run, metric_buckets
+from app.storage.db import BUCKET_AGGREGATES, Metric, Run, metric_buckets
 from trainer.protocol import METRICS, ROW_COLUMNS, STATS
 
 MAX_BUCKETS = 2000

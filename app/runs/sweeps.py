@@ -1,7 +1,7 @@
 """What a sweep is and which runs it makes: the spec people send, and its expansion into run settings.
 
 Pure: no database, no server. A grid takes every combination of the axes' values; random search draws `trials`
-settings; both repeat each setting once per seed. Optuna (app/study.py) asks its sampler for each trial's setting as
+settings; both repeat each setting once per seed. Optuna (app/runs/study.py) asks its sampler for each trial's setting as
 runs finish, from the same axes as distributions. Every run's config is validated here, before any run is stored, so
 a bad value is a 422 naming its axis and nothing half-made is left behind.
 """

@@ -25,10 +25,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from app.db import Run, Sample, Sweep
-from app.paths import resolved
-from app.supervisor import Supervisor, TransitionError, transition
-from app.sweeps import SweepError, SweepSpec, base_seed, is_int, run_config, settings_of
+from app.storage.db import Run, Sample, Sweep
+from app.storage.paths import resolved
+from app.runs.supervisor import Supervisor, TransitionError, transition
+from app.runs.sweeps import SweepError, SweepSpec, base_seed, is_int, run_config, settings_of
 from trainer.protocol import ACTIVE, Status
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db import Alert, Metric, Run, Sample
+from app.storage.db import Alert, Metric, Run, Sample
 
 D_WINDOW = 200  # steps D's outputs are averaged over
 D_FAKE_MAX, D_REAL_MIN = 0.05, 0.95

@@ -15,15 +15,16 @@ from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from sqlalchemy import delete, select
 
-from app import gpus, history, json_view
-from app.deps import RunId, SessionDep, body_error, run_or_404
-from app.db import Checkpoint, Run, Sample
-from app.executors.slurm import SlurmResources
-from app.memory import memory_error
-from app.paths import PATH_FIELDS, path_error, resolved
-from app.lifecycle import TransitionError
-from app.runfiles import NotInRun, RunFileResponse, note, open_in_run
-from app.json_view import RunOut, download_name
+from app import gpus
+from app.storage import history, json_view
+from app.web.deps import RunId, SessionDep, body_error, run_or_404
+from app.storage.db import Checkpoint, Run, Sample
+from app.runs.executors.slurm import SlurmResources
+from app.runs.memory import memory_error
+from app.storage.paths import PATH_FIELDS, path_error, resolved
+from app.storage.lifecycle import TransitionError
+from app.storage.runfiles import NotInRun, RunFileResponse, note, open_in_run
+from app.storage.json_view import RunOut, download_name
 from trainer.config import PRESETS, RESUME_CHANGES, TrainConfig, data_error, form_fields
 from trainer.protocol import ACTIVE, BEST, WORKER_LOG, Status
 from trainer.system import host_gpus
@@ -341,7 +342,7 @@ def machine(request: Request, session: SessionDep) -> dict[str, Any]:
 
 def _registered_file(request: Request, run_id: int, folder: str, name: str, known: bool) -> BinaryIO:
     """Only names the database holds are served, so `..`, slashes or absolute paths can never reach the disk; and only
-    as a regular file inside the run's folder, opened without following links (app/runfiles.py)."""
+    as a regular file inside the run's folder, opened without following links (app/storage/runfiles.py)."""
     if known:
         try:
             return open_in_run(request.app.state.settings.runs_dir / str(run_id), folder, name)

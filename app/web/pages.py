@@ -12,12 +12,12 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
-from app.deps import RunId, run_or_404
-from app.db import Run
+from app.web.deps import RunId, run_or_404
+from app.storage.db import Run
 from trainer.config import FIELD_GROUPS, RESUME_CHANGES
 from trainer.protocol import ACTIVE, BEST, LATEST, METRICS, RESUMABLE, RESUME, Status
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GUIDES = ROOT / "docs"
 templates = Jinja2Templates(directory=ROOT / "templates")
 router = APIRouter(include_in_schema=False)

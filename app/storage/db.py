@@ -29,7 +29,7 @@ class Base(DeclarativeBase):
 
 
 class Run(Base):
-    """A run. Its `status` and the fields that move with it are written by app.lifecycle.transition only."""
+    """A run. Its `status` and the fields that move with it are written by app.storage.lifecycle.transition only."""
 
     __tablename__ = "runs"
     __table_args__ = {"sqlite_autoincrement": True}  # an id is never given twice, even after the newest run is deleted
@@ -70,14 +70,14 @@ class Run(Base):
     executor: Mapped[str | None]  # where it trains: "local" (also when null: a run from before executors) or "slurm"
     job_id: Mapped[str | None]  # its current worker in that executor: a pid, a Slurm job id; null when there is none
     job_state: Mapped[str | None]  # what the executor says of that worker, e.g. "pending: Resources"
-    slurm: Mapped[dict | None] = mapped_column(JSON)  # a Slurm run's own job (app/executors/slurm.py SlurmResources)
+    slurm: Mapped[dict | None] = mapped_column(JSON)  # a Slurm run's own job (app/runs/executors/slurm.py SlurmResources)
     requeued: Mapped[int] = mapped_column(default=0)  # times it was requeued by itself after a time limit or preemption
     exit_code: Mapped[int | None]
     attempt: Mapped[int] = mapped_column(default=0)
     resume: Mapped[bool] = mapped_column(default=False)  # the next start continues from resume.pt
     token: Mapped[str | None]  # sha256 of the current worker's token (hash_token); kept so a restarted server accepts it
     error: Mapped[str | None]
-    # bytes of runs/<id>/journal.jsonl already replayed (app/journal.py); 64 bits, as every SQLite integer is
+    # bytes of runs/<id>/journal.jsonl already replayed (app/storage/journal.py); 64 bits, as every SQLite integer is
     journal_offset: Mapped[int | None] = mapped_column(BigInteger)
     # What people write about a run (PATCH /api/runs/{id}); never touched by the supervisor or a worker.
     tags: Mapped[list[str] | None] = mapped_column(JSON)
@@ -86,12 +86,12 @@ class Run(Base):
     # the run page marks them on its charts.
     restarts: Mapped[list[dict] | None] = mapped_column(JSON)
     # Where each attempt that trained ended, and how ([{"attempt", "step", "status"}]: cancelled, failed, interrupted,
-    # completed); written by app.lifecycle.transition, marked on the run page's charts beside the restarts.
+    # completed); written by app.storage.lifecycle.transition, marked on the run page's charts beside the restarts.
     stops: Mapped[list[dict] | None] = mapped_column(JSON)
     # Settings changed when it was resumed or extended: [{"at", "step", "epoch", "changed": {key: [old, new]}}]
     changes: Mapped[list[dict] | None] = mapped_column(JSON)
     archived: Mapped[bool] = mapped_column(default=False)  # hidden from the run list's default view, not deleted
-    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id"), index=True)  # the sweep that made it (app/sweeps.py)
+    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id"), index=True)  # the sweep that made it (app/runs/sweeps.py)
     alerts: Mapped[list[Alert]] = relationship(lazy="selectin", cascade="all, delete-orphan", passive_deletes=True)
 
     @property
@@ -139,13 +139,13 @@ class Run(Base):
 
 
 class Sweep(Base):
-    """A search over settings (app/sweeps.py): its runs are ordinary runs with `sweep_id` set, made in order."""
+    """A search over settings (app/runs/sweeps.py): its runs are ordinary runs with `sweep_id` set, made in order."""
 
     __tablename__ = "sweeps"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str]
-    spec: Mapped[dict] = mapped_column(JSON)  # app.sweeps.SweepSpec: method, base config, axes, seeds, trials
+    spec: Mapped[dict] = mapped_column(JSON)  # app.runs.sweeps.SweepSpec: method, base config, axes, seeds, trials
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     stopped: Mapped[bool] = mapped_column(default=False)  # cancelled: Optuna asks for no more trials until a resume
     pruned: Mapped[dict | None] = mapped_column(JSON)  # run id (str) -> why the pruner stopped it, until it is `pruned`
@@ -174,7 +174,7 @@ class Metric(Base):
 
 BUCKET_AGGREGATES = ("sum", "min", "max", "n")
 
-# A run's metric rows summed up per bucket of `width` steps (app/history.py keeps it in step with the rows), so a page
+# A run's metric rows summed up per bucket of `width` steps (app/storage/history.py keeps it in step with the rows), so a page
 # that opens a run of 200,000 steps reads ~1,600 rows instead of aggregating 200,000. Its columns follow STATS.
 metric_buckets = Table(
     "metric_buckets",
@@ -204,7 +204,7 @@ class Sample(Base):
 
 
 class Alert(Base):
-    """Something app.health found wrong with a run, in words. Open until `cleared_step`; one open alert per kind."""
+    """Something app.storage.health found wrong with a run, in words. Open until `cleared_step`; one open alert per kind."""
 
     __tablename__ = "alerts"
 

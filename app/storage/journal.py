@@ -30,9 +30,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from app import json_view as views
-from app.db import Run
-from app.ingest import RunDeleted, store
+from app.storage import json_view as views
+from app.storage.db import Run
+from app.storage.ingest import RunDeleted, store
 from trainer.journal import read_lines
 from trainer.protocol import JOURNAL, parse_message
 

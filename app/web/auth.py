@@ -2,8 +2,8 @@
 
 Every page, API route, download and page websocket then needs the token: as `Authorization: Bearer <token>` (API
 clients), as `?token=` (scripts), or as the HttpOnly, SameSite=Strict cookie the login form sets (browsers). The cookie
-is never sent on cross-site requests, and app.guard refuses unsafe requests from other origins in every mode. Workers
-authenticate their own socket with their per-run token (see app.live), which opens nothing else; they never see this
+is never sent on cross-site requests, and app.web.guard refuses unsafe requests from other origins in every mode. Workers
+authenticate their own socket with their per-run token (see app.web.live), which opens nothing else; they never see this
 token. `?token=` never reaches the log: RedactTokens masks it.
 """
 

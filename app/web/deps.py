@@ -11,7 +11,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
-from app.db import Run
+from app.storage.db import Run
 from trainer.protocol import MAX_INT
 
 

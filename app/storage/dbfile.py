@@ -10,7 +10,7 @@ The old keeper stays open until the server stops: SQLite's last connection on a 
 it closes, which would be the new file's WAL. It is closed after the new engine's connections, at shutdown.
 
 A database server (PostgreSQL) keeps its own files, and a server that goes away and comes back is a reconnection
-(app.db's `pool_pre_ping`), not a lost file: there is no file to guard, and `check` does nothing.
+(app.storage.db's `pool_pre_ping`), not a lost file: there is no file to guard, and `check` does nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import sessionmaker
 
-from app import journal
-from app.db import make_engine
+from app.storage import journal
+from app.storage.db import make_engine
 from trainer.files import atomic
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,10 @@
 """The supervisor: the queue of runs, and what a worker's life means for its run.
 
-A run's status changes only through `app.lifecycle.transition`. Every start of a run is a new attempt; a message or a
+A run's status changes only through `app.storage.lifecycle.transition`. Every start of a run is a new attempt; a message or a
 worker's end from an older attempt never changes a newer one. The tick and the API's actions (submit, cancel, resume)
 take turns on one lock, so a run is never started and cancelled at once.
 
-Where a worker runs is its executor's business (app/executors/): the supervisor asks one to launch, poll, stop and kill
+Where a worker runs is its executor's business (app/runs/executors/): the supervisor asks one to launch, poll, stop and kill
 it, and turns what it says into the run's status. Local workers are at most `max_concurrent`; a cluster queues its own
 jobs, and a run whose job waits there stays `queued` with the cluster's reason in `job_state`. Workers outlive a server
 restart: at start-up a run left `running` (or queued with a job) is re-attached to its worker by pid or job id, and
@@ -29,20 +29,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from app import gpus, journal
-from app.db import Checkpoint, Run, hash_token, utcnow
-from app.dbfile import DatabaseFile
-from app.runfiles import claim
-from app.executors import Ended, Executor, Launch, LaunchError, Pending, Running, Worker
-from app.executors.local import LocalExecutor
-from app.executors.slurm import SlurmExecutor
-from app.diskspace import Reserve, full_disk
+from app import gpus
+from app.storage import journal
+from app.storage.db import Checkpoint, Run, hash_token, utcnow
+from app.storage.dbfile import DatabaseFile
+from app.storage.runfiles import claim
+from app.runs.executors import Ended, Executor, Launch, LaunchError, Pending, Running, Worker
+from app.runs.executors.local import LocalExecutor
+from app.runs.executors.slurm import SlurmExecutor
+from app.runs.diskspace import Reserve, full_disk
 from app.gpus import PlacementError
-from app.hub import Hub
-from app.lifecycle import TransitionError, transition
-from app.paths import check_paths
+from app.runs.hub import Hub
+from app.storage.lifecycle import TransitionError, transition
+from app.storage.paths import check_paths
 from app.settings import Settings
-from app.json_view import replaying, run_json
+from app.storage.json_view import replaying, run_json
 from trainer.protocol import ACTIVE, CHECKPOINTS_DIR, CONFIG, RESUMABLE, RESUME, SAMPLES_DIR, WORKER_LOG, Status
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class Supervisor:
             self.executors["slurm"] = SlurmExecutor(settings)
         self.workers: dict[int, Worker] = {}  # by run id; at most one per run, reaped before the run starts again
         self.unreplayed: dict[int, float] = {}  # run id -> when its ended worker's journal replay first failed
-        self.reserve = Reserve(settings.runs_dir)  # app/diskspace.py
+        self.reserve = Reserve(settings.runs_dir)  # app/runs/diskspace.py
         self.lock = threading.Lock()  # the tick and the API's actions take turns
         self.dbfile = DatabaseFile(settings.database_url, sessions, settings.runs_dir)
         self.wakeup = asyncio.Event()
@@ -151,7 +152,7 @@ class Supervisor:
     def reconcile(self, only: int | None = None) -> None:
         """At start-up: re-attach the workers of runs left running, and the jobs of runs queued in a cluster; a run
         left running whose worker is gone is interrupted. A run whose journal is still being replayed waits (how it
-        ended may be in the lines to come): `reconcile(only=its id)` once its replay ends (app/journal.py Backlog)."""
+        ended may be in the lines to come): `reconcile(only=its id)` once its replay ends (app/storage/journal.py Backlog)."""
         with self.lock:
             for run_id in self._ids((Run.status == Status.RUNNING) | ((Run.status == Status.QUEUED) & Run.job_id.is_not(None))):
                 if (run_id == only) if only is not None else run_id not in replaying:
@@ -322,7 +323,7 @@ class Supervisor:
 
     def cpu_threads(self, run_id: int) -> int | None:
         """The torch threads run_id's worker should train with now, when it trains on the CPU (None on a GPU): its share
-        of the cores among the CPU workers running. A worker hears it with each acknowledgement (app/live.py)."""
+        of the cores among the CPU workers running. A worker hears it with each acknowledgement (app/web/live.py)."""
         on_cpu = self._on_cpu()
         return cpu_share(len(on_cpu)) if run_id in on_cpu else None
 

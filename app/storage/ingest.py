@@ -18,11 +18,11 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import health, history
-from app.runfiles import NotInRun, note, open_in_run, regular_size
-from app.db import Checkpoint, Metric, Received, Run, Sample, SystemSample, sample_url
-from app.json_view import alert_json, checkpoints_json, run_json, samples_json, system_json
-from app.lifecycle import TransitionError, transition
+from app.storage import health, history
+from app.storage.runfiles import NotInRun, note, open_in_run, regular_size
+from app.storage.db import Checkpoint, Metric, Received, Run, Sample, SystemSample, sample_url
+from app.storage.json_view import alert_json, checkpoints_json, run_json, samples_json, system_json
+from app.storage.lifecycle import TransitionError, transition
 from trainer.files import sha256_of
 from trainer.protocol import CHECKPOINTS_DIR, ROW_COLUMNS, SAMPLES_DIR, STATS, BatchMessage, EpochMessage, ScoreMessage
 from trainer.protocol import Status
@@ -49,7 +49,7 @@ def store(sessions: sessionmaker, run_id: int, run_dir: Path, messages: Sequence
     open pages. The checkpoint files the new ones name are hashed first, outside the transaction (no write lock held
     while files are read). Consecutive batches of one attempt are stored as one batch (one insert; the run's progress,
     its buckets and the health rules once): a replay of a long journal costs per transaction, not per line.
-    `journal_offset`: the byte of `journal.jsonl` these messages end at, stored with them (app/journal.py)."""
+    `journal_offset`: the byte of `journal.jsonl` these messages end at, stored with them (app/storage/journal.py)."""
     keys = [(m.attempt, m.seq) for m in messages]
     with sessions() as s:
         seen = _received(s, run_id, keys)
@@ -171,7 +171,7 @@ def _ingest(session: Session, run: Run, run_dir: Path, msg: WorkerMessage, diges
         transition(session, run, Status.RUNNING)  # a cluster's job started, and its worker said so before the tick saw it
     if isinstance(msg, StatusMessage) and current and run.status == Status.RUNNING:
         _status(session, run, msg)
-    if current:  # health alerts, from what was just stored (app/health.py)
+    if current:  # health alerts, from what was just stored (app/storage/health.py)
         out.extend({"type": "alert", "alert": alert_json(a)} for a in _check_health(session, run, msg))
     session.flush()
     out.append({"type": "run", "run": run_json(run)})

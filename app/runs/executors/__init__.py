@@ -5,8 +5,8 @@ started, tells how each of its workers is (pending, running or ended, with the r
 finishes its batch, saves a checkpoint and reports `cancelled`) and kills one. It never writes a run: the supervisor
 holds the queue and the lifecycle, and decides what each state means for the run.
 
-- `local` (app/executors/local.py): a subprocess of the server, one GPU each; the server's `max_concurrent` limits them.
-- `slurm` (app/executors/slurm.py): one `sbatch` job per attempt; the cluster queues them.
+- `local` (app/runs/executors/local.py): a subprocess of the server, one GPU each; the server's `max_concurrent` limits them.
+- `slurm` (app/runs/executors/slurm.py): one `sbatch` job per attempt; the cluster queues them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from app import gpus
-from app.db import Run
+from app.storage.db import Run
 
 
 class Pending(NamedTuple):
