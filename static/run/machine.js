@@ -9,12 +9,18 @@ const COLORS = { speed: "#2563eb", cpu: "#ea580c", rss: "#0d9488", gpu: "#9333ea
 const GPU_SERIES = [3, 4, 5];  // in the usage chart: hidden unless a sample has GPU values
 const fmt = (digits, unit = "") => (u, v) => (v === null || v === undefined ? "–" : `${v.toFixed(digits)}${unit}`);
 const range = (u, lo, hi) => uPlot.rangeNum(Math.min(0, lo ?? 0), hi ?? 1, 0.1, true);
+// One sample is one instant: uPlot widens a zero-width time range by "a day" counted in milliseconds, which in seconds
+// is 1,000 days (axis ticks 2027, 2028, 2029), before it asks this; a minute either side reads as what it is.
+function timeRange(u, lo, hi) {
+  const xs = u.data[0], first = xs[0], last = xs[xs.length - 1];
+  return xs.length && first === last ? [first - 60, last + 60] : [lo, hi];
+}
 
 function chart(box, axes, series) {
   const opts = {
     width: box.clientWidth,
     height: window.innerWidth < 600 ? 150 : 170,
-    scales: { x: { time: true }, ...Object.fromEntries(axes.map((a) => [a.scale, { range }])) },
+    scales: { x: { time: true, range: timeRange }, ...Object.fromEntries(axes.map((a) => [a.scale, { range }])) },
     axes: [themedAxis({ size: 50 }), ...axes.map((a) => themedAxis({ labelSize: 18, size: 50, ...a }))],
     cursor: { drag: { x: true, y: false }, points: { size: 6 } },
     legend: { live: true },

@@ -275,6 +275,7 @@ window.ganboard = {
   logText: () => log.text,
   imagesPerSecond: () => machine.imagesPerSecond(),
   machineSeriesShown: () => machine.usage.series.slice(1).map((s) => s.show),
+  machineSeconds: () => [machine.speed.scales.x.min, machine.speed.scales.x.max],
   status: () => (run ? run.status : null),
   dropConnection: () => socket.drop(),
   socket,

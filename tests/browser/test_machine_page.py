@@ -65,6 +65,16 @@ def test_images_per_second_comes_from_samples_of_one_attempt(server, page):
     assert "60 °C" in page.locator("#usage-chart .u-legend").text_content()
 
 
+def test_one_sample_spans_minutes_not_years(server, page):
+    """uPlot widened a zero-width time range to three years: the axis of a run with one sample read 2027, 2028, 2029."""
+    run_id = write_run(server.runs_dir, 100)
+    add_samples(server.runs_dir, run_id, 1, gpu=False)
+    page.goto(f"{server.url}/runs/{run_id}")
+    page.wait_for_function("window.ganboard && window.ganboard.machineCount() === 1")
+    lo, hi = page.evaluate("window.ganboard.machineSeconds()")
+    assert lo <= 1.7e9 <= hi and hi - lo <= 600, (lo, hi)
+
+
 def test_the_list_shows_the_machine_strip(server, page):
     page.goto(server.url + "/")
     strip = page.locator("#machine-strip")
