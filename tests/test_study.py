@@ -25,9 +25,9 @@ class Supervisor:
 
     def cancel(self, run_id):
         self.cancelled.append(run_id)
-        self._change(run_id, lambda s, run: transition(s, run, Status.CANCELLED))
+        self.change(run_id, lambda s, run: transition(s, run, Status.CANCELLED))
 
-    def _change(self, run_id, change):
+    def change(self, run_id, change):
         with self.sessions.begin() as s:
             change(s, s.get(Run, run_id))
 

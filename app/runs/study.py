@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
 
 from app.storage.db import Run, Sample, Sweep
 from app.storage.paths import resolved
 from app.runs.supervisor import Supervisor, TransitionError, transition
+from app.runs.ticker import every
 from app.runs.sweeps import SweepError, SweepSpec, base_seed, is_int, run_config, settings_of
 from trainer.protocol import ACTIVE, Status
 
@@ -94,19 +94,11 @@ class Studies:
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self._run())
+        self.task = asyncio.create_task(every(TICK_SECONDS, self.tick, "sweep driver"))
 
     async def stop(self) -> None:
         if self.task:
             self.task.cancel()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await run_in_threadpool(self.tick)
-            except Exception:
-                log.exception("sweep driver tick failed")
-            await asyncio.sleep(TICK_SECONDS)
 
     def tick(self) -> None:
         with self.sessions() as s:
@@ -165,7 +157,7 @@ class Studies:
                 reason = self._prune(s, live, sweep, run, epoch, score)
         if reason and run.status == Status.CANCELLED:
             try:
-                self.supervisor._change(run.id, lambda session, r: transition(session, r, Status.PRUNED, error=reason))
+                self.supervisor.change(run.id, lambda session, r: transition(session, r, Status.PRUNED, error=reason))
             except (LookupError, TransitionError) as e:
                 log.info("run %s: not marked pruned: %s", run.id, e)
             s.commit()  # ends this session's read snapshot, which predates the change

@@ -40,6 +40,7 @@ from app.runs.executors.slurm import SlurmExecutor
 from app.runs.diskspace import Reserve, full_disk
 from app.gpus import PlacementError
 from app.runs.hub import Hub
+from app.runs.ticker import every
 from app.storage.lifecycle import TransitionError, transition
 from app.storage.paths import check_paths
 from app.settings import Settings
@@ -126,7 +127,7 @@ class Supervisor:
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         await run_in_threadpool(self.reconcile)
-        self.task = asyncio.create_task(self._run())
+        self.task = asyncio.create_task(every(TICK_SECONDS, self.tick, "supervisor", self.wakeup))
 
     async def stop(self) -> None:
         """Stop supervising; the workers keep training and reconnect to the next server."""
@@ -136,18 +137,6 @@ class Supervisor:
     def poke(self) -> None:
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self.wakeup.set)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await run_in_threadpool(self.tick)
-            except Exception:
-                log.exception("supervisor tick failed")
-            try:
-                await asyncio.wait_for(self.wakeup.wait(), TICK_SECONDS)
-            except TimeoutError:
-                pass
-            self.wakeup.clear()
 
     def reconcile(self, only: int | None = None) -> None:
         """At start-up: re-attach the workers of runs left running, and the jobs of runs queued in a cluster; a run
@@ -208,7 +197,7 @@ class Supervisor:
                 worker.kill_at = time.monotonic() + self.settings.grace_seconds
 
         with self.lock:
-            return self._change(run_id, cancel)
+            return self.change(run_id, cancel)
 
     def stopping(self, run_id: int, attempt: int, step: int) -> None:
         """A cancelled worker heard the stop at `step` and saves now: its grace counts from here, not from the signal
@@ -231,7 +220,7 @@ class Supervisor:
                        requeued=0, **_changed(run, changes or {}))  # a person's Resume starts the requeues' count again
 
         with self.lock:
-            run = self._change(run_id, resume)
+            run = self.change(run_id, resume)
         self.poke()
         return run
 
@@ -248,7 +237,7 @@ class Supervisor:
                        **_changed(run, more))
 
         with self.lock:
-            run = self._change(run_id, extend)
+            run = self.change(run_id, extend)
         self.poke()
         return run
 
@@ -339,7 +328,7 @@ class Supervisor:
         with self.sessions() as s:
             return list(s.scalars(select(Run.id).where(*where).order_by(Run.id).limit(limit)))
 
-    def _change(self, run_id: int, change: Callable[[Session, Run], None]) -> Run:
+    def change(self, run_id: int, change: Callable[[Session, Run], None]) -> Run:
         """Apply `change` to one run in its own transaction, then tell its open pages."""
         with self.sessions.begin() as s:
             run = s.get(Run, run_id)
@@ -350,10 +339,10 @@ class Supervisor:
         return run
 
     def _try(self, run_id: int, change: Callable[[Session, Run], None]) -> bool:
-        """`_change` for the tick: a change that fails is logged and leaves the other runs' changes done. True when
+        """`change` for the tick: a change that fails is logged and leaves the other runs' changes done. True when
         it is done, or the run was deleted meanwhile (nothing left to change)."""
         try:
-            self._change(run_id, change)
+            self.change(run_id, change)
         except LookupError:
             return True
         except Exception:
