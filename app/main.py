@@ -20,19 +20,19 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.web import api, auth, export, live, pages, sampling, sweep_api
-from app.storage import history, journal
-from app.web.auth import TokenMiddleware, is_loopback, redact_token_logs
-from app.storage.db import make_engine, make_sessionmaker
 from app.runs.executors.slurm import SlurmExecutor
-from app.web.guard import GuardMiddleware
-from app.web.animations import Animations
 from app.runs.hub import Hub
-from app.web.limits import BodyLimitMiddleware, raise_open_files_limit
-from app.web.pages import templates
-from app.settings import Settings
 from app.runs.study import Studies
 from app.runs.supervisor import Supervisor
+from app.settings import Settings
+from app.storage import history, journal
+from app.storage.db import make_engine, make_sessionmaker
+from app.web import api, auth, export, live, pages, sampling, sweep_api
+from app.web.animations import Animations
+from app.web.auth import TokenMiddleware, is_loopback, redact_token_logs
+from app.web.guard import GuardMiddleware
+from app.web.limits import BodyLimitMiddleware, raise_open_files_limit
+from app.web.pages import templates
 
 log = logging.getLogger("ganboard")
 VENDOR = "/static/vendor/"

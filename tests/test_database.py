@@ -13,9 +13,9 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from app.web import export
-from app.storage.db import Checkpoint, Run, make_engine, make_sessionmaker
 from app.settings import Settings
+from app.storage.db import Checkpoint, Run, make_engine, make_sessionmaker
+from app.web import export
 from tests.browser.runs_in_db import write_run
 from trainer.protocol import ROW_COLUMNS, SYSTEM_FIELDS
 from tests.harness import free_port, start_server, wait_for

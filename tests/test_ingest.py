@@ -17,8 +17,8 @@ from websockets.sync.client import connect
 
 from sqlalchemy import func, select
 
-from app.storage.db import Run, hash_token, make_engine, make_sessionmaker, metric_buckets
 from app.runs.hub import QUEUE_SIZE, RESYNC, Hub
+from app.storage.db import Run, hash_token, make_engine, make_sessionmaker, metric_buckets
 from tests.conftest import TINY
 from tests.databases import KINDS
 from tests.harness import page_messages

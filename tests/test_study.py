@@ -4,10 +4,10 @@ tests/test_sweep_optuna.py does the same through the real server and real worker
 
 from __future__ import annotations
 
-from app.storage.db import Run, Sample, Sweep, make_engine, make_sessionmaker
 from app.runs.study import Studies
 from app.runs.supervisor import transition
 from app.runs.sweeps import SweepSpec
+from app.storage.db import Run, Sample, Sweep, make_engine, make_sessionmaker
 from trainer.protocol import Status
 
 SPEC = SweepSpec(method="optuna", trials=3, parallel=1, axes={"lr_d": {"min": 1e-4, "max": 0.05, "log": True}},

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.runs.supervisor import Supervisor, TransitionError, transition
+from app.runs.sweeps import SweepError, SweepSpec, base_seed, is_int, run_config, settings_of
+from app.runs.ticker import every
 from app.storage.db import Run, Sample, Sweep
 from app.storage.paths import resolved
-from app.runs.supervisor import Supervisor, TransitionError, transition
-from app.runs.ticker import every
-from app.runs.sweeps import SweepError, SweepSpec, base_seed, is_int, run_config, settings_of
 from trainer.protocol import ACTIVE, Status
 
 if TYPE_CHECKING:

@@ -30,21 +30,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from app import gpus
-from app.storage import journal
-from app.storage.db import Checkpoint, Run, hash_token, utcnow
-from app.storage.dbfile import DatabaseFile
-from app.storage.runfiles import claim
+from app.gpus import PlacementError
+from app.runs.diskspace import Reserve, full_disk
 from app.runs.executors import Ended, Executor, Launch, LaunchError, Pending, Running, Worker
 from app.runs.executors.local import LocalExecutor
 from app.runs.executors.slurm import SlurmExecutor
-from app.runs.diskspace import Reserve, full_disk
-from app.gpus import PlacementError
 from app.runs.hub import Hub
 from app.runs.ticker import every
+from app.settings import Settings
+from app.storage import journal
+from app.storage.db import Checkpoint, Run, hash_token, utcnow
+from app.storage.dbfile import DatabaseFile
+from app.storage.json_view import replaying, run_json
 from app.storage.lifecycle import TransitionError, transition
 from app.storage.paths import check_paths
-from app.settings import Settings
-from app.storage.json_view import replaying, run_json
+from app.storage.runfiles import claim
 from trainer.protocol import ACTIVE, CHECKPOINTS_DIR, CONFIG, RESUMABLE, RESUME, SAMPLES_DIR, WORKER_LOG, Status
 
 log = logging.getLogger(__name__)

@@ -19,10 +19,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.storage import health, history
-from app.storage.runfiles import NotInRun, note, open_in_run, regular_size
 from app.storage.db import Checkpoint, Metric, Received, Run, Sample, SystemSample, sample_url
 from app.storage.json_view import alert_json, checkpoints_json, run_json, samples_json, system_json
 from app.storage.lifecycle import TransitionError, transition
+from app.storage.runfiles import NotInRun, note, open_in_run, regular_size
 from trainer.files import sha256_of
 from trainer.protocol import CHECKPOINTS_DIR, ROW_COLUMNS, SAMPLES_DIR, STATS, BatchMessage, EpochMessage, ScoreMessage
 from trainer.protocol import Status

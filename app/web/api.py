@@ -16,15 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from sqlalchemy import delete, select
 
 from app import gpus
-from app.storage import history, json_view
-from app.web.deps import RunId, SessionDep, body_error, run_or_404
-from app.storage.db import Checkpoint, Run, Sample
 from app.runs.executors.slurm import SlurmResources
 from app.runs.memory import memory_error
-from app.storage.paths import PATH_FIELDS, path_error, resolved
-from app.storage.lifecycle import TransitionError
-from app.storage.runfiles import NotInRun, RunFileResponse, note, open_in_run
+from app.storage import history, json_view
+from app.storage.db import Checkpoint, Run, Sample
 from app.storage.json_view import RunOut, download_name
+from app.storage.lifecycle import TransitionError
+from app.storage.paths import PATH_FIELDS, path_error, resolved
+from app.storage.runfiles import NotInRun, RunFileResponse, note, open_in_run
+from app.web.deps import RunId, SessionDep, body_error, run_or_404
 from trainer.config import PRESETS, RESUME_CHANGES, TrainConfig, data_error, form_fields
 from trainer.protocol import ACTIVE, BEST, WORKER_LOG, Status
 from trainer.system import host_gpus

@@ -31,11 +31,11 @@ from starlette.concurrency import run_in_threadpool
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
+from app.storage.db import Metric, Run, Sample, SystemSample
+from app.storage.json_view import download_name
+from app.storage.runfiles import NotInRun, note, open_in_run, regular_size
 from app.web.animations import encode, spaced
 from app.web.deps import RunId
-from app.storage.db import Metric, Run, Sample, SystemSample
-from app.storage.runfiles import NotInRun, note, open_in_run, regular_size
-from app.storage.json_view import download_name
 from trainer.protocol import METRICS, ROW_COLUMNS, SAMPLES_DIR
 
 router = APIRouter(prefix="/api/runs/{run_id}/export", tags=["export"])

@@ -10,10 +10,10 @@ import logging
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from app.storage import ingest, journal, json_view
 from app.runs.hub import PAGE_INTERVAL, RESYNC, frame
-from app.web.deps import RunId
+from app.storage import ingest, journal, json_view
 from app.storage.db import Run, hash_token
+from app.web.deps import RunId
 from trainer import protocol
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
-from app.web.deps import RunId, run_or_404
 from app.storage.db import Run
+from app.web.deps import RunId, run_or_404
 from trainer.config import FIELD_GROUPS, RESUME_CHANGES
 from trainer.protocol import ACTIVE, BEST, LATEST, METRICS, RESUMABLE, RESUME, Status
 

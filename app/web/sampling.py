@@ -30,10 +30,10 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from app.storage.db import Checkpoint
 from app import gpus
-from app.web.deps import RunId, body_error, run_or_404
+from app.storage.db import Checkpoint
 from app.storage.runfiles import RunFileResponse, open_in_run, regular_size
+from app.web.deps import RunId, body_error, run_or_404
 from trainer.protocol import CHECKPOINTS_DIR
 
 router = APIRouter(prefix="/api/runs/{run_id}", tags=["sampling"])

@@ -16,14 +16,14 @@ from pydantic import BaseModel
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.web.deps import SessionDep, SweepId, body_error
-from app.storage.db import Run, Sample, Sweep
 from app.runs.memory import memory_error
-from app.web.pages import module_graph, templates
-from app.storage.paths import PATH_FIELDS, path_error, resolved
-from app.storage.json_view import UtcTime
 from app.runs.supervisor import TransitionError
 from app.runs.sweeps import SweepError, SweepSpec, check_optuna, loc_of, run_config, run_count, settings_list, settings_of
+from app.storage.db import Run, Sample, Sweep
+from app.storage.json_view import UtcTime
+from app.storage.paths import PATH_FIELDS, path_error, resolved
+from app.web.deps import SessionDep, SweepId, body_error
+from app.web.pages import module_graph, templates
 from trainer.config import TrainConfig
 from trainer.memory import estimate
 from trainer.protocol import ACTIVE, Status

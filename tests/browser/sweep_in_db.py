@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import insert, update
 
-from app.storage.db import Run, Sample, Sweep, make_engine, make_sessionmaker
 from app.runs.sweeps import SweepSpec
+from app.storage.db import Run, Sample, Sweep, make_engine, make_sessionmaker
 from tests.browser.runs_in_db import write_run
 
 EPOCHS = 5

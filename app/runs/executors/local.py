@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from app import gpus
-from app.storage.db import Run
 from app.runs.executors import Ended, Launch, LaunchError, Running, Worker
 from app.runs.exits import describe_exit
+from app.storage.db import Run
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]

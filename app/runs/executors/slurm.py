@@ -30,10 +30,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from app.storage.db import Run
 from app.runs.executors import Ended, Launch, LaunchError, Pending, Running, Worker
 from app.runs.executors.local import REPO
 from app.settings import Settings, sbatch_option, slurm_mem, slurm_time
+from app.storage.db import Run
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0  # squeue at most this often, however often the supervisor ticks
