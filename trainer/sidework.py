@@ -9,8 +9,8 @@ on. Three threads do the rest:
 - the FID thread: FID and KID of one epoch at a time, reported by a `ScoreMessage` whenever they are ready;
 - the writer (trainer/writer.py): the grid, checkpoint files and resume.pt, then the report, in order.
 
-On a CPU the scorer, the FID thread and the writer train nothing and share the cores with training: each runs one
-torch thread at a lower priority (`SIDE_NICE`), so training slows by about their share and never stops. When the scorer falls behind
+On a CPU the scorer and the FID thread train nothing and share the cores with training: each runs one torch thread at
+a lower priority (`SIDE_NICE`), so training slows by about their share and never stops. When the scorer falls behind
 (a GPU trains an epoch in milliseconds), an epoch's end that finds no free snapshot is not scored: its checkpoint, if
 one was due, goes with the next snapshot. The last epoch, and a stop, always wait for one.
 
@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -159,7 +158,7 @@ class SideWork:
             self.free.put(_Copy(st))
         self.side = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self.fixed_noise = st.fixed_noise
-        self.writer = Writer(setup=partial(_side_thread_setup, self.device))
+        self.writer = Writer()
         self.unreported: dict[str, Digest] = {}  # written by the writer, not reported yet (writer thread only)
         self.removed: list[str] = []
         self.due: tuple[str, str] | None = None  # a numbered checkpoint that found no free snapshot

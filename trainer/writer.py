@@ -19,9 +19,8 @@ Job = Callable[[], None]
 
 
 class Writer:
-    def __init__(self, size: int = QUEUE_SIZE, setup: Callable[[], None] | None = None):
-        """`setup` runs first on the writer's thread (the side work lowers its priority on a CPU)."""
-        self.size, self.setup = size, setup
+    def __init__(self, size: int = QUEUE_SIZE):
+        self.size = size
         self.jobs: deque[Job | None] = deque()  # a None job ends the thread
         self.running = False
         self.changed = threading.Condition()
@@ -64,8 +63,6 @@ class Writer:
             self.check()
 
     def _run(self) -> None:
-        if self.setup is not None:
-            self.setup()
         while True:
             with self.changed:
                 self.changed.wait_for(lambda: bool(self.jobs))
