@@ -92,8 +92,10 @@ export class MachineCard {
     for (const box of this.boxes) box.hidden = none && !this.active;
     this.speed.setData([time, this.imagesPerSecond()]);
     this.usage.setData([time, col("cpu_percent"), col("rss_mb"), col("gpu_util"), col("gpu_mem_mb"), col("gpu_temp_c")]);
+    // GPU series shown or hidden only after data: a series hidden and then data set in the same task (an ended run's
+    // empty card, then its snapshot) left uPlot's y scales at 0..1, and the CPU and memory lines above the chart.
     const gpu = this.samples.some((s) => s.gpu_util !== null && s.gpu_util !== undefined);
-    for (const i of GPU_SERIES) if (this.usage.series[i].show !== gpu) this.usage.setSeries(i, { show: gpu });
+    if (!none) for (const i of GPU_SERIES) if (this.usage.series[i].show !== gpu) this.usage.setSeries(i, { show: gpu });
     showLatestInLegend(this.speed);
     showLatestInLegend(this.usage);
   }

@@ -276,6 +276,7 @@ window.ganboard = {
   imagesPerSecond: () => machine.imagesPerSecond(),
   machineSeriesShown: () => machine.usage.series.slice(1).map((s) => s.show),
   machineSeconds: () => [machine.speed.scales.x.min, machine.speed.scales.x.max],
+  machineScales: () => Object.fromEntries(Object.entries(machine.usage.scales).map(([k, s]) => [k, [s.min, s.max]])),
   status: () => (run ? run.status : null),
   dropConnection: () => socket.drop(),
   socket,

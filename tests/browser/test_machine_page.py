@@ -39,6 +39,8 @@ def test_the_machine_card_draws_speed_and_usage_and_adds_live_samples(server, pa
     assert usage_shown(page) == [True, True, False, False, False]  # CPU, RSS; no GPU on this run
     legend = page.locator("#usage-chart .u-legend").text_content()
     assert "179%" in legend and "929 MB" in legend  # the newest values, with the cursor off the chart
+    ranges = page.evaluate("window.ganboard.machineScales()")  # drawn inside the chart (they were above a 0..1 axis)
+    assert 179 <= ranges["pct"][1] < 400 and 929 <= ranges["mb"][1] < 2000, ranges
 
     page.evaluate("""window.ganboard.feed({type: "system", attempt: 1, time: 1.7e9 + 150, step: 300, cpu_percent: 99,
                       rss_mb: 1000, gpu_util: null, gpu_mem_mb: null, gpu_temp_c: null})""")
@@ -73,6 +75,7 @@ def test_one_sample_spans_minutes_not_years(server, page):
     page.wait_for_function("window.ganboard && window.ganboard.machineCount() === 1")
     lo, hi = page.evaluate("window.ganboard.machineSeconds()")
     assert lo <= 1.7e9 <= hi and hi - lo <= 600, (lo, hi)
+    assert page.evaluate("window.ganboard.machineScales()")["pct"][1] >= 150
 
 
 def test_the_list_shows_the_machine_strip(server, page):
