@@ -10,7 +10,8 @@ export class LogView {
   constructor(runId, pre, empty) {
     Object.assign(this, { runId, pre, empty });
     this.end = null;  // the byte read to
-    this.timer = null;
+    this.timer = null;  // the poll while the run is active
+    this.tail = this.tailing = null;  // once it stopped: the timeout that ends the tail, and the poll it ends
     this.busy = false;
     this.again = false;  // a read asked for while one was under way: made when that one ends
   }

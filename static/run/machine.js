@@ -45,9 +45,9 @@ export class MachineCard {
     ], [
       { label: "CPU", scale: "pct", stroke: COLORS.cpu, value: fmt(0, "%") },
       { label: "RSS", scale: "mb", stroke: COLORS.rss, value: fmt(0, " MB") },
-      { label: "GPU", scale: "pct", stroke: COLORS.gpu, value: fmt(0, "%") },
-      { label: "GPU memory", scale: "mb", stroke: COLORS.gpuMem, value: fmt(0, " MB") },
-      { label: "GPU temp", scale: "pct", stroke: COLORS.temp, dash: [4, 3], value: fmt(0, " °C") },
+      { label: "GPU", scale: "pct", show: false, stroke: COLORS.gpu, value: fmt(0, "%") },
+      { label: "GPU memory", scale: "mb", show: false, stroke: COLORS.gpuMem, value: fmt(0, " MB") },
+      { label: "GPU temp", scale: "pct", show: false, stroke: COLORS.temp, dash: [4, 3], value: fmt(0, " °C") },
     ]);
   }
 
@@ -92,8 +92,9 @@ export class MachineCard {
     for (const box of this.boxes) box.hidden = none && !this.active;
     this.speed.setData([time, this.imagesPerSecond()]);
     this.usage.setData([time, col("cpu_percent"), col("rss_mb"), col("gpu_util"), col("gpu_mem_mb"), col("gpu_temp_c")]);
-    // GPU series shown or hidden only after data: a series hidden and then data set in the same task (an ended run's
-    // empty card, then its snapshot) left uPlot's y scales at 0..1, and the CPU and memory lines above the chart.
+    // GPU series (hidden until a sample has GPU values) shown or hidden only after data: a series hidden and then data
+    // set in the same task (an ended run's empty card, then its snapshot) left uPlot's y scales at 0..1, and the CPU
+    // and memory lines above the chart.
     const gpu = this.samples.some((s) => s.gpu_util !== null && s.gpu_util !== undefined);
     if (!none) for (const i of GPU_SERIES) if (this.usage.series[i].show !== gpu) this.usage.setSeries(i, { show: gpu });
     showLatestInLegend(this.speed);
