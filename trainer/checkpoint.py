@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,18 +57,24 @@ def link_or_copy(source: Path, target: Path) -> None:
             tmp.write_bytes(source.read_bytes())
 
 
-def host_copy(obj: Any, pinned: bool = False) -> Any:
+def host_copy(obj: Any, pinned: bool = False, copy: Callable[[torch.Tensor, torch.Tensor], Any] | None = None) -> Any:
     """`obj` (tensors in dicts, lists and tuples) with every tensor copied to contiguous CPU memory, so that training can
     go on changing the originals and the copies load anywhere, whatever memory format or device trained them.
 
     `pinned`: copy into pinned memory without waiting for the GPU; the copies are ready once the current stream has run
-    past this point (record an event after the call and synchronise on it before reading them)."""
+    past this point (record an event after the call and synchronise on it before reading them).
+    `copy(into, tensor)`: how each tensor goes into the fresh memory `into` (at once by default; trainer/resume_copy.py
+    leaves some for later)."""
     if isinstance(obj, torch.Tensor):
-        return torch.empty(obj.shape, dtype=obj.dtype, pin_memory=pinned).copy_(obj.detach(), non_blocking=pinned)
+        into = torch.empty(obj.shape, dtype=obj.dtype, pin_memory=pinned)
+        if copy is None:
+            return into.copy_(obj.detach(), non_blocking=pinned)
+        copy(into, obj)
+        return into
     if isinstance(obj, dict):
-        return {k: host_copy(v, pinned) for k, v in obj.items()}
+        return {k: host_copy(v, pinned, copy) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(host_copy(v, pinned) for v in obj)
+        return type(obj)(host_copy(v, pinned, copy) for v in obj)
     return obj
 
 

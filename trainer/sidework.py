@@ -1,8 +1,9 @@
 """What happens at an epoch's end, off the training thread: scores, the sample grid, checkpoints and the report.
 
-At an epoch's end the training thread only copies G and D into a free snapshot on the same device (on a GPU on a side
-stream, ordered by events: no host sync) and, when one is due, takes a host copy of the resume state; then it trains
-on. Three threads do the rest:
+At an epoch's end the training thread only starts two copies: G and D into a free snapshot on the same device and,
+when one is due, the resume state to the host. On a GPU they are queued on streams, ordered by events (no host sync);
+on a CPU the weights and Adam's moments are copied by a thread of their own, which the next optimiser step waits for
+(trainer/epoch_copies.py). Then it trains on. Three threads do the rest:
 
 - the scorer, in epoch order: SWD and diversity of the snapshot's G, the grid of the fixed noise, whether this epoch
   is the best so far; it hands a copy of G to the FID thread when FID/KID is due and that thread is free;
@@ -37,6 +38,7 @@ from PIL import Image
 
 from trainer.checkpoint import Digest, host_copy, remove, save_best, save_nets, save_resume, stale_copies
 from trainer.config import TrainConfig
+from trainer.epoch_copies import EpochCopies
 from trainer.evaluate import Evaluator
 from trainer.files import atomic
 from trainer.grid import grid_image
@@ -90,31 +92,26 @@ class _Copy:
 
     def __init__(self, st: TrainState):
         self.netg, self.netd = copy.deepcopy(st.netg), copy.deepcopy(st.netd)
-        self.ready: torch.cuda.Event | None = None
+        self.wait: Callable[[], None] = lambda: None  # on the thread that reads the copy, before it does
         self.epoch = self.step = 0
 
-    def fill(self, st: TrainState, side: torch.cuda.Stream | None) -> None:
+    def fill(self, st: TrainState, side: torch.cuda.Stream | None, copier: EpochCopies) -> None:
         pairs = [
             (mine, theirs)
             for net, into in ((st.netg, self.netg), (st.netd, self.netd))
             for mine, theirs in zip(into.state_dict().values(), net.state_dict().values())
         ]
-        if side is None:
-            with torch.no_grad():
-                torch._foreach_copy_([m for m, _ in pairs], [t for _, t in pairs])
+        if side is None:  # the weights on a thread of their own, before the next step (trainer/epoch_copies.py)
+            self.wait = copier.copy(pairs)
         else:  # after what training queued so far, and training's next step only after the copy read the weights
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side), torch.no_grad():
                 torch._foreach_copy_([m for m, _ in pairs], [t for _, t in pairs], non_blocking=True)
-                self.ready = torch.cuda.Event()
-                self.ready.record(side)
+                ready = torch.cuda.Event()
+                ready.record(side)
             torch.cuda.current_stream().wait_stream(side)
+            self.wait = lambda: torch.cuda.current_stream().wait_event(ready)  # the reader's stream, after the copy
         self.epoch, self.step = st.epoch, st.step
-
-    def wait(self) -> None:
-        """On the thread that reads the copy: its stream waits for the copy (a GPU), nothing to wait for on a CPU."""
-        if self.ready is not None:
-            torch.cuda.current_stream().wait_event(self.ready)
 
     def nets(self) -> tuple[dict, dict]:
         """G's and D's state_dicts on the host, to save."""
@@ -159,6 +156,7 @@ class SideWork:
         self.side = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self.fixed_noise = st.fixed_noise
         self.writer = Writer()
+        self.copier = EpochCopies(st)
         self.unreported: dict[str, Digest] = {}  # written by the writer, not reported yet (writer thread only)
         self.removed: list[str] = []
         self.due: tuple[str, str] | None = None  # a numbered checkpoint that found no free snapshot
@@ -194,12 +192,14 @@ class SideWork:
         if (copies or time.monotonic() - self.resumed_at >= self.cfg.save_seconds) and not (final or halted):
             resume = self._resume_job(st)  # at the end `finish` writes it, with the last epoch's best
         self.scorer_jobs.put(_EpochEnd(snap, copies, final, speed, train_seconds, resume))
+        self.copier.start()  # the copies' bulk, now that this thread has queued them all
 
     def stopped(self, st: TrainState) -> None:
         """Training stops inside an epoch: G and D as the snapshot pair named for where, and resume.pt."""
         self._raise()
         snap = self._take(st, wait=True)
         names = snapshot_checkpoint_names(st.epoch + 1, st.step)
+        self.copier.start()
         snap.wait()
         nets = snap.nets()
         self.free.put(snap)
@@ -216,6 +216,7 @@ class SideWork:
             self.fid_jobs.put(None)
             self.threads[1].join()
         self.writer.submit(self._resume_job(st))
+        self.copier.start()
         self.writer.flush()
         self._raise()
         out = {"checkpoints": list(self.unreported), "digests": self._digests(), "removed": self.removed}
@@ -223,6 +224,7 @@ class SideWork:
         return out
 
     def close(self) -> None:
+        self.copier.close()
         self.writer.close()
 
     def _take(self, st: TrainState, wait: bool) -> _Copy | None:
@@ -230,19 +232,17 @@ class SideWork:
             snap = self.free.get(block=wait)
         except queue.Empty:
             return None
-        snap.fill(st, self.side)
+        snap.fill(st, self.side, self.copier)
         return snap
 
     def _resume_job(self, st: TrainState) -> Callable[[], None]:
-        """A host copy of the resume state now (on a GPU asynchronously into pinned memory); the returned job, run on
-        the writer thread, writes it as resume.pt with the best as the scorer knows it then."""
-        state = host_copy(st.resume_state(), self.device.type == "cuda")
-        ready = _event(self.device)
+        """A host copy of the resume state now (trainer/epoch_copies.py: most of it finishes off this thread); the
+        returned job, run on the writer thread, writes it as resume.pt with the best as the scorer knows it then."""
+        copied = self.copier.resume_state()
         self.resumed_at = time.monotonic()
 
         def job() -> None:
-            if ready is not None:
-                ready.synchronize()
+            state = copied()
             state["best"] = self.best.state()  # which may be after the state's epoch: never a worse best
             self.unreported |= save_resume(self.checkpoints, state)
 
@@ -355,12 +355,3 @@ class SideWork:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.current_stream().synchronize()
-
-
-def _event(device: torch.device) -> torch.cuda.Event | None:
-    """A point on the GPU's timeline after what is queued now (None on a CPU, where copies are done when made)."""
-    if device.type != "cuda":
-        return None
-    event = torch.cuda.Event()
-    event.record()
-    return event
