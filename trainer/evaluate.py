@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 
 import torch
@@ -83,10 +82,11 @@ class Evaluator:
 
     @torch.no_grad()
     def measure(self) -> None:
-        """The cost model, on first use: Inception loaded and timed on a small batch (on a CPU with the thread's own
-        share of the cores; what it costs training is its CPU time spread over the cores training uses)."""
+        """The cost model, on first use: Inception loaded and timed on a small batch (on a CPU on the thread's one
+        torch thread). What loading and timing cost is charged to the budget too."""
         if self.unavailable or self.per_image is not None:
             return
+        start = self._clock()
         try:
             self.features = self.features or InceptionFeatures(self.device, self.fid_size)
         except FeaturesUnavailable as e:
@@ -98,6 +98,7 @@ class Evaluator:
         clock = self._clock()
         self.features(probe)
         self.per_image = self._since(clock) / PROBE_IMAGES
+        self.spent += self._since(start)
         log.info("FID/KID cost model: %.1f ms of training time per image", 1e3 * self.per_image)
 
     @torch.no_grad()
@@ -123,8 +124,10 @@ class Evaluator:
         return scores
 
     def _clock(self) -> float:
-        """On a GPU, FID costs training its wall time (they share the GPU); on a CPU, the scoring thread's CPU time
-        spread over the cores."""
+        """On a GPU, FID costs training its wall time (they share the GPU); on a CPU, the scoring thread's CPU time,
+        whole: training's threads meet at the end of every op, so a core's time taken from one of them is lost to all
+        of them. (Spread over the cores instead, FID cost quick-preset runs 14% against the 10% promised, measured
+        by `bench/run_efficiency.py --fid-pairs`; docs/quality.md.)"""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             return time.perf_counter()
@@ -134,7 +137,7 @@ class Evaluator:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             return time.perf_counter() - clock
-        return (time.thread_time() - clock) / len(os.sched_getaffinity(0))
+        return time.thread_time() - clock
 
     def _generate(self, netg: torch.nn.Module, count: int) -> torch.Tensor:
         """G in training mode, as for the sample grid; the same chunks every time (BatchNorm uses batch statistics)."""
