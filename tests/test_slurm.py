@@ -192,7 +192,8 @@ def cluster_job(server: Server, run_id: int) -> str | None:
 def test_a_run_its_time_limit_stops_is_requeued_from_its_checkpoint_as_often_as_it_asks(cluster):
     """Slurm's real time limit, 1 minute (its smallest; slurmctld enforces it within 30 s after): Slurm sends SIGTERM,
     the worker saves resume.pt and reports; the run is queued again as a new job that resumes from there (requeue 1).
-    The second time the limit ends it, it stays stopped with Slurm's reason, resumable."""
+    Then it is cancelled: that the second time limit leaves it stopped with Slurm's reason (not requeued again) is
+    tests/test_slurm_resources.py's, with Slurm's answers faked (waiting for it here cost CI another 1.5 minutes)."""
     r = cluster.client.post("/api/runs", json={"config": {**TINY, "epochs": 10_000}, "slurm": {"time": "1", "requeue": 1}})
     assert r.status_code == 201, r.text
     run_id = r.json()["id"]
@@ -208,11 +209,10 @@ def test_a_run_its_time_limit_stops_is_requeued_from_its_checkpoint_as_often_as_
     assert resumed_at > 0  # from the checkpoint its worker saved when Slurm's SIGTERM came
     wait_for(lambda: cluster.run(run_id)["step"] > resumed_at + 5, what="steps after the requeue")
 
-    done = cluster.wait_status(run_id, "cancelled", "interrupted", "failed", "completed", timeout=300)
+    cluster.client.post(f"/api/runs/{run_id}/cancel")
+    done = cluster.wait_status(run_id, "cancelled")
     final = wait_for(lambda: (r := cluster.run(run_id))["job_id"] is None and r, what="its second job reaped")
-    assert final["status"] in ("cancelled", "interrupted") and final["requeued"] == 1 and final["resumable"], final
-    assert "reached its time limit (state TIMEOUT" in final["error"] and "not requeued again, it was 1 of 1 times" in final["error"]
-    assert done["attempt"] == 2
+    assert final["requeued"] == 1 and final["resumable"] and done["attempt"] == 2, final
     steps = all_steps(cluster, run_id)
     assert steps == list(range(1, len(steps) + 1))  # every step stored once, across the two jobs
 
