@@ -63,7 +63,7 @@ def host_copy(obj: Any, pinned: bool = False, copy: Callable[[torch.Tensor, torc
 
     `pinned`: copy into pinned memory without waiting for the GPU; the copies are ready once the current stream has run
     past this point (record an event after the call and synchronise on it before reading them).
-    `copy(into, tensor)`: how each tensor goes into the fresh memory `into` (at once by default; trainer/resume_copy.py
+    `copy(into, tensor)`: how each tensor goes into the fresh memory `into` (at once by default; trainer/epoch_copies.py
     leaves some for later)."""
     if isinstance(obj, torch.Tensor):
         into = torch.empty(obj.shape, dtype=obj.dtype, pin_memory=pinned)

@@ -37,7 +37,8 @@ class EpochCopies:
         self.cpu = st.device.type == "cpu"
         self.queued: Pairs = []
         self.done: Future[None] = Future()  # when the queued copies are done
-        self.pending: list[Future] = []  # started and maybe not done; the training thread's own, as all but `wait`
+        self.pending: list[Future] = []  # started, maybe not done (this object is the training thread's; only the
+        # functions `copy` and `resume_state` return are for other threads)
         if self.cpu:
             for opt in (st.opt_g, st.opt_d):
                 opt.register_step_pre_hook(self._before_step)
