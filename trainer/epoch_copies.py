@@ -77,6 +77,8 @@ class EpochCopies:
         self._before_step()
 
     def _before_step(self, *_) -> None:
+        if not (self.queued or self.pending):
+            return  # every step but the first after an epoch's end
         self.start()
         wait(self.pending)
         self.pending = []
